@@ -1,0 +1,85 @@
+"""Model registry: every architecture the pipeline can prune, built by name.
+
+Contract shared by all registered factories (the pruning code relies on it):
+
+* signature ``factory(num_classes, in_channels=3, width=1.0, **kwargs) -> nn.Module``;
+* every conv is followed by BatchNorm (the importance criteria read BN scales);
+* the classifier is the *only* ``nn.Linear`` and therefore the last one in ``model.modules()``
+  order -- pruning finds it that way and never prunes its outputs (the class count).
+
+Importing this package imports the family modules so that they register themselves.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count times the width multiplier, at least 1 (so tiny widths still build)."""
+    return max(1, int(round(channels * width)))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a glob pattern, sorted."""
+    return MODELS.names(pattern)
+
+
+def get_classifier(model: nn.Module) -> nn.Linear:
+    """The classifier, i.e. the last ``nn.Linear`` in module order (see the module contract)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier")
+    return linears[-1]
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    width: float = 1.0,
+    pretrained: bool = False,
+    weights_dir: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model.
+
+    ``kwargs`` go to the family factory unchanged (e.g. ``small_input`` for ``mobilenet_v2``);
+    a factory that does not know a kwarg raises ``TypeError``, so typos do not pass silently.
+    ``pretrained`` loads torchvision ImageNet weights (new head; stem adapted to ``in_channels``);
+    it is only offered for the torchvision architectures and only at ``width == 1.0``, because
+    the checkpoints exist only for those shapes.
+    """
+    factory = MODELS.get(name)
+    if num_classes < 1 or in_channels < 1 or width <= 0:
+        raise ValueError(
+            f"bad model shape for {name!r}: num_classes={num_classes}, "
+            f"in_channels={in_channels}, width={width}"
+        )
+    if pretrained:
+        if name not in IMAGENET_WEIGHTS:
+            raise ValueError(
+                f"pretrained=True is not available for {name!r}: ImageNet weights exist only for "
+                f"{', '.join(sorted(IMAGENET_WEIGHTS))}"
+            )
+        if width != 1.0:
+            raise ValueError(
+                f"pretrained=True needs width=1.0 for {name!r} (got width={width}): "
+                "the ImageNet checkpoints exist only at full width"
+            )
+    model = factory(num_classes=num_classes, in_channels=in_channels, width=width, **kwargs)
+    if pretrained:
+        load_imagenet_weights(model, name, in_channels=in_channels, weights_dir=weights_dir)
+    return model
+
+
+# Family modules register into MODELS on import, so they must come after its definition.
+from . import cifar_resnet, imagenet, mobilenet, vgg  # noqa: E402,F401
+from .imagenet import IMAGENET_WEIGHTS, load_imagenet_weights  # noqa: E402
+
+__all__ = ["MODELS", "build_model", "get_classifier", "list_models", "scaled", "IMAGENET_WEIGHTS"]
