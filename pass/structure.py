@@ -270,8 +270,22 @@ class PruningSpace:
                 lo = mid
             else:
                 hi = mid - 1
-        final = counts(lo).astype(int)
-        return self._top_per_group(scores, final)
+        prefix = np.bincount(gid_sorted[:lo], minlength=len(self.groups)).astype(float)
+        # The next channel in the ranking may be an expensive one (a wide residual stream in a small net
+        # can cost >1% of the MACs alone); keep walking down the ranking and take every channel that still
+        # fits, so the budget is met tightly without ever overshooting it.
+        used = self.macs(np.maximum(floor, prefix))
+        for gi in gid_sorted[lo:]:
+            if budget - used <= 1e-3 * budget:
+                break
+            prefix[gi] += 1
+            cost = self.macs(np.maximum(floor, prefix))
+            if cost <= budget:
+                used = cost
+            else:
+                prefix[gi] -= 1
+        final = np.maximum(floor, prefix)
+        return self._top_per_group(scores, final.astype(int))
 
     def select_uniform(self, scores: Mapping[str, torch.Tensor], target: float) -> Structure:
         """Prune every group by (nearly) the same ratio, chosen so that MACs <= target.

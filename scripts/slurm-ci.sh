@@ -20,6 +20,7 @@
 #                                                       real /dev/nvidiaN if present)
 #   SLURM_CI_PARTITION  partition name                 (default debug)
 #   SLURM_CI_TIMEOUT    seconds to wait for idle node  (default 60)
+#   SLURM_CI_FORCE=1    overwrite an /etc/slurm/slurm.conf that this script did not write
 # The node may declare more CPUs/memory than the hardware has (SlurmdParameters=config_overrides),
 # so e.g. SLURM_CI_CPUS=8 lets rules with threads: 8 be scheduled on a 2-core runner.
 set -euo pipefail
@@ -98,6 +99,13 @@ write_conf() {
   local cpus mem gres_node="" gres_types=""
   cpus=$(detect_cpus); mem=$(detect_mem)
   [[ "$GPUS" =~ ^[0-5]$ ]] || die "SLURM_CI_GPUS must be 0..5 (got '$GPUS')"
+  [[ "$cpus" =~ ^[1-9][0-9]*$ ]] || die "SLURM_CI_CPUS must be a positive integer (got '$cpus')"
+  [[ "$mem" =~ ^[1-9][0-9]*$ ]] || die "SLURM_CI_MEM_MB must be a positive integer (got '$mem')"
+  [[ "$PARTITION" =~ ^[A-Za-z0-9_-]+$ ]] || die "SLURM_CI_PARTITION must be a plain name (got '$PARTITION')"
+  if [ -f "$CONF_DIR/slurm.conf" ] && ! grep -q '^# Written by scripts/slurm-ci.sh' "$CONF_DIR/slurm.conf" \
+     && [ "${SLURM_CI_FORCE:-0}" != 1 ]; then
+    die "$CONF_DIR/slurm.conf exists and was not written by this script (a real cluster?); refusing to overwrite it (SLURM_CI_FORCE=1 to override)"
+  fi
   if [ -e /dev/nvidia0 ]; then
     local i; for ((i = 0; i < GPUS; i++)); do
       [ -e "/dev/nvidia$i" ] || die "SLURM_CI_GPUS=$GPUS but /dev/nvidia$i does not exist"
@@ -124,6 +132,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SlurmdParameters=config_overrides
 ReturnToService=2
+# Reject at submission (instead of pending forever with Reason=PartitionConfig) jobs that ask
+# for more CPUs/memory/GPUs than the node declares.
+EnforcePartLimits=ALL
 # Finished jobs stay visible to squeue this long; Snakemake's squeue status mode needs >= 3x its
 # init interval and >= 180 s.
 MinJobAge=300
@@ -201,11 +212,11 @@ cmd_start() {
     log "start: slurmd -N $NODE"
     slurmd -N "$NODE" || fail_start "slurmd failed to start"
   fi
-  log "start: waiting up to ${TIMEOUT}s for node $NODE to be idle"
+  log "start: waiting up to ${TIMEOUT}s for node $NODE to be idle (SLURM_CI_TIMEOUT)"
   local deadline=$(( SECONDS + TIMEOUT )) st=""
   while :; do
     st=$(node_state)
-    [ "$st" = idle ] && break
+    [[ "$st" =~ ^(idle|mixed|allocated|completing)$ ]] && break
     daemon_alive slurmctld || fail_start "slurmctld died"
     daemon_alive slurmd || fail_start "slurmd died"
     if [[ "$st" =~ drain|inval|down ]] && [ $(( SECONDS - t0 )) -ge 10 ]; then
@@ -214,7 +225,7 @@ cmd_start() {
     [ "$SECONDS" -lt "$deadline" ] || fail_start "node $NODE not idle after ${TIMEOUT}s (state '${st:-?}')"
     sleep 0.2
   done
-  log "start: node $NODE idle after $(( SECONDS - t0 ))s"
+  log "start: node $NODE $st after $(( SECONDS - t0 ))s"
   timeout 5 sinfo -N -o '%N %P %T %c %m %G' >&2 || true
 }
 

@@ -1,0 +1,353 @@
+"""``passprune <stage>``: the one entry point every Snakemake rule calls.
+
+Stages: ``pretrain`` (dense model), ``search`` (a method's kept channels at a MACs target), ``finetune``
+(physical pruning, fine-tuning, evaluation), ``aggregate`` (summary.csv from metrics.json files),
+``report`` (tables and figures), ``track-init`` (MLflow store + study run, once before jobs fan out).
+Each stage takes its resolved settings as JSON (``--settings``), so Snakemake reruns a job when the
+settings that job depends on change, and writes its outputs atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import atomic_torch_save, atomic_write_json, provenance, read_json
+
+DEFAULT_DATA_ROOT = "data"
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def _settings(text: str) -> dict[str, Any]:
+    if text.startswith("@"):
+        return read_json(text[1:])
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--settings is not valid JSON ({err}); pass a JSON object or @file.json") from None
+
+
+def _setup(settings: dict, seed: int) -> torch.device:
+    from .engine import resolve_device
+
+    threads = settings.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    return resolve_device(settings.get("device", "auto"))
+
+
+def _data(settings: dict, dataset: str, seed: int):
+    from .data import load_dataset
+
+    d = settings.get("data", {})
+    return load_dataset(dataset, d.get("root", DEFAULT_DATA_ROOT), seed=seed, val_size=d.get("val_size", 0.1),
+                        train_subset=d.get("train_subset"), test_subset=d.get("test_subset"),
+                        image_size=d.get("image_size"), num_workers=d.get("num_workers", 0))
+
+
+def _model_kwargs(settings: dict, data) -> dict[str, Any]:
+    m = settings.get("model", {})
+    kw = {"num_classes": data.num_classes, "in_channels": data.in_channels, "width": m.get("width", 1.0)}
+    kw.update(m.get("kwargs", {}))
+    return kw
+
+
+def build(arch: str, kwargs: dict[str, Any], pretrained: bool = False, weights_dir: str | None = None):
+    from .models import build_model
+
+    return build_model(arch, pretrained=pretrained, weights_dir=weights_dir, **kwargs)
+
+
+def example_input(data) -> torch.Tensor:
+    return torch.zeros(1, data.in_channels, data.image_size, data.image_size)
+
+
+def load_dense(path: str | Path, device: torch.device = torch.device("cpu")):
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = build(ck["arch"], ck["model_kwargs"])
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device), ck
+
+
+def load_pruned(path: str | Path):
+    """Rebuild a pruned network from data: dense architecture + kept channels + weights (no pickle)."""
+    from .structure import prune_model
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = build(ck["arch"], ck["model_kwargs"])
+    prune_model(model, torch.zeros(ck["input_shape"]), ck["structure"])
+    model.load_state_dict(ck["state_dict"])
+    return model, ck
+
+
+def fingerprint(*parts: Any) -> str:
+    """Digest of what a training run depends on (settings, structure, starting weights' file)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _job_tags(a: argparse.Namespace, stage: str, **extra: Any) -> dict[str, Any]:
+    tags = {"stage": stage, "dataset": a.dataset, "arch": a.arch, "seed": a.seed}
+    tags.update({k: v for k, v in extra.items() if v is not None})
+    return tags
+
+
+# ----------------------------------------------------------------------------- stages
+def cmd_pretrain(a: argparse.Namespace) -> None:
+    from .engine import TrainConfig, evaluate, train
+    from .structure import count_macs_params, conv_linear_macs
+    from .tracking import JobRun
+
+    s = _settings(a.settings)
+    t0 = time.time()
+    device = _setup(s, a.seed)
+    data = _data(s, a.dataset, a.seed)
+    kw = _model_kwargs(s, data)
+    m = s.get("model", {})
+    model = build(a.arch, kw, pretrained=m.get("pretrained", False), weights_dir=m.get("weights_dir"))
+    cfg = TrainConfig.from_dict(s.get("train"))
+    out = Path(a.out)
+    tags = _job_tags(a, "pretrain", method="dense")
+    with JobRun(s.get("tracking"), f"{a.dataset}/{a.arch}/seed{a.seed}/dense", tags, s) as run:
+        res = train(model, data, cfg, device=device, seed=a.seed, checkpoint=out / "train_ckpt.pt",
+                    on_epoch=lambda r: run.log_metrics(r, r["epoch"]), desc=f"pretrain {a.arch}",
+                    fingerprint=fingerprint(a.dataset, a.arch, a.seed, s))
+        test = evaluate(model, data.test, device, cfg.eval_batch_size)
+        cpu = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
+        macs_tp, params = count_macs_params(cpu, example_input(data))
+        metrics = {
+            "stage": "pretrain", "dataset": a.dataset, "arch": a.arch, "seed": a.seed, "method": "dense",
+            "family": "dense", "target": 1.0, "top1": test["top1"], "top1_before_ft": test["top1"],
+            "val_top1": res.best_val_top1, "best_epoch": res.best_epoch, "macs": conv_linear_macs(cpu, example_input(data)),
+            "macs_tp": macs_tp, "params": params, "train_seconds": res.seconds, "history": res.history,
+            "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
+            "settings": s, "provenance": provenance(),
+        }
+        atomic_torch_save({"arch": a.arch, "model_kwargs": kw, "state_dict": cpu.state_dict(),
+                           "input_shape": list(example_input(data).shape)}, out / "model.pt")
+        metrics["wall_seconds"] = time.time() - t0
+        atomic_write_json(out / "metrics.json", metrics)
+        run.log_metrics({k: metrics[k] for k in ("top1", "val_top1", "macs", "params", "train_seconds")})
+    print(f"dense {a.arch} on {a.dataset}: test top1 {test['top1']:.2f}% (val {res.best_val_top1:.2f}%)")
+
+
+def cmd_search(a: argparse.Namespace) -> None:
+    from .methods import SearchContext, get_method
+    from .structure import PruningSpace
+    from .tracking import JobRun
+
+    s = _settings(a.settings)
+    t0 = time.time()
+    device = _setup(s, a.seed)
+    data = _data(s, a.dataset, a.seed)
+    spec = get_method(a.method)
+    options = spec.options(s.get("method_options"))
+    if a.source:
+        options["source"] = a.source
+    model, dense_ck = load_dense(a.dense)
+    sc = s.get("search", {})
+    space = PruningSpace(model, example_input(data), max_prune_frac=sc.get("max_prune_frac", 0.9))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tags = _job_tags(a, "search", method=a.method, target=a.target, family=spec.family)
+    with JobRun(s.get("tracking"), f"{a.dataset}/{a.arch}/seed{a.seed}/{a.method}/macs{a.target}/search", tags,
+                {"options": options, **s}) as run:
+        ctx = SearchContext(model=model, space=space, data=data, target=a.target, options=options, device=device,
+                            seed=a.seed, workdir=out, batch_size=sc.get("batch_size", 128),
+                            log=lambda m, step: run.log_metrics(m, step))
+        result = spec.fn(ctx)
+        seconds = time.time() - t0
+        space.validate(result.structure)
+        ratio = space.structure_macs_ratio(result.structure)
+        if not (a.target * 0.99 <= ratio <= a.target * 1.0 + 1e-9):
+            raise RuntimeError(f"{a.method} returned a structure at {ratio:.4f} of dense MACs; target {a.target} "
+                               "must be met within 1%: this is a bug in the method")
+        if result.weights_changed:
+            model_cpu = model.cpu().to(memory_format=torch.contiguous_format)
+            atomic_torch_save({**dense_ck, "state_dict": model_cpu.state_dict()}, out / "search_model.pt")
+        info = {k: v for k, v in result.info.items()}
+        search = {"method": a.method, "family": spec.family, "target": a.target, "macs_ratio": ratio,
+                  "search_seconds": seconds, "weights": "search_model.pt" if result.weights_changed else "dense",
+                  "options": options, "info": info, "provenance": provenance()}
+        atomic_write_json(out / "search.json", search)
+        structure = {"arch": a.arch, "dataset": a.dataset, "target": a.target, "method": a.method,
+                     "group_sizes": {g.id: g.size for g in space.groups}, "kept": result.structure}
+        atomic_write_json(out / "structure.json", structure)
+        run.log_metrics({"search_seconds": seconds, "macs_ratio": ratio,
+                         **{k: v for k, v in info.items() if isinstance(v, (int, float))}})
+        run.log_artifact(out / "structure.json")
+    print(f"{a.method} at {a.target}: {ratio:.4f} of dense MACs in {seconds:.1f}s")
+
+
+def cmd_finetune(a: argparse.Namespace) -> None:
+    from .engine import TrainConfig, evaluate, recalibrate_bn, train
+    from .metrics import interleaved_latency
+    from .structure import PruningSpace, conv_linear_macs, count_macs_params, prune_model
+    from .tracking import JobRun
+
+    s = _settings(a.settings)
+    t0 = time.time()
+    device = _setup(s, a.seed)
+    data = _data(s, a.dataset, a.seed)
+    search_dir = Path(a.search)
+    structure = read_json(search_dir / "structure.json")
+    search = read_json(search_dir / "search.json")
+    if structure["arch"] != a.arch:
+        raise SystemExit(f"structure {search_dir} is for {structure['arch']}, not {a.arch}")
+    dense, dense_ck = load_dense(a.dense)
+    start = dense
+    if search["weights"] != "dense" and not a.structure_only:
+        start, _ = load_dense(search_dir / search["weights"])
+    x0 = example_input(data)
+    kept = structure["kept"]
+    pruned = prune_model(copy.deepcopy(start).cpu().eval(), x0, kept).to(device)
+    space = PruningSpace(copy.deepcopy(dense).cpu(), x0)
+    ft = dict(s.get("train") or {})
+    recal = ft.pop("bn_recalibration_batches", 20)
+    cfg = TrainConfig.from_dict(ft)
+    method = a.label or search["method"]
+    out = Path(a.out)
+    tags = _job_tags(a, "finetune", method=method, target=a.target, family=search["family"], source=a.source_dataset)
+    with JobRun(s.get("tracking"), f"{a.dataset}/{a.arch}/seed{a.seed}/{method}/macs{a.target}", tags, s) as run:
+        raw_val = evaluate(pruned, data.val, device, cfg.eval_batch_size)
+        recalibrate_bn(pruned, data.train, device, recal, cfg.batch_size, a.seed)
+        before_val = evaluate(pruned, data.val, device, cfg.eval_batch_size)
+        before_test = evaluate(pruned, data.test, device, cfg.eval_batch_size)
+        res = train(pruned, data, cfg, device=device, seed=a.seed, checkpoint=out / "finetune_ckpt.pt",
+                    on_epoch=lambda r: run.log_metrics(r, r["epoch"]), desc=f"finetune {method}@{a.target}",
+                    fingerprint=fingerprint(a.dataset, a.arch, a.seed, s, kept, search["search_seconds"]))
+        test = evaluate(pruned, data.test, device, cfg.eval_batch_size)
+        p_cpu = copy.deepcopy(pruned).cpu().to(memory_format=torch.contiguous_format).eval()
+        d_cpu = copy.deepcopy(dense).cpu().eval()
+        macs = conv_linear_macs(p_cpu, x0)
+        dense_macs = conv_linear_macs(d_cpu, x0)
+        macs_tp, params = count_macs_params(p_cpu, x0)
+        dense_macs_tp, dense_params = count_macs_params(d_cpu, x0)
+        lat = s.get("latency", {})
+        latency = {}
+        if lat.get("enabled", True):
+            latency = interleaved_latency(d_cpu.to(device), p_cpu.to(device), tuple(x0.shape[1:]), device,
+                                          batch_sizes=tuple(lat.get("batch_sizes", [1, 64])),
+                                          repeats=lat.get("repeats", 20))
+            p_cpu, d_cpu = p_cpu.cpu(), d_cpu.cpu()
+        bs_main = max(lat.get("batch_sizes", [1, 64])) if latency else None
+        metrics = {
+            "stage": "finetune", "dataset": a.dataset, "arch": a.arch, "seed": a.seed, "method": method,
+            "family": search["family"], "target": a.target, "source": a.source_dataset,
+            "top1": test["top1"], "top1_before_ft": before_test["top1"], "val_top1": res.best_val_top1,
+            "val_top1_before_ft": before_val["top1"], "val_top1_before_ft_no_recal": raw_val["top1"],
+            "bn_recalibration_batches": recal, "best_epoch": res.best_epoch,
+            "macs": macs, "dense_macs": dense_macs, "macs_ratio": macs / dense_macs, "speedup_macs": dense_macs / macs,
+            "macs_tp": macs_tp, "params": params, "dense_params": dense_params, "dense_macs_tp": dense_macs_tp,
+            "speedup_latency": latency.get(f"speedup_latency_bs{bs_main}") if latency else None,
+            **latency, "device": str(device),
+            "search_seconds": search["search_seconds"], "finetune_seconds": res.seconds,
+            "search_info": {k: v for k, v in search.get("info", {}).items() if k != "history"},
+            "kept_channels": {g: len(v) for g, v in kept.items()}, "group_sizes": structure["group_sizes"],
+            "group_order": [g.id for g in space.groups], "history": res.history,
+            "settings": s, "provenance": provenance(),
+        }
+        atomic_torch_save({"arch": a.arch, "model_kwargs": dense_ck["model_kwargs"], "structure": kept,
+                           "state_dict": p_cpu.state_dict(), "input_shape": list(x0.shape)}, out / "model.pt")
+        metrics["wall_seconds"] = time.time() - t0
+        atomic_write_json(out / "metrics.json", metrics)
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    print(f"{method} at {a.target} on {a.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
+          f"({metrics['speedup_macs']:.2f}x MACs)")
+
+
+def cmd_aggregate(a: argparse.Namespace) -> None:
+    from .report.aggregate import aggregate
+
+    df = aggregate(a.inputs, a.out)
+    print(f"{len(df)} runs -> {a.out}")
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from .report.build import build_report
+
+    paths = build_report(a.summary, a.out, metrics_files=a.metrics)
+    print("reports written:\n  " + "\n  ".join(str(p) for p in paths))
+
+
+def cmd_track_init(a: argparse.Namespace) -> None:
+    from .tracking import init_study
+
+    try:
+        state = init_study(a.uri, a.experiment, a.study, a.state_file)
+        print(f"MLflow: experiment {a.experiment} (id {state['experiment_id']}), study run {state['parent_run_id']}")
+    except Exception as err:  # noqa: BLE001  (tracking must never stop the study)
+        print(f"[tracking] could not initialise MLflow at {a.uri}: {err}; jobs will still write their files",
+              file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- argument parsing
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="passprune", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="stage", required=True)
+
+    def job(name: str, fn, help_: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("--dataset", required=True)
+        q.add_argument("--arch", required=True)
+        q.add_argument("--seed", type=int, required=True)
+        q.add_argument("--settings", default="{}", help="resolved settings as JSON, or @file.json")
+        q.add_argument("--out", required=True, help="output folder")
+        q.set_defaults(fn=fn)
+        return q
+
+    job("pretrain", cmd_pretrain, "train the dense model")
+    q = job("search", cmd_search, "choose the kept channels at a MACs target")
+    q.add_argument("--method", required=True)
+    q.add_argument("--target", type=float, required=True, help="fraction of dense MACs to keep, in (0, 1]")
+    q.add_argument("--dense", required=True, help="dense model.pt")
+    q.add_argument("--source", default=None, help="PASS hypernetwork.pt of a source task (hypernetwork transfer)")
+    q = job("finetune", cmd_finetune, "prune physically, fine-tune, evaluate")
+    q.add_argument("--target", type=float, required=True)
+    q.add_argument("--dense", required=True, help="dense model.pt of this dataset")
+    q.add_argument("--search", required=True, help="search folder with structure.json and search.json")
+    q.add_argument("--label", default=None, help="method name to report (transfer runs)")
+    q.add_argument("--source-dataset", default=None, help="source task of a transferred structure")
+    q.add_argument("--structure-only", action="store_true",
+                   help="use only the kept channels from --search, starting from this dataset's dense weights")
+    q = sub.add_parser("aggregate", help="one tidy row per finished run -> summary.csv")
+    q.add_argument("inputs", nargs="+", help="metrics.json files")
+    q.add_argument("--out", required=True)
+    q.set_defaults(fn=cmd_aggregate)
+    q = sub.add_parser("report", help="tables and figures from summary.csv")
+    q.add_argument("--summary", required=True)
+    q.add_argument("--out", required=True, help="reports folder")
+    q.add_argument("--metrics", nargs="*", default=[], help="metrics.json files (per-group sparsity plot)")
+    q.set_defaults(fn=cmd_report)
+    q = sub.add_parser("track-init", help="create the MLflow store, experiment and study run once")
+    q.add_argument("--uri", required=True)
+    q.add_argument("--experiment", default="passprune")
+    q.add_argument("--study", default="study")
+    q.add_argument("--state-file", required=True)
+    q.set_defaults(fn=cmd_track_init)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
+        # Clear, one-line errors for bad input; the traceback is still there with PASSPRUNE_DEBUG=1.
+        import os
+
+        if os.environ.get("PASSPRUNE_DEBUG"):
+            raise
+        raise SystemExit(f"passprune {args.stage}: error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

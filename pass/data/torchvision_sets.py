@@ -1,0 +1,230 @@
+"""CIFAR-10/100 (in memory) and the fine-grained transfer sets (file-backed) via torchvision.
+
+CIFAR: torchvision only downloads and verifies (``_check_integrity``, the md5 of every batch file);
+the pickles are then read here directly into a uint8 ``(N, 3, 32, 32)`` tensor.  Why not keep
+torchvision's dataset object: it converts to HWC numpy + PIL per sample, which is exactly the slow
+path the in-memory :class:`~passprune.data.base.TensorSplit` avoids.
+
+Transfer sets (food101, dtd, flowers102, oxford_pets, stanford_cars) keep torchvision's dataset for
+file access and use the standard ImageNet recipe (RandomResizedCrop + flip / Resize + CenterCrop),
+ImageNet mean/std, default 224 px.  The validation split is always carved from the TRAINING data:
+food101 ``train``, oxford_pets ``trainval``, stanford_cars ``train``; for dtd (partition 1) and
+flowers102, which ship an official ``val``, train + val are MERGED first and val is then carved from
+the merge like everywhere else, so every dataset follows one protocol.  Official test = test.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .base import (
+    DATASETS,
+    DatasetNotFoundError,
+    DatasetSource,
+    folder_source,
+    imagenet_style_transforms,
+    tensor_source,
+)
+
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "load_cifar_tensors"]
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+
+# --------------------------------------------------------------------------------------------------
+# CIFAR
+# --------------------------------------------------------------------------------------------------
+def _read_cifar_pickles(folder: Path, files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    data, labels = [], []
+    for name in files:
+        with open(folder / name, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data.append(np.asarray(entry["data"], dtype=np.uint8))
+        labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    x = torch.from_numpy(np.vstack(data).reshape(-1, 3, 32, 32).copy())  # pickles are already CHW
+    return x, torch.as_tensor(labels, dtype=torch.int64)
+
+
+def load_cifar_tensors(
+    cls: type, root: str | Path, *, download: bool = True, name: str = "cifar10"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Load a torchvision CIFAR class's files into memory: ``(train_x, train_y, test_x, test_y, classes)``.
+
+    ``cls`` is ``torchvision.datasets.CIFAR10`` or ``CIFAR100``; its ``_check_integrity`` (md5 of
+    every batch) decides whether the files on disk are usable, otherwise it downloads them when
+    ``download`` is true.
+    """
+    root = Path(root)
+    probe = cls.__new__(cls)  # only for _check_integrity, which needs root + class attributes
+    probe.root = os.fspath(root)
+    folder = root / cls.base_folder
+    if not probe._check_integrity():
+        cause: BaseException | None = None
+        if download:
+            try:
+                cls(os.fspath(root), train=True, download=True)
+            except Exception as exc:
+                cause = exc
+        if cause is not None or not probe._check_integrity():
+            raise DatasetNotFoundError(
+                name,
+                [f"{folder}/ ({', '.join(f for f, _ in cls.train_list + cls.test_list)}, {cls.meta['filename']})"],
+                f"torchvision downloads it automatically with internet access "
+                f"({cls.__name__}(root, download=True), from {cls.url}); or download and extract "
+                f"{cls.filename} into {root}"
+                + (f"; the download attempt failed with: {cause!r}" if cause else ""),
+            ) from cause
+    tx, ty = _read_cifar_pickles(folder, [f for f, _ in cls.train_list])
+    vx, vy = _read_cifar_pickles(folder, [f for f, _ in cls.test_list])
+    with open(folder / cls.meta["filename"], "rb") as f:
+        classes = list(pickle.load(f, encoding="latin1")[cls.meta["key"]])
+    return tx, ty, vx, vy, classes
+
+
+@DATASETS.register("cifar10")
+def cifar10(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
+    """CIFAR-10: 50k train / 10k test, 10 classes, 3x32x32, in memory."""
+    from torchvision.datasets import CIFAR10
+
+    del num_workers
+    tx, ty, vx, vy, classes = load_cifar_tensors(CIFAR10, root, name="cifar10")
+    return tensor_source("cifar10", tx, ty, vx, vy, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                         class_names=classes, pad=4, image_size=image_size)
+
+
+@DATASETS.register("cifar100")
+def cifar100(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
+    """CIFAR-100: 50k train / 10k test, 100 fine classes, 3x32x32, in memory."""
+    from torchvision.datasets import CIFAR100
+
+    del num_workers
+    tx, ty, vx, vy, classes = load_cifar_tensors(CIFAR100, root, name="cifar100")
+    return tensor_source("cifar100", tx, ty, vx, vy, mean=CIFAR100_MEAN, std=CIFAR100_STD,
+                         class_names=classes, pad=4, image_size=image_size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Transfer sets
+# --------------------------------------------------------------------------------------------------
+def _targets(ds: Any) -> list[int]:
+    """Labels of a torchvision dataset without decoding any image (private attrs differ per class)."""
+    if isinstance(ds, torch.utils.data.ConcatDataset):
+        return [t for d in ds.datasets for t in _targets(d)]
+    if hasattr(ds, "_labels"):  # Food101, DTD, Flowers102, OxfordIIITPet
+        return [int(t) for t in ds._labels]
+    if hasattr(ds, "_samples"):  # StanfordCars
+        return [int(t) for _, t in ds._samples]
+    if hasattr(ds, "targets"):
+        return [int(t) for t in ds.targets]
+    raise TypeError(f"cannot read labels of {type(ds).__name__}")
+
+
+def _open(
+    name: str,
+    build: Callable[[bool], Any],
+    looked_in: list[Path],
+    how: str,
+    *,
+    download: bool,
+) -> Any:
+    """``build(download)`` with offline-first semantics and a helpful error."""
+    try:
+        return build(False)
+    except RuntimeError as exc:  # torchvision: "Dataset not found ..."
+        cause: BaseException = exc
+    if download:
+        try:
+            return build(True)
+        except Exception as exc:
+            cause = exc
+    raise DatasetNotFoundError(name, looked_in, f"{how}; torchvision said: {cause}") from cause
+
+
+def _classes(ds: Any) -> list[str]:
+    d = ds.datasets[0] if isinstance(ds, torch.utils.data.ConcatDataset) else ds
+    return [str(c) for c in d.classes]
+
+
+def load_transfer(
+    name: str, root: str | Path, *, image_size: int | None = None, num_workers: int = 0, download: bool = True
+) -> DatasetSource:
+    """Open one of the transfer sets; see the module docstring for the split protocol."""
+    from torchvision import datasets as D
+
+    root = Path(root)
+    r = os.fspath(root)
+    size = 224 if image_size is None else int(image_size)
+    if name == "food101":
+        looked = [root / "food-101" / "meta", root / "food-101" / "images"]
+        how = "torchvision downloads it with internet access (Food101(root, download=True), ~5 GB)"
+        train = _open(name, lambda d: D.Food101(r, split="train", download=d), looked, how, download=download)
+        test = D.Food101(r, split="test")
+    elif name == "dtd":
+        looked = [root / "dtd" / "dtd" / "images", root / "dtd" / "dtd" / "labels"]
+        how = "torchvision downloads it with internet access (DTD(root, download=True))"
+        tr = _open(name, lambda d: D.DTD(r, split="train", partition=1, download=d), looked, how, download=download)
+        train = torch.utils.data.ConcatDataset([tr, D.DTD(r, split="val", partition=1)])
+        test = D.DTD(r, split="test", partition=1)
+    elif name == "flowers102":
+        base = root / "flowers-102"
+        looked = [base / "jpg", base / "imagelabels.mat", base / "setid.mat"]
+        how = "torchvision downloads it with internet access (Flowers102(root, download=True))"
+        tr = _open(name, lambda d: D.Flowers102(r, split="train", download=d), looked, how, download=download)
+        train = torch.utils.data.ConcatDataset([tr, D.Flowers102(r, split="val")])
+        test = D.Flowers102(r, split="test")
+    elif name == "oxford_pets":
+        base = root / "oxford-iiit-pet"
+        looked = [base / "images", base / "annotations"]
+        how = "torchvision downloads it with internet access (OxfordIIITPet(root, download=True))"
+
+        def pets(split: str, d: bool = False) -> Any:
+            return D.OxfordIIITPet(r, split=split, target_types="category", download=d)
+
+        train = _open(name, lambda d: pets("trainval", d), looked, how, download=download)
+        test = pets("test")
+    elif name == "stanford_cars":
+        base = root / "stanford_cars"
+        looked = [base / "devkit" / "cars_meta.mat", base / "devkit" / "cars_train_annos.mat",
+                  base / "cars_train", base / "cars_test", base / "cars_test_annos_withlabels.mat"]
+        how = (
+            "MANUAL download required: torchvision's StanfordCars download is broken upstream (the "
+            "original Stanford URL is gone, so download=True cannot work). Obtain cars_train.tgz, "
+            "cars_test.tgz, car_devkit.tgz and cars_test_annos_withlabels.mat from a mirror (e.g. "
+            "Kaggle), extract them and arrange them as "
+            f"{base}/{{devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, cars_test/, "
+            "cars_test_annos_withlabels.mat}"
+        )
+        train = _open(name, lambda d: D.StanfordCars(r, split="train"), looked, how, download=False)
+        test = D.StanfordCars(r, split="test")
+    else:
+        raise KeyError(f"unknown transfer dataset {name!r}")
+    train_tf, eval_tf = imagenet_style_transforms(size)
+    return folder_source(
+        name, train, _targets(train), test, _targets(test),
+        train_transform=train_tf, eval_transform=eval_tf, image_size=size,
+        class_names=_classes(train), num_workers=num_workers,
+    )
+
+
+def _register_transfer(name: str, doc: str) -> None:
+    def factory(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
+        return load_transfer(name, root, image_size=image_size, num_workers=num_workers)
+
+    factory.__name__ = name
+    factory.__doc__ = doc
+    DATASETS.register(name)(factory)
+
+
+_register_transfer("food101", "Food-101: 101 classes, 75,750 train / 25,250 test (torchvision Food101).")
+_register_transfer("dtd", "DTD partition 1: 47 textures; train+val merged (3,760) / 1,880 test.")
+_register_transfer("flowers102", "Oxford Flowers-102: train+val merged (2,040) / 6,149 test.")
+_register_transfer("oxford_pets", "Oxford-IIIT Pet: 37 breeds (category labels), trainval 3,680 / test 3,669.")
+_register_transfer("stanford_cars", "Stanford Cars: 196 classes, 8,144 train / 8,041 test; manual download.")

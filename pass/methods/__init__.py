@@ -1,0 +1,80 @@
+"""Method registry: every method answers "dense model + data + MACs target -> kept channels".
+
+Fine-tuning, evaluation and reporting are shared, so methods differ only in what they choose. A method is
+a function ``fn(ctx: SearchContext) -> SearchResult`` registered with its option defaults; the config
+schema and the tests enumerate ``METHODS``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ..registry import Registry
+from ..structure import PruningSpace, Structure
+
+
+@dataclass
+class SearchContext:
+    model: nn.Module  # the trained dense model; methods that train (sparsity, PASS) work on it in place
+    space: PruningSpace  # built on ``model``
+    data: Any  # passprune.data.DataBundle
+    target: float  # fraction of dense MACs to keep
+    options: dict[str, Any]
+    device: torch.device
+    seed: int
+    workdir: Path  # where a method may save its own artefacts (PASS: hypernetwork + prompt) and checkpoints
+    batch_size: int = 128
+    log: Callable[[dict[str, float], int], None] = lambda metrics, step: None
+
+
+@dataclass
+class SearchResult:
+    structure: Structure
+    info: dict[str, Any] = field(default_factory=dict)  # search cost and method-specific facts
+    weights_changed: bool = False  # True when the method trained the dense weights (sparsity training)
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    fn: Callable[[SearchContext], SearchResult]
+    defaults: dict[str, Any]
+    family: str  # "pass", "pass-ablation", "baseline"
+    summary: str
+
+    def options(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        given = dict(given or {})
+        unknown = set(given) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"method {self.name!r} has no options {sorted(unknown)}; it takes {sorted(self.defaults)}")
+        return {**self.defaults, **given}
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def register_method(name: str, *, family: str, summary: str, **defaults: Any):
+    def deco(fn: Callable[[SearchContext], SearchResult]):
+        METHODS.register(name)(MethodSpec(name, fn, defaults, family, summary))
+        return fn
+
+    return deco
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    _load()
+    return METHODS.names(pattern)
+
+
+def get_method(name: str) -> MethodSpec:
+    _load()
+    return METHODS.get(name)
+
+
+def _load() -> None:
+    from . import importance, sparsity  # noqa: F401  (registration side effects)
+    from .passnet import search  # noqa: F401

@@ -1,0 +1,67 @@
+"""One-shot importance baselines: random, L1 (global and layer-uniform), first-order Taylor, FPGM.
+
+Scores come from Torch-Pruning's importance classes evaluated on our dependency groups (an importance is
+a callable from a group to per-channel scores); selection under the MACs budget is the shared
+``PruningSpace.select_global`` / ``select_uniform``. Torch-Pruning's default ``normalizer='mean'`` divides
+each group's scores by their mean, which is what makes a *global* ranking across groups meaningful.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+import torch_pruning as tp
+
+from . import SearchContext, SearchResult, register_method
+
+
+def group_scores(ctx: SearchContext, importance) -> dict[str, torch.Tensor]:
+    return {g.id: importance(g.tp_group).detach().float().cpu() for g in ctx.space.groups}
+
+
+@register_method("random", family="baseline", summary="uniformly random channel scores, global ranking")
+def random_method(ctx: SearchContext) -> SearchResult:
+    gen = torch.Generator().manual_seed(ctx.seed)
+    scores = {g.id: torch.rand(g.size, generator=gen) for g in ctx.space.groups}
+    return SearchResult(ctx.space.select_global(scores, ctx.target))
+
+
+@register_method("l1", family="baseline", summary="filter L1 norm (group-summed), global ranking", p=1)
+def l1_method(ctx: SearchContext) -> SearchResult:
+    scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
+    return SearchResult(ctx.space.select_global(scores, ctx.target))
+
+
+@register_method("l1_uniform", family="baseline",
+                 summary="filter L1 norm, the same pruning ratio in every group (Li et al. 2017)", p=1)
+def l1_uniform_method(ctx: SearchContext) -> SearchResult:
+    scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
+    return SearchResult(ctx.space.select_uniform(scores, ctx.target))
+
+
+@register_method("fpgm", family="baseline", summary="filter pruning via geometric median (He et al. 2019)", p=2)
+def fpgm_method(ctx: SearchContext) -> SearchResult:
+    scores = group_scores(ctx, tp.importance.FPGMImportance(p=ctx.options["p"]))
+    return SearchResult(ctx.space.select_global(scores, ctx.target))
+
+
+@register_method("taylor", family="baseline",
+                 summary="first-order Taylor |w * dL/dw| accumulated over training batches (Molchanov et al.)",
+                 batches=8)
+def taylor_method(ctx: SearchContext) -> SearchResult:
+    model = ctx.model.to(ctx.device)
+    model.eval()  # BN statistics stay those of the trained model; gradients still flow
+    model.zero_grad(set_to_none=True)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    t0, n = time.time(), 0
+    for i, (x, y) in enumerate(ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=False,
+                                                      generator=gen, device=ctx.device)):
+        if i >= ctx.options["batches"]:
+            break
+        F.cross_entropy(model(x), y).backward()  # gradients accumulate over batches
+        n += 1
+    scores = group_scores(ctx, tp.importance.GroupTaylorImportance())
+    model.zero_grad(set_to_none=True)
+    return SearchResult(ctx.space.select_global(scores, ctx.target),
+                        info={"taylor_batches": n, "gradient_seconds": time.time() - t0})

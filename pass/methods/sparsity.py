@@ -1,0 +1,81 @@
+"""Baselines that first *train* the dense model towards sparsity, then rank channels:
+network slimming (BN-scale L1), DepGraph's group-norm sparsity learning, and growing regularisation.
+
+The regularisers are Torch-Pruning's pruners' ``regularize`` (called after every backward pass of the
+shared training loop); the ranking and the exact MACs budget are ours, shared with every method. Because
+these methods change the dense weights, their search returns ``weights_changed=True`` and fine-tuning
+starts from the sparsified weights, as in the original methods. The sparsity-training epochs are search
+cost and are reported as such (fine-tuning gets the same budget as every other method).
+"""
+from __future__ import annotations
+
+import time
+
+import torch_pruning as tp
+
+from ..engine import TrainConfig, train
+from . import SearchContext, SearchResult, register_method
+from .importance import group_scores
+
+
+def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dict:
+    o = ctx.options
+    cfg = TrainConfig(epochs=o["epochs"], batch_size=ctx.batch_size, lr=o["lr"], schedule="cosine",
+                      weight_decay=0.0 if o["no_weight_decay"] else 5e-4, label_smoothing=0.0,
+                      max_steps_per_epoch=o.get("max_steps_per_epoch"))
+
+    def after_backward(model, step):
+        pruner.regularize(model)
+        if update_every and step % update_every == 0:
+            pruner.update_reg()  # GReg: the penalty grows on unimportant groups
+
+    t0 = time.time()
+    res = train(ctx.model, ctx.data, cfg, device=ctx.device, seed=ctx.seed, after_backward=after_backward,
+                checkpoint=ctx.workdir / "sparsity_ckpt.pt", desc="sparsity training",
+                fingerprint=repr((sorted(o.items()), ctx.target, ctx.seed, type(pruner).__name__)),
+                on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"]))
+    return {"sparsity_epochs": o["epochs"], "sparsity_seconds": time.time() - t0, "sparsity_val_top1": res.best_val_top1}
+
+
+def _ignored(ctx: SearchContext):
+    return [dict(ctx.model.named_modules())[ctx.space.classifier]]
+
+
+@register_method("bn_scale", family="baseline",
+                 summary="network slimming: L1 on BN scales during sparsity training, rank by |gamma| (Liu et al. 2017)",
+                 epochs=1, lr=0.01, reg=1e-4, no_weight_decay=False, max_steps_per_epoch=None)
+def bn_scale_method(ctx: SearchContext) -> SearchResult:
+    imp = tp.importance.BNScaleImportance()
+    info = {}
+    if ctx.options["epochs"] > 0:
+        pruner = tp.pruner.BNScalePruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
+                                         reg=ctx.options["reg"], ignored_layers=_ignored(ctx))
+        info = _sparsity_train(ctx, pruner)
+    scores = group_scores(ctx, imp)
+    return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
+
+
+@register_method("depgraph", family="baseline",
+                 summary="DepGraph: group-norm sparsity learning, then group L2 ranking (Fang et al. 2023)",
+                 epochs=1, lr=0.01, reg=5e-4, no_weight_decay=False, max_steps_per_epoch=None)
+def depgraph_method(ctx: SearchContext) -> SearchResult:
+    imp = tp.importance.GroupMagnitudeImportance(p=2)
+    pruner = tp.pruner.GroupNormPruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
+                                       reg=ctx.options["reg"], ignored_layers=_ignored(ctx))
+    info = _sparsity_train(ctx, pruner) if ctx.options["epochs"] > 0 else {}
+    scores = group_scores(ctx, imp)
+    return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
+
+
+@register_method("greg", family="baseline",
+                 summary="growing regularisation: an L2 penalty that grows on unimportant groups (Wang et al. 2021)",
+                 epochs=1, lr=0.01, reg=1e-4, delta_reg=1e-4, update_every=10, no_weight_decay=False,
+                 max_steps_per_epoch=None)
+def greg_method(ctx: SearchContext) -> SearchResult:
+    imp = tp.importance.GroupMagnitudeImportance(p=2)
+    pruner = tp.pruner.GrowingRegPruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
+                                        reg=ctx.options["reg"], delta_reg=ctx.options["delta_reg"],
+                                        ignored_layers=_ignored(ctx))
+    info = _sparsity_train(ctx, pruner, update_every=ctx.options["update_every"]) if ctx.options["epochs"] > 0 else {}
+    scores = group_scores(ctx, imp)
+    return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)

@@ -1,0 +1,13 @@
+"""Reporting: turn finished jobs' ``metrics.json`` files into ``summary.csv``, tables, figures and a README.
+
+Why a separate layer: the per-job files are the pipeline's ground truth, and everything a reader sees
+(tables, plots, README) is *derived* from them by these pure functions, so a report can always be rebuilt
+from the files alone.  The modules deliberately import neither torch nor the rest of ``passprune``, so
+a report can be regenerated on a laptop that only has pandas/matplotlib/seaborn/tabulate.
+
+* :mod:`passprune.report.aggregate` -- metrics.json files -> one tidy row per run (``summary.csv``).
+* :mod:`passprune.report.tables` -- mean ± std over seeds, as Markdown, LaTeX (booktabs) and CSV.
+* :mod:`passprune.report.figures` -- accuracy vs MACs, before/after fine-tuning, layer-wise kept ratio,
+  search cost (PNG + PDF).
+* :mod:`passprune.report.build` -- all of the above plus ``README.md`` into one reports folder.
+"""

@@ -1,0 +1,208 @@
+"""Collect finished jobs' ``metrics.json`` files into one tidy table (``summary.csv``).
+
+One row per run keeps every later step (tables, figures, ad-hoc pandas) a plain group-by.  Only scalar
+top-level keys become columns: nested values (training history, settings, provenance, per-group kept
+channels) do not fit a tidy row and stay in the per-run files, which the layer-wise figure reads directly.
+
+Malformed input is an error rather than a skipped row, because a silently missing run would bias the
+mean over seeds without anyone noticing.  The same reasoning rejects duplicate runs.
+
+The atomic-write helpers live here (not in :mod:`passprune.io`) so that the report layer does not import
+torch: a report must be rebuildable on a machine that only has the plotting stack.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+#: Columns every summary has, in this order (other scalar keys follow alphabetically).
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "dataset", "arch", "method", "family", "target", "seed", "source",
+    "top1_before_ft", "top1", "val_top1", "macs", "params",
+    "speedup_macs", "speedup_latency", "search_seconds",
+)
+
+#: Keys every metrics.json must carry (present and not null).
+REQUIRED_KEYS: tuple[str, ...] = (
+    "stage", "dataset", "arch", "seed", "method", "family", "target",
+    "top1", "top1_before_ft", "val_top1", "macs", "params",
+)
+
+#: Extra keys a pruned run (stage "finetune") must carry; a dense run gets fixed values instead.
+REQUIRED_FINETUNE_KEYS: tuple[str, ...] = ("speedup_macs", "search_seconds")
+
+#: What a dense (unpruned) row means for the comparison columns: it *is* the reference.
+DENSE_DEFAULTS: dict[str, Any] = {
+    "speedup_macs": 1.0, "speedup_latency": 1.0, "search_seconds": 0.0, "macs_ratio": 1.0, "source": None,
+}
+
+#: Identity of a run; two files with the same identity would be double-counted in the mean over seeds.
+RUN_KEY: tuple[str, ...] = ("dataset", "arch", "method", "target", "seed", "source")
+
+_NUMERIC_REQUIRED = ("seed", "target", "top1", "top1_before_ft", "val_top1", "macs", "params")
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` via a temporary file in the same folder and ``os.replace``.
+
+    Why: workflow managers judge a job by whether its output file exists; a crash halfway through a
+    write must never leave a truncated file that looks finished.  The temp file lives in the same folder
+    so the rename is atomic (same file system), and is removed if ``write`` fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 text (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+# ----------------------------------------------------------------------------- reading metrics.json
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _missing(metrics: dict[str, Any], keys: Iterable[str]) -> list[str]:
+    return [k for k in keys if metrics.get(k) is None]
+
+
+def load_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate one ``metrics.json`` (nested values kept).
+
+    Raises ``ValueError`` naming the file when it is not JSON, not a JSON object, lacks required keys
+    (missing or null), or has non-numeric values where numbers are required -- so a broken job is
+    reported by name instead of surfacing later as a NaN in a table.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        metrics = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(metrics).__name__}")
+    missing = _missing(metrics, REQUIRED_KEYS)
+    if metrics.get("stage") not in (None, "pretrain"):
+        missing += _missing(metrics, REQUIRED_FINETUNE_KEYS)
+    if missing:
+        raise ValueError(f"{path}: missing required keys {missing}")
+    bad = [k for k in _NUMERIC_REQUIRED
+           if isinstance(metrics[k], bool) or not isinstance(metrics[k], (int, float))]
+    if isinstance(metrics["seed"], float) and not bad:
+        if not float(metrics["seed"]).is_integer():
+            bad.append("seed")
+    if bad:
+        raise ValueError(f"{path}: non-numeric values for keys {bad}")
+    return metrics
+
+
+def is_dense(metrics: dict[str, Any]) -> bool:
+    """A dense run is the pretraining job (its metrics describe the unpruned reference model)."""
+    return metrics.get("stage") == "pretrain"
+
+
+def metrics_row(metrics: dict[str, Any], path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The scalar top-level keys of one run, with dense defaults and the guaranteed columns filled."""
+    row = {k: v for k, v in metrics.items() if _is_scalar(v)}
+    if is_dense(metrics):
+        for k, v in DENSE_DEFAULTS.items():
+            if row.get(k) is None:
+                row[k] = v
+    for col in SUMMARY_COLUMNS:
+        row.setdefault(col, None)
+    row["seed"] = int(row["seed"])
+    row["target"] = float(row["target"])
+    if path is not None:
+        row["metrics_file"] = str(path)
+    return row
+
+
+# ----------------------------------------------------------------------------- summary table
+def order_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Guaranteed columns first (stable layout for readers), then the rest alphabetically."""
+    for col in SUMMARY_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    rest = sorted(c for c in df.columns if c not in SUMMARY_COLUMNS and c != "metrics_file")
+    tail = ["metrics_file"] if "metrics_file" in df.columns else []
+    return df[list(SUMMARY_COLUMNS) + rest + tail]
+
+
+def sort_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Stable sort by (dataset, arch, target desc, method, seed); ties keep a fixed order by source.
+
+    Target descending puts the dense reference (target 1.0) first within each (dataset, arch).
+    """
+    key = df.assign(_source=df["source"].astype("object").where(df["source"].notna(), ""))
+    key = key.sort_values(["dataset", "arch", "target", "method", "seed", "_source"],
+                          ascending=[True, True, False, True, True, True], kind="mergesort")
+    return df.loc[key.index].reset_index(drop=True)
+
+
+def _check_duplicates(rows: Sequence[dict[str, Any]]) -> None:
+    seen: dict[tuple, str] = {}
+    for row in rows:
+        ident = tuple(row.get(k) for k in RUN_KEY)
+        if ident in seen:
+            raise ValueError(f"duplicate run {dict(zip(RUN_KEY, ident))}: {seen[ident]} and {row['metrics_file']}")
+        seen[ident] = row["metrics_file"]
+
+
+def aggregate(metrics_files: Sequence[str | os.PathLike], out_csv: str | os.PathLike) -> pd.DataFrame:
+    """One tidy row per ``metrics.json`` -> ``out_csv`` (written atomically); returns the DataFrame.
+
+    Every file is validated before anything is written, so a bad file leaves an existing summary intact.
+    """
+    if not metrics_files:
+        raise ValueError("aggregate: no metrics.json files given")
+    rows = [metrics_row(load_metrics(p), p) for p in metrics_files]
+    _check_duplicates(rows)
+    df = sort_summary(order_columns(pd.DataFrame(rows)))
+    atomic_write_text(out_csv, df.to_csv(index=False, lineterminator="\n"))
+    return df
+
+
+def read_summary(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``summary.csv`` back with the types the report code relies on.
+
+    CSV loses types (an all-empty ``source`` column comes back as floats), so normalise here once.
+    """
+    df = pd.read_csv(path)
+    for col in SUMMARY_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    numeric = ["target", "top1_before_ft", "top1", "val_top1", "macs", "params",
+               "speedup_macs", "speedup_latency", "search_seconds"]
+    for col in numeric + [c for c in ("macs_ratio",) if c in df.columns]:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["seed"] = pd.to_numeric(df["seed"], errors="raise").astype(int)
+    src = df["source"].astype("object")
+    df["source"] = src.where(src.notna() & (src.astype(str) != ""), None)
+    return df
+
+
+def has_source(df: pd.DataFrame) -> pd.Series:
+    """Rows that are transfer runs (a non-empty ``source`` dataset)."""
+    src = df["source"].astype("object")
+    return src.notna() & (src.astype(str) != "") & ~src.apply(lambda v: isinstance(v, float) and math.isnan(v))

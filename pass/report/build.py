@@ -1,0 +1,114 @@
+"""Build the reports folder: tables, figures and a README that says how the numbers were made.
+
+Layout written under ``out_dir``::
+
+    README.md                      main (and transfer) table embedded, figures linked, method note
+    tables/main.{md,tex,csv}       + tables/transfer.{md,tex,csv} when there are transfer runs
+    figures/<name>.{png,pdf}       acc_vs_macs, before_after_ft, layerwise_sparsity, search_cost
+
+Why the README states the provenance of the numbers: a table without "mean ± std over which seeds,
+counting which MACs" invites comparisons with papers that count differently.  A figure whose data are
+absent is skipped with a note (and any stale copy from an earlier build removed) rather than failing the
+whole report, since e.g. the layer-wise plot needs per-run files that a summary-only rebuild lacks.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .aggregate import atomic_write_text, has_source, read_summary
+from .figures import NoData, plot_acc_vs_macs, plot_before_after, plot_layerwise, plot_search_cost
+from .tables import dense_mask, write_tables
+
+#: (file stem, README heading, what it shows)
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("acc_vs_macs", "Accuracy vs MACs",
+     "Top-1 after fine-tuning against MACs, mean ± std over seeds; dense model dashed."),
+    ("before_after_ft", "Before vs after fine-tuning",
+     "Top-1 of the pruned network straight after pruning (hatched) and after fine-tuning (solid)."),
+    ("layerwise_sparsity", "Layer-wise kept ratio",
+     "Kept channels / group size for each prunable group, in forward order."),
+    ("search_cost", "Search cost", "Wall-clock seconds spent choosing the structure, per method and target."),
+)
+
+
+def _rel(path: Path, start: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, start)).as_posix()
+    except ValueError:  # different drives on Windows
+        return path.as_posix()
+
+
+def _provenance_note(df: pd.DataFrame, summary_csv: Path, out_dir: Path) -> str:
+    dense = dense_mask(df)
+    transfer = has_source(df)
+    seeds = ", ".join(str(s) for s in sorted(df["seed"].unique()))
+    blocks = ", ".join(f"{d}/{a}" for d, a in dict.fromkeys(zip(df["dataset"], df["arch"])))
+    return (
+        f"Numbers were produced by `passprune report` from `{_rel(summary_csv, out_dir)}` "
+        f"({len(df)} runs: {int(dense.sum())} dense, {int((~dense & ~transfer).sum())} pruned, "
+        f"{int(transfer.sum())} transfer; {blocks}), which `passprune aggregate` builds from the jobs' "
+        "`metrics.json` files. "
+        f"Cells are mean ± sample standard deviation (ddof = 1) over seeds {{{seeds}}}; the `n` column "
+        "gives the runs per row and no ± is shown when n = 1. "
+        "Top-1 is test-set accuracy (%), before and after fine-tuning the pruned network. "
+        "MACs count the multiply-accumulates of convolution and linear layers for one input image "
+        "(the quantity pruning papers call \"FLOPs\"); params count all parameters. "
+        "Speed-up (MACs) = dense MACs / pruned MACs; speed-up (latency) = dense / pruned measured latency "
+        "at the largest benchmarked batch size (– when not measured); search (s) = wall time of the "
+        "structure search. \"MACs kept\" is the target fraction of dense MACs."
+    )
+
+
+def build_report(summary_csv: str | os.PathLike, out_dir: str | os.PathLike,
+                 metrics_files: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Write tables, figures and ``README.md`` under ``out_dir`` (every file atomically).
+
+    ``metrics_files`` are the per-run ``metrics.json`` files; only the layer-wise figure needs them.
+    Returns the paths written, tables first, README last.
+    """
+    summary_csv, out_dir = Path(summary_csv), Path(out_dir)
+    df = read_summary(summary_csv)
+    written: list[Path] = []
+
+    tables = write_tables(df, out_dir / "tables")
+    for fmts in tables.values():
+        written += list(fmts.values())
+
+    fig_dir = out_dir / "figures"
+    makers: dict[str, Callable[[Path], list[Path]]] = {
+        "acc_vs_macs": lambda stem: plot_acc_vs_macs(df, stem),
+        "before_after_ft": lambda stem: plot_before_after(df, stem),
+        "layerwise_sparsity": lambda stem: plot_layerwise(list(metrics_files), stem),
+        "search_cost": lambda stem: plot_search_cost(df, stem),
+    }
+    figure_paths: dict[str, list[Path]] = {}
+    skipped: dict[str, str] = {}
+    for stem, _, _ in FIGURES:
+        try:
+            figure_paths[stem] = makers[stem](fig_dir / stem)
+            written += figure_paths[stem]
+        except NoData as why:
+            skipped[stem] = str(why)
+            for ext in (".png", ".pdf"):  # never leave an earlier build's figure next to a "skipped" note
+                (fig_dir / f"{stem}{ext}").unlink(missing_ok=True)
+
+    lines = ["# Results", "", _provenance_note(df, summary_csv, out_dir), "", "## Main table", ""]
+    lines.append(tables["main"]["md"].read_text(encoding="utf-8").rstrip("\n"))
+    lines += ["", f"Also as [LaTeX](tables/main.tex) and [CSV](tables/main.csv) (full precision).", ""]
+    if "transfer" in tables:
+        lines += ["## Transfer", "", "Runs whose structure or hypernetwork came from the `Source` dataset.", ""]
+        lines.append(tables["transfer"]["md"].read_text(encoding="utf-8").rstrip("\n"))
+        lines += ["", "Also as [LaTeX](tables/transfer.tex) and [CSV](tables/transfer.csv).", ""]
+    lines += ["## Figures", ""]
+    for stem, title, what in FIGURES:
+        lines += [f"### {title}", ""]
+        if stem in skipped:
+            lines += [f"_Skipped: {skipped[stem]}._", ""]
+            continue
+        lines += [what, "", f"![{title}](figures/{stem}.png)", "", f"[PDF](figures/{stem}.pdf)", ""]
+    written.append(atomic_write_text(out_dir / "README.md", "\n".join(lines)))
+    return written

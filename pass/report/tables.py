@@ -1,0 +1,193 @@
+"""Result tables: mean ± std over seeds, as Markdown, LaTeX (booktabs) and CSV.
+
+Why three formats from one numeric table: the CSV keeps full precision for anyone re-analysing (and for
+tests that check the arithmetic), the Markdown is embedded in the reports README, and the LaTeX goes
+straight into a paper.  Rounding happens only when rendering text, never in the CSV.
+
+Std is the sample standard deviation (ddof=1, pandas' default) over seeds; with one seed there is no
+spread to report, so the text cell shows the mean alone.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from .aggregate import atomic_write_text, has_source
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One reported quantity: source column, short key used in the CSV, header, scale and text format."""
+
+    column: str
+    key: str
+    header: str
+    scale: float
+    fmt: str
+
+
+STATS: tuple[Stat, ...] = (
+    Stat("top1_before_ft", "top1_before_ft", "Top-1 before FT (%)", 1.0, ".2f"),
+    Stat("top1", "top1", "Top-1 (%)", 1.0, ".2f"),
+    Stat("macs", "macs_M", "MACs (M)", 1e-6, ".2f"),
+    Stat("params", "params_M", "Params (M)", 1e-6, ".3f"),
+    Stat("speedup_macs", "speedup_macs", "Speed-up (MACs)", 1.0, ".2f"),
+    Stat("speedup_latency", "speedup_latency", "Speed-up (latency)", 1.0, ".2f"),
+    Stat("search_seconds", "search_seconds", "Search (s)", 1.0, ".1f"),
+)
+
+MAIN_KEYS: tuple[str, ...] = ("dataset", "arch", "target", "method")
+TRANSFER_KEYS: tuple[str, ...] = ("dataset", "arch", "source", "target", "method")
+
+#: Reading order inside one target: the method, its ablations and transfers, then baselines.
+FAMILY_ORDER: dict[str, int] = {"dense": 0, "pass": 1, "pass-ablation": 2, "pass-transfer": 3, "baseline": 4}
+
+_HEADERS = {"dataset": "Dataset", "arch": "Arch", "source": "Source", "target": "MACs kept",
+            "method": "Method", "n": "n"}
+
+
+def dense_mask(df: pd.DataFrame) -> pd.Series:
+    """Dense reference rows (pretraining runs)."""
+    return (df["family"].astype("object") == "dense") | (df["method"].astype("object") == "dense")
+
+
+def summarize(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Mean and sample std (ddof=1) over seeds of every :data:`STATS` column, per group of ``keys``.
+
+    Returns one row per group with ``family``, ``n`` (runs in the group) and ``<key>_mean``/``<key>_std``
+    columns, ordered dense first per (dataset, arch), then target descending, family, method.
+    """
+    keys = list(keys)
+    work = df[keys].copy()
+    work["family"] = df["family"].astype("object")
+    work["seed"] = df["seed"]
+    for st in STATS:
+        work[st.key] = pd.to_numeric(df[st.column], errors="coerce") * st.scale
+    g = work.groupby(keys, dropna=False, sort=False)
+    out = g.agg(family=("family", "first"), n=("seed", "size"),
+                **{f"{st.key}_{fn}": (st.key, fn) for st in STATS for fn in ("mean", "std")})
+    out = out.reset_index()
+    order = out.assign(
+        _dense=~dense_mask(out),
+        _fam=out["family"].map(lambda f: FAMILY_ORDER.get(f, len(FAMILY_ORDER))),
+    )
+    sort_cols = ["dataset", "arch", "_dense"] + (["source"] if "source" in keys else []) + \
+        ["target", "_fam", "method"]
+    asc = [True, True, True] + ([True] if "source" in keys else []) + [False, True, True]
+    order = order.sort_values(sort_cols, ascending=asc, kind="mergesort")
+    cols = keys + ["family", "n"] + [f"{st.key}_{fn}" for st in STATS for fn in ("mean", "std")]
+    return out.loc[order.index, cols].reset_index(drop=True)
+
+
+def main_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Target-trained runs (no transfer source), grouped by (dataset, arch, target, method)."""
+    return summarize(df[~has_source(df)], MAIN_KEYS)
+
+
+def transfer_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Transfer runs grouped by (dataset, arch, source, target, method); None when there are none.
+
+    Kept apart from the main table because runs from different sources would otherwise be averaged
+    together as if they were seeds of one configuration.
+    """
+    sel = df[has_source(df)]
+    if sel.empty:
+        return None
+    return summarize(sel, TRANSFER_KEYS)
+
+
+# ----------------------------------------------------------------------------- text rendering
+def format_cell(mean: float, std: float, fmt: str) -> str:
+    """``"93.12 ± 0.15"``; the mean alone when std is undefined (one seed); ``"–"`` when no value."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    text = format(mean, fmt)
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        text += f" ± {format(std, fmt)}"
+    return text
+
+
+def display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and text rows of a summarized table (numbers rounded for reading)."""
+    # the source (transfer tables) sits right before the method it modifies
+    keys = ["dataset", "arch", "target"] + (["source"] if "source" in table.columns else []) + ["method"]
+    headers = [_HEADERS[k] for k in keys] + ["n"] + [st.header for st in STATS]
+    rows = []
+    for rec in table.to_dict("records"):
+        row = [f"{rec[k]:.2f}" if k == "target" else str(rec[k]) for k in keys]
+        row.append(str(int(rec["n"])))
+        row += [format_cell(rec[f"{st.key}_mean"], rec[f"{st.key}_std"], st.fmt) for st in STATS]
+        rows.append(row)
+    return headers, rows
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub pipe table (tabulate), numbers right-aligned; text cells are not re-parsed as numbers."""
+    headers, rows = display_rows(table)
+    n_text = len(headers) - len(STATS) - 1
+    align = ["right" if h == _HEADERS["target"] else "left" for h in headers[:n_text]] + \
+        ["right"] * (len(STATS) + 1)
+    return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align) + "\n"
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$", "–": "--", "×": r"$\times$",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials (method names contain underscores) and map ± / – to LaTeX."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs ``tabular`` (``\\usepackage{booktabs}``), with a rule between (dataset, arch) blocks."""
+    headers, rows = display_rows(table)
+    n_text = len(headers) - len(STATS) - 1
+    spec = "".join("r" if h == _HEADERS["target"] else "l" for h in headers[:n_text]) + "r" * (len(STATS) + 1)
+    lines = [
+        "% Generated by passprune.report.tables; needs \\usepackage{booktabs}.",
+        "% Cells: mean $\\pm$ sample std over seeds (n runs); MACs = conv+linear multiply-accumulates.",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(h) for h in headers) + " \\\\",
+        "\\midrule",
+    ]
+    block = None
+    for rec, row in zip(table.to_dict("records"), rows):
+        if block is not None and (rec["dataset"], rec["arch"]) != block:
+            lines.append("\\midrule")
+        block = (rec["dataset"], rec["arch"])
+        lines.append(" & ".join(latex_escape(c) for c in row) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(df: pd.DataFrame, tables_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
+    """Write ``main.{md,tex,csv}`` (and ``transfer.*`` when there are transfer runs) atomically.
+
+    Returns ``{table name: {"md"|"tex"|"csv": path}}``.  Stale ``transfer.*`` files from an earlier
+    build are removed when the summary has no transfer runs, so the folder never shows old numbers.
+    """
+    tables_dir = Path(tables_dir)
+    written: dict[str, dict[str, Path]] = {}
+    tables = {"main": main_table(df), "transfer": transfer_table(df)}
+    for name, table in tables.items():
+        if table is None:
+            for ext in ("md", "tex", "csv"):
+                (tables_dir / f"{name}.{ext}").unlink(missing_ok=True)
+            continue
+        written[name] = {
+            "md": atomic_write_text(tables_dir / f"{name}.md", to_markdown(table)),
+            "tex": atomic_write_text(tables_dir / f"{name}.tex", to_latex(table)),
+            "csv": atomic_write_text(tables_dir / f"{name}.csv", table.to_csv(index=False, lineterminator="\n")),
+        }
+    return written

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Test command (CI runs exactly this): set up, start the local single-node SLURM cluster, run pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/${PASSPRUNE_VENV:-.venv}/bin:$PATH"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  bash scripts/slurm-ci.sh install
+  bash scripts/slurm-ci.sh start
+  export PASSPRUNE_REQUIRE_SLURM=1
+fi
+python -m pytest "$@"

@@ -1,0 +1,149 @@
+# Config -> validated settings and the list of targets. The only place that knows the config layout.
+import json
+import os
+import subprocess
+
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+
+def _check_semantics(cfg):
+    """What JSON schema cannot say: cross-references between keys."""
+    errors = []
+    for t in cfg.get("transfer", []):
+        if t["source"] == t["target"]:
+            errors.append(f"transfer: source and target are both {t['source']!r}")
+        if t["method"] not in cfg["methods"]:
+            errors.append(f"transfer: method {t['method']!r} is not in methods: {sorted(cfg['methods'])}")
+        if "hypernet" in t["kinds"] and not t["method"].startswith("pass"):
+            errors.append(f"transfer: hypernet transfer needs a PASS method, got {t['method']!r}")
+        if "hypernet" in t["kinds"] and t["method"] == "pass_noprompt":
+            errors.append("transfer: hypernet transfer adapts the prompt; pass_noprompt has none")
+    for name in cfg.get("dataset_overrides", {}):
+        if name not in cfg["datasets"] and name not in {x for t in cfg.get("transfer", []) for x in (t["source"], t["target"])}:
+            errors.append(f"dataset_overrides: {name!r} is not used by datasets or transfer")
+    for name in cfg.get("arch_settings", {}):
+        if name not in cfg["archs"] and name not in {a for t in cfg.get("transfer", []) for a in t.get("archs", [])}:
+            errors.append(f"arch_settings: {name!r} is not in archs: {cfg['archs']}")
+    if errors:
+        raise ValueError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+_check_semantics(config)
+
+PASS_METHODS = ["pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats"]
+NAME = "[A-Za-z0-9_]+"
+
+
+def fmt_target(t):
+    return f"{float(t):g}"
+
+
+TARGETS = [fmt_target(t) for t in config["targets"]]
+SEEDS = config["seeds"]
+ARCHS = config["archs"]
+DATASETS = config["datasets"]
+METHODS = list(config["methods"])
+
+
+wildcard_constraints:
+    dataset=NAME,
+    arch=NAME,
+    seed=r"\d+",
+    target=r"[0-9.]+",
+    source=NAME,
+
+
+def _data_settings(dataset):
+    d = dict(config["data"])
+    d.update({k: v for k, v in config.get("dataset_overrides", {}).get(dataset, {}).items() if k != "pretrained"})
+    return d
+
+
+def _common(dataset, stage):
+    res = config["resources"][stage]
+    return {
+        "data": _data_settings(dataset),
+        "device": config["device"],
+        "threads": res["threads"],
+        "tracking": {**config["tracking"], "state_file": "results/mlflow_study.json"},
+    }
+
+
+def _model(dataset, arch):
+    m = dict(config["arch_settings"].get(arch, {}))
+    pre = config.get("dataset_overrides", {}).get(dataset, {}).get("pretrained", config["pretrain"]["pretrained"])
+    return {"width": m.get("width", 1.0), "kwargs": m.get("kwargs", {}), "pretrained": pre,
+            "weights_dir": config["pretrain"].get("weights_dir")}
+
+
+def settings_pretrain(wc):
+    s = _common(wc.dataset, "pretrain")
+    s["model"] = _model(wc.dataset, wc.arch)
+    s["train"] = config["pretrain"]["train"]
+    return json.dumps(s, sort_keys=True)
+
+
+def settings_search(wc, method=None):
+    s = _common(wc.dataset, "search")
+    s["search"] = config["search"]
+    s["method_options"] = config["methods"].get(method or wc.method) or {}
+    return json.dumps(s, sort_keys=True)
+
+
+def settings_finetune(wc):
+    s = _common(wc.dataset, "finetune")
+    s["train"] = config["finetune"]
+    s["latency"] = config["latency"]
+    return json.dumps(s, sort_keys=True)
+
+
+def transfer_args(wc):
+    """Hypernetwork-transfer runs are fine-tuned by the shared rule; label them and name their source."""
+    if not wc.method.startswith("xfer_hypernet-"):
+        return ""
+    method, source = wc.method[len("xfer_hypernet-"):].split("-from-")
+    return f"--label {method}_hypernet_transfer --source-dataset {source}"
+
+
+def resources_of(stage):
+    r = config["resources"][stage]
+    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"]}
+    if r.get("gpu", 0):
+        out["gpu"] = r["gpu"]
+    return out
+
+
+def run_dir(dataset, arch, seed, method, target):
+    return f"results/{dataset}/{arch}/seed{seed}/{method}/macs{target}"
+
+
+def transfer_runs():
+    """(target dataset, arch, seed, method dir, target) of every configured transfer run."""
+    runs = []
+    for t in config.get("transfer", []):
+        for kind in t["kinds"]:
+            mdir = f"xfer_{kind}-{t['method']}-from-{t['source']}"
+            for arch in t.get("archs", ARCHS):
+                for seed in SEEDS:
+                    for tg in t.get("targets", config["targets"]):
+                        runs.append((t["target"], arch, seed, mdir, fmt_target(tg)))
+    return runs
+
+
+def all_metrics():
+    files = [f"results/{d}/{a}/seed{s}/dense/metrics.json" for d in DATASETS for a in ARCHS for s in SEEDS]
+    files += [f"{run_dir(d, a, s, m, t)}/metrics.json"
+              for d in DATASETS for a in ARCHS for s in SEEDS for m in METHODS for t in TARGETS]
+    files += [f"{run_dir(*r)}/metrics.json" for r in transfer_runs()]
+    return files
+
+
+def track_init():
+    if not config["tracking"]["enabled"]:
+        return
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or config["tracking"]["uri"]
+    cmd = ["passprune", "track-init", "--uri", uri, "--experiment",
+           config["tracking"]["experiment"], "--study", config["study"], "--state-file", "results/mlflow_study.json"]
+    subprocess.run(cmd, check=False)
