@@ -85,7 +85,15 @@ class PruningSpace:
         self.modules = dict(model.named_modules())
         names = {m: n for n, m in self.modules.items()}
         exec_order, out_positions = self._trace_shapes(model, example_inputs, names)
-        self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+        # Torch-Pruning traces the autograd graph: frozen parameters (PASS freezes the CNN) would hide layers.
+        frozen = [p for p in model.parameters() if not p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(True)
+        try:
+            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+        finally:
+            for p in frozen:
+                p.requires_grad_(False)
         self.classifier = names[classifier_of(model)]
         raw = self.graph.get_all_groups(
             ignored_layers=[self.modules[self.classifier]], root_module_types=_WEIGHT_LAYERS
@@ -343,10 +351,11 @@ class PruningSpace:
     def full_structure(self) -> Structure:
         return {g.id: list(range(g.size)) for g in self.groups}
 
-    def masks_from_structure(self, structure: Structure, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def masks_from_structure(self, structure: Structure, device: torch.device | str = "cpu",
+                             dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         masks = {}
         for g in self.groups:
-            m = torch.zeros(g.size, device=device)
+            m = torch.zeros(g.size, device=device, dtype=dtype)
             m[torch.as_tensor(structure.get(g.id, range(g.size)), dtype=torch.long)] = 1.0
             masks[g.id] = m
         return masks

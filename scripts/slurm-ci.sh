@@ -4,7 +4,8 @@
 #   scripts/slurm-ci.sh install   apt-get install slurm-wlm slurm-client munge (only what is missing)
 #   scripts/slurm-ci.sh start     write /etc/slurm/{slurm,gres}.conf, start munged, slurmctld, slurmd,
 #                                 wait until the node is idle (no-op if already up; runs `install` first)
-#   scripts/slurm-ci.sh stop      cancel jobs, stop the daemons this script started (no-op if down)
+#   scripts/slurm-ci.sh stop      cancel jobs, stop the daemons this script started (no-op if down),
+#                                 move its /etc/slurm/*.conf aside (see cmd_stop)
 #   scripts/slurm-ci.sh restart   stop + start (needed after changing node/GRES settings)
 #   scripts/slurm-ci.sh status    daemons, sinfo, squeue
 #
@@ -249,6 +250,16 @@ cmd_stop() {
   stop_pid slurmd
   stop_pid slurmctld
   stop_pid munged
+  # Move our config aside: with slurm.conf present but no slurmctld, every `scontrol` blocks ~9 s,
+  # and the slurm executor plugin runs `scontrol show config` when Snakemake loads it, so every
+  # snakemake call (even a local one) would take ~9 s longer. `start` writes it again.
+  local f
+  for f in slurm.conf gres.conf; do
+    if [ -f "$CONF_DIR/$f" ] && grep -q '^# Written by scripts/slurm-ci.sh' "$CONF_DIR/$f"; then
+      mkdir -p "$STATE"; mv -f "$CONF_DIR/$f" "$STATE/$f.stopped"
+      log "stop: moved $CONF_DIR/$f to $STATE/$f.stopped"
+    fi
+  done
   log "stop: done"
 }
 

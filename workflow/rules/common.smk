@@ -9,23 +9,63 @@ validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
 def _check_semantics(cfg):
-    """What JSON schema cannot say: cross-references between keys."""
+    """What JSON schema cannot say: cross-references between keys. Runs after the schema, so the layout is valid;
+    every problem is listed at once, each naming the key (and the transfer entry) it is about."""
     errors = []
-    for t in cfg.get("transfer", []):
+    transfer = cfg.get("transfer", [])
+    pass_methods = ("pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats")  # = PASS_METHODS below
+    for i, t in enumerate(transfer):
+        where = f"transfer[{i}] ({t['source']} -> {t['target']}, {t['method']})"
         if t["source"] == t["target"]:
-            errors.append(f"transfer: source and target are both {t['source']!r}")
+            errors.append(f"{where}: source and target are both {t['source']!r}; transfer needs two different tasks")
         if t["method"] not in cfg["methods"]:
-            errors.append(f"transfer: method {t['method']!r} is not in methods: {sorted(cfg['methods'])}")
-        if "hypernet" in t["kinds"] and not t["method"].startswith("pass"):
-            errors.append(f"transfer: hypernet transfer needs a PASS method, got {t['method']!r}")
+            errors.append(f"{where}: method {t['method']!r} is not in methods: {sorted(cfg['methods'])} "
+                          "(the source task's search runs with the options given there)")
+        if "hypernet" in t["kinds"] and t["method"] not in pass_methods:
+            errors.append(f"{where}: kinds has 'hypernet', which needs a PASS method {list(pass_methods)}, "
+                          f"got method {t['method']!r}")
         if "hypernet" in t["kinds"] and t["method"] == "pass_noprompt":
-            errors.append("transfer: hypernet transfer adapts the prompt; pass_noprompt has none")
+            errors.append(f"{where}: hypernet transfer adapts the prompt; pass_noprompt has none")
+        for j, u in enumerate(transfer[:i]):  # the same run twice: duplicate rows in summary.csv
+            same = (u["source"], u["target"], u["method"]) == (t["source"], t["target"], t["method"])
+            if same and set(u["kinds"]) & set(t["kinds"]) and set(u.get("archs", cfg["archs"])) & set(t.get("archs", cfg["archs"])) \
+                    and {float(x) for x in u.get("targets", cfg["targets"])} & {float(x) for x in t.get("targets", cfg["targets"])}:
+                errors.append(f"{where}: repeats runs of transfer[{j}] (same source, target, method, kinds, archs, targets)")
+    used_datasets = set(cfg["datasets"]) | {x for t in transfer for x in (t["source"], t["target"])}
     for name in cfg.get("dataset_overrides", {}):
-        if name not in cfg["datasets"] and name not in {x for t in cfg.get("transfer", []) for x in (t["source"], t["target"])}:
-            errors.append(f"dataset_overrides: {name!r} is not used by datasets or transfer")
+        if name not in used_datasets:
+            errors.append(f"dataset_overrides: {name!r} is not used by datasets {cfg['datasets']} or transfer")
+    used_archs = set(cfg["archs"]) | {a for t in transfer for a in t.get("archs", [])}
     for name in cfg.get("arch_settings", {}):
-        if name not in cfg["archs"] and name not in {a for t in cfg.get("transfer", []) for a in t.get("archs", [])}:
-            errors.append(f"arch_settings: {name!r} is not in archs: {cfg['archs']}")
+        if name not in used_archs:
+            errors.append(f"arch_settings: {name!r} is not in archs: {cfg['archs']} (nor in any transfer's archs)")
+    # Run folders are named macs{target:g}: two targets that print alike would share a folder.
+    for key, targets in [("targets", cfg["targets"])] + [(f"transfer[{i}].targets", t["targets"])
+                                                          for i, t in enumerate(transfer) if "targets" in t]:
+        names = [f"{float(x):g}" for x in targets]
+        if len(set(names)) < len(names):
+            errors.append(f"{key}: {targets} name the same run folder twice ({names}); give targets that differ "
+                          "in the first 6 significant digits")
+    # Fine-tuning options that the pretraining loop would reject at run time (TrainConfig.from_dict).
+    if "bn_recalibration_batches" in cfg["pretrain"]["train"]:
+        errors.append("pretrain.train: bn_recalibration_batches is a finetune-only option (BN re-estimation of a "
+                      "pruned net); move it to finetune")
+    # Pretrained starts (passprune.models.build_model raises at run time otherwise): ImageNet weights exist only
+    # for these archs (= passprune.models.IMAGENET_WEIGHTS; tests/test_config.py checks that) and only at width 1.0.
+    imagenet_archs = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")
+    pairs = {(d, a) for d in cfg["datasets"] for a in cfg["archs"]}
+    pairs |= {(d, a) for t in transfer for d in (t["source"], t["target"]) for a in t.get("archs", cfg["archs"])}
+    pretrained = {}  # arch -> datasets it starts from ImageNet weights on
+    for d, a in sorted(pairs):
+        if cfg.get("dataset_overrides", {}).get(d, {}).get("pretrained", cfg["pretrain"]["pretrained"]):
+            pretrained.setdefault(a, []).append(d)
+    for a, ds in pretrained.items():
+        why = f"pretrained weights are requested (pretrain.pretrained / dataset_overrides.*.pretrained) for {a} on {ds}"
+        if a not in imagenet_archs:
+            errors.append(f"archs: {a!r}: {why}, but ImageNet weights exist only for {list(imagenet_archs)}")
+        width = cfg.get("arch_settings", {}).get(a, {}).get("width", 1.0)
+        if width != 1.0:
+            errors.append(f"arch_settings.{a}.width: {width}: {why}, but ImageNet weights exist only at width 1.0")
     if errors:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(errors))
 

@@ -49,6 +49,18 @@ class PassVariant:
     strategy: str = "global"  # global | uniform
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the hard 0/1 mask, exactly. Backward: dL/dp = dL/dmask (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        return hard.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
 class PassSearcher(nn.Module):
     """V + g_w + theta for one pruning space; ``structure()`` gives the hard choice at a target."""
 
@@ -89,7 +101,7 @@ class PassSearcher(nn.Module):
         for gid, p in probs.items():
             hard = torch.zeros_like(p)
             hard[torch.as_tensor(structure[gid], device=p.device)] = 1.0
-            masks[gid] = hard + p - p.detach()  # forward: hard 0/1; backward: d/dp
+            masks[gid] = _StraightThrough.apply(p, hard)
         return masks, structure
 
     @torch.no_grad()
@@ -128,6 +140,7 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
     if "prompt" in train_parts and searcher.prompt is not None:
         groups.append({"params": list(searcher.prompt.parameters()), "lr": o["prompt_lr"]})
     opt = torch.optim.Adam(groups)
+    prompt_delta = searcher.prompt.delta if ("prompt" in train_parts and searcher.prompt is not None) else None
     gen = torch.Generator().manual_seed(ctx.seed)
     t0, step, history = time.time(), 0, []
     with ChannelMasker(ctx.space, model) as masker:
@@ -162,7 +175,9 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
     info = {"search_steps": step, "search_loop_seconds": time.time() - t0, "masked_val_top1_prompted": val_prompted,
             "masked_val_top1": val_plain, "history": history,
             "trainable_prompt_params": searcher.prompt.num_trainable if searcher.prompt is not None else 0,
-            "trainable_params": sum(p.numel() for g in groups for p in g["params"])}
+            # the prompt counts only its border entries (the interior is masked out and gets no gradient)
+            "trainable_params": sum(p.numel() for g in groups for p in g["params"] if p is not prompt_delta)
+            + (searcher.prompt.num_trainable if prompt_delta is not None else 0)}
     return SearchResult(structure, info)
 
 

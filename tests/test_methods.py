@@ -1,0 +1,95 @@
+"""Every method x every registry architecture answers the same question correctly: a valid structure that
+meets the MACs target within 1%, and whose masked network equals its physically pruned twin."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from passprune.methods import SearchContext, get_method, list_methods
+from passprune.models import list_models
+from passprune.structure import ChannelMasker, PruningSpace, prune_model
+from conftest import small_model
+
+FAST = {  # the smallest settings that still run every code path of each method
+    "pass": {"steps": 3, "log_every": 1, "bn_recalibration_batches": 1},
+    "pass_noprompt": {"steps": 3, "bn_recalibration_batches": 1},
+    "pass_norecur": {"steps": 3, "bn_recalibration_batches": 1},
+    "pass_uniform": {"steps": 3, "bn_recalibration_batches": 1},
+    "pass_nostats": {"steps": 3, "bn_recalibration_batches": 1},
+    "taylor": {"batches": 1},
+    "bn_scale": {"epochs": 1, "max_steps_per_epoch": 2},
+    "depgraph": {"epochs": 1, "max_steps_per_epoch": 2},
+    "greg": {"epochs": 1, "max_steps_per_epoch": 2, "update_every": 1},
+}
+METHODS = [m for m in list_methods() if m != "pass_hypertransfer"]  # transfer has its own test
+
+
+def test_every_method_has_fast_settings_or_no_options():
+    for m in METHODS:
+        assert m in FAST or not get_method(m).defaults or m in ("l1", "l1_uniform", "fpgm"), m
+
+
+def run(method, model, data, target, tmp_path, seed=0, **extra):
+    spec = get_method(method)
+    space = PruningSpace(model, torch.zeros(1, 1, 28, 28))
+    ctx = SearchContext(model=model, space=space, data=data, target=target,
+                        options=spec.options({**FAST.get(method, {}), **extra}), device=torch.device("cpu"),
+                        seed=seed, workdir=tmp_path, batch_size=16)
+    return space, spec.fn(ctx)
+
+
+@pytest.mark.parametrize("arch", list_models())
+@pytest.mark.parametrize("method", METHODS)
+def test_method_meets_target_with_valid_structure(method, arch, fmnist_small, tmp_path):
+    model = small_model(arch)
+    space, res = run(method, model, fmnist_small, 0.5, tmp_path)
+    space.validate(res.structure)
+    ratio = space.structure_macs_ratio(res.structure)
+    assert 0.495 <= ratio <= 0.5 + 1e-12
+    assert set(res.structure) == {g.id for g in space.groups}
+    x = torch.randn(2, 1, 28, 28)
+    model.eval()
+    pruned = prune_model(copy.deepcopy(model).cpu(), x[:1], res.structure).eval()
+    with torch.no_grad(), ChannelMasker(space, model) as masker:
+        masker.set(space.masks_from_structure(res.structure))
+        masked = model.float()(x)
+        physical = pruned(x)
+    scale = max(1.0, physical.abs().max().item())
+    assert (masked - physical).abs().max().item() <= 1e-5 * scale
+    assert physical.shape == (2, 10)
+
+
+@pytest.mark.parametrize("method", ["random", "l1", "taylor", "pass", "bn_scale"])
+def test_same_seed_same_structure(method, fmnist_small, tmp_path):
+    a = run(method, small_model("resnet20"), fmnist_small, 0.4, tmp_path / "a", seed=3)[1].structure
+    b = run(method, small_model("resnet20"), fmnist_small, 0.4, tmp_path / "b", seed=3)[1].structure
+    assert a == b
+
+
+def test_random_depends_on_seed(fmnist_small, tmp_path):
+    a = run("random", small_model("resnet20"), fmnist_small, 0.4, tmp_path, seed=1)[1].structure
+    b = run("random", small_model("resnet20"), fmnist_small, 0.4, tmp_path, seed=2)[1].structure
+    assert a != b
+
+
+def test_uniform_baseline_prunes_every_group_alike(fmnist_small, tmp_path):
+    space, res = run("l1_uniform", small_model("resnet56"), fmnist_small, 0.5, tmp_path)
+    ratios = [len(res.structure[g.id]) / g.size for g in space.groups]
+    assert max(ratios) - min(ratios) <= 2.0 / min(g.size for g in space.groups) + 1e-9
+
+
+def test_sparsity_methods_change_weights_and_report_cost(fmnist_small, tmp_path):
+    model = small_model("resnet20")
+    before = copy.deepcopy(model.state_dict())
+    _, res = run("bn_scale", model, fmnist_small, 0.5, tmp_path)
+    assert res.weights_changed
+    assert res.info["sparsity_epochs"] == 1 and res.info["sparsity_seconds"] > 0
+    changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
+    assert any(k.endswith("weight") for k in changed)
+
+
+def test_unknown_method_option_is_rejected():
+    with pytest.raises(ValueError, match="has no options"):
+        get_method("l1").options({"q": 3})
