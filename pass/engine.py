@@ -200,12 +200,12 @@ def train(
         if val["top1"] > best["top1"]:
             best = {"top1": val["top1"], "epoch": epoch + 1,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        if on_epoch is not None:
-            on_epoch(rec)
         if checkpoint is not None:
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "epoch": epoch, "history": history, "best": best, "config": asdict(cfg),
                                "fingerprint": fingerprint}, checkpoint)
+        if on_epoch is not None:
+            on_epoch(rec)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return TrainResult(best["top1"], best["epoch"], history, time.time() - t0, start_epoch)

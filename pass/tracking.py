@@ -35,10 +35,8 @@ def init_study(uri: str, experiment: str, study: str, state_file: str | Path, ta
 
     Idempotent: a second call reuses the experiment and the recorded parent run.
     """
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)

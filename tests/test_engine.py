@@ -1,0 +1,86 @@
+"""Training engine: resume after interruption gives the same run, NaN stops with a clear error, the returned
+weights are the ones best on validation, BN re-estimation changes statistics but no weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from passprune.engine import TrainConfig, evaluate, recalibrate_bn, train
+from conftest import small_model
+
+CFG = dict(epochs=2, batch_size=64, lr=0.05, schedule="cosine", max_steps_per_epoch=3, eval_batch_size=256)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(n):
+    def cb(rec):
+        if rec["epoch"] >= n:
+            raise _Stop  # an interruption right after epoch n's checkpoint was written
+    return cb
+
+
+def test_resume_equals_uninterrupted(fmnist_small, tmp_path):
+    cpu = torch.device("cpu")
+    a = small_model("resnet20")
+    train(a, fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=tmp_path / "a.pt")
+    ck = tmp_path / "b.pt"
+    with pytest.raises(_Stop):
+        train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=ck,
+              on_epoch=_stop_after(1))
+    b = small_model("resnet20")
+    res = train(b, fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=ck)
+    assert res.resumed_from_epoch == 1 and len(res.history) == 2
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(va.float(), vb.float(), atol=1e-6), k
+
+
+def test_checkpoint_written_every_epoch(fmnist_small, tmp_path):
+    ck = tmp_path / "c.pt"
+    train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=torch.device("cpu"), seed=0, checkpoint=ck)
+    saved = torch.load(ck, weights_only=False)
+    assert saved["epoch"] == 1 and len(saved["history"]) == 2
+    assert {"model", "optimizer", "scheduler", "best"} <= set(saved)
+
+
+def test_stale_checkpoint_of_another_run_is_ignored(fmnist_small, tmp_path):
+    ck = tmp_path / "d.pt"
+    train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=torch.device("cpu"), seed=0, checkpoint=ck,
+          fingerprint="run-A")
+    res = train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=torch.device("cpu"), seed=0,
+                checkpoint=ck, fingerprint="run-B")
+    assert res.resumed_from_epoch == 0 and len(res.history) == 2
+
+
+def test_nan_loss_stops_with_clear_error(fmnist_small, tmp_path):
+    cfg = TrainConfig(**{**CFG, "lr": 1e12, "max_steps_per_epoch": 20})
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train(small_model("resnet20"), fmnist_small, cfg, device=torch.device("cpu"), seed=0, checkpoint=tmp_path / "e.pt")
+
+
+def test_returns_weights_best_on_validation(fmnist_small):
+    model = small_model("resnet20")
+    res = train(model, fmnist_small, TrainConfig(**{**CFG, "epochs": 3}), device=torch.device("cpu"), seed=0)
+    best = max(h["val_top1"] for h in res.history)
+    assert res.best_val_top1 == best
+    assert evaluate(model, fmnist_small.val, torch.device("cpu"))["top1"] == pytest.approx(best)
+
+
+def test_bn_recalibration_touches_only_statistics(fmnist_small):
+    model = small_model("resnet20")
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    means = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    n = recalibrate_bn(model, fmnist_small.train, torch.device("cpu"), batches=3, batch_size=32)
+    assert n == 3
+    for k, v in weights.items():
+        assert torch.equal(model.state_dict()[k], v), k
+    after = [m.running_mean for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(not torch.equal(a, b) for a, b in zip(means, after))
+    assert not model.training
+
+
+def test_unknown_training_option_is_rejected():
+    with pytest.raises(ValueError, match="unknown training options"):
+        TrainConfig.from_dict({"epochs": 1, "learning_rate": 0.1})

@@ -1,0 +1,255 @@
+"""End-to-end: the whole DAG on config/test.yaml (every stage, both transfer kinds), in a scratch working
+directory, then the checks a study relies on: one summary row per run at its MACs target, the report, the
+MLflow mirror, loadable pruned models that reproduce their recorded accuracy, and Snakemake's bookkeeping
+(nothing to redo; one forced run redoes only itself and what reads it).
+
+    pytest -m slow tests/test_workflow.py      # a few minutes on 2 CPU cores
+
+The data root `data` is relative to the working directory; Fashion-MNIST is unpacked there on first use.
+The tests share one run (module fixture) and must run in file order: the last one reruns a job.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+CONFIG = REPO / "config" / "test.yaml"
+CFG = yaml.safe_load(CONFIG.read_text())
+FIGURES = ("acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TIMEOUT = int(os.environ.get("PASSPRUNE_E2E_TIMEOUT", "1800"))
+
+pytestmark = pytest.mark.slow
+
+
+def fmt_target(t) -> str:
+    return f"{float(t):g}"
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `passprune` CLI
+    env.pop("MLFLOW_TRACKING_URI", None)  # the config's sqlite store inside the workdir
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", str(CONFIG), "-s", str(SNAKEFILE),
+           "-d", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run -> {rule: count}, without the total."""
+    if "Job stats:" not in output:
+        return {}
+    counts = {}
+    for line in output[output.index("Job stats:"):].splitlines()[3:]:
+        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    counts.pop("total", None)
+    return counts
+
+
+def _logs(workdir: Path) -> str:
+    """Tails of the job logs, for a failure message."""
+    parts = []
+    for log in sorted((workdir / "results" / "logs").rglob("*.log")):
+        parts.append(f"--- {log.relative_to(workdir)}\n{log.read_text(errors='replace')[-2000:]}")
+    return "\n".join(parts)
+
+
+def expected_runs(cfg: dict) -> set[tuple]:
+    """(dataset, arch, seed, method label, target, source) of every row summary.csv must have; mirrors
+    all_metrics() in workflow/rules/common.smk: the transfer tasks' own dense models are not rows."""
+    rows = set()
+    for d in cfg["datasets"]:
+        for a in cfg["archs"]:
+            for s in cfg["seeds"]:
+                rows.add((d, a, s, "dense", "1", None))
+                for m in cfg["methods"]:
+                    for t in cfg["targets"]:
+                        rows.add((d, a, s, m, fmt_target(t), None))
+    for tr in cfg.get("transfer", []):
+        for kind in tr["kinds"]:
+            for a in tr.get("archs", cfg["archs"]):
+                for s in cfg["seeds"]:
+                    for t in tr.get("targets", cfg["targets"]):
+                        rows.add((tr["target"], a, s, f"{tr['method']}_{kind}_transfer", fmt_target(t), tr["source"]))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Run the whole DAG once; returns (workdir, seconds)."""
+    workdir = tmp_path_factory.mktemp("e2e") / "work"
+    workdir.mkdir()
+    t0 = time.time()
+    proc = snakemake(workdir, "--cores", "2")
+    seconds = time.time() - t0
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        pytest.fail(f"the pipeline failed (rc {proc.returncode}) after {seconds:.0f}s:\n{out[-6000:]}\n\n"
+                    f"job logs:\n{_logs(workdir)}", pytrace=False)
+    print(f"\nwhole DAG of config/test.yaml: {seconds:.1f}s in {workdir}")
+    return workdir, seconds
+
+
+def _summary(workdir: Path) -> list[dict]:
+    with (workdir / "results" / "summary.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _key(row: dict) -> tuple:
+    return (row["dataset"], row["arch"], int(row["seed"]), row["method"], fmt_target(row["target"]),
+            row["source"] or None)
+
+
+def _metrics_files(workdir: Path, stage: str) -> list[Path]:
+    files = sorted((workdir / "results").rglob("metrics.json"))
+    return [f for f in files if json.loads(f.read_text())["stage"] == stage]
+
+
+# ----------------------------------------------------------------------------- results
+def test_summary_has_one_row_per_run(study):
+    workdir, _ = study
+    rows = _summary(workdir)
+    keys = [_key(r) for r in rows]
+    assert len(keys) == len(set(keys)), f"duplicate rows: {keys}"
+    assert set(keys) == expected_runs(CFG)
+    methods = {r["method"] for r in rows}
+    assert methods == {"dense", "pass", "pass_uniform", "l1", "bn_scale",
+                       "pass_structure_transfer", "pass_hypernet_transfer"}
+    # the transfer tasks' dense models are trained (the transfer runs need them) but are no rows
+    assert not {r["dataset"] for r in rows if r["method"] == "dense"} - set(CFG["datasets"])
+    assert (workdir / "results" / "fashion_mnist_a" / "resnet20" / "seed0" / "dense" / "model.pt").exists()
+
+
+def test_pruned_runs_meet_their_macs_target(study):
+    workdir, _ = study
+    pruned = [r for r in _summary(workdir) if r["method"] != "dense"]
+    assert pruned
+    for r in pruned:
+        target, ratio = float(r["target"]), float(r["macs_ratio"])
+        assert 0.99 * target <= ratio <= target + 1e-9, f"{_key(r)}: macs_ratio {ratio:.4f} vs target {target}"
+        # the ratio is the pruned over the dense model's MACs, as recorded in the same row
+        assert float(r["macs"]) / float(r["dense_macs"]) == pytest.approx(ratio, rel=1e-9)
+
+
+def test_report_files(study):
+    workdir, _ = study
+    reports = workdir / "reports"
+    main = (reports / "tables" / "main.md").read_text()
+    for m in ("dense", "pass", "pass_uniform", "l1", "bn_scale"):
+        assert re.search(rf"\|\s*{m}\s*\|", main), f"{m} missing from main.md"
+    for name in ("README.md", "tables/main.tex", "tables/main.csv"):
+        assert (reports / name).stat().st_size > 0, name
+    readme = (reports / "README.md").read_text()
+    assert "pass_structure_transfer" in readme and "pass_hypernet_transfer" in readme
+    for fig in FIGURES:
+        png = reports / "figures" / f"{fig}.png"
+        assert png.exists(), png
+        assert png.read_bytes()[:8] == PNG_MAGIC, png
+
+
+def test_mlflow_has_one_run_per_job(study):
+    from mlflow.tracking import MlflowClient
+
+    workdir, _ = study
+    client = MlflowClient(f"sqlite:///{(workdir / 'results' / 'mlflow.db').resolve()}")
+    exp = client.get_experiment_by_name(CFG["tracking"]["experiment"])
+    assert exp is not None, f"no experiment {CFG['tracking']['experiment']!r}"
+    runs = client.search_runs([exp.experiment_id], max_results=10_000)
+    state = json.loads((workdir / "results" / "mlflow_study.json").read_text())
+    parent = client.get_run(state["parent_run_id"])
+    assert parent.data.tags.get("passprune.study") == CFG["study"]
+    jobs = [r for r in runs if r.info.run_id != parent.info.run_id]
+    assert all(r.info.status == "FINISHED" for r in jobs), [(r.info.run_name, r.info.status) for r in jobs]
+    assert {r.data.tags.get("mlflow.parentRunId") for r in jobs} == {parent.info.run_id}
+
+    def stage(s):
+        return sorted(r.info.run_name for r in jobs if r.data.tags.get("stage") == s)
+
+    finetune = _metrics_files(workdir, "finetune")  # fine-tuning and both transfer kinds
+    assert len(stage("finetune")) == len(set(stage("finetune"))) == len(finetune) == 6
+    assert len(stage("pretrain")) == len(_metrics_files(workdir, "pretrain")) == 3
+    assert len(stage("search")) == len(list((workdir / "results").rglob("search/search.json"))) == 6
+    assert len(jobs) == 3 + 6 + 6  # every job but aggregate and report
+    labels = {r.data.tags.get("method") for r in jobs if r.data.tags.get("stage") == "finetune"}
+    assert {"pass_structure_transfer", "pass_hypernet_transfer"} <= labels
+
+
+def test_pruned_models_load_and_reproduce_their_accuracy(study, monkeypatch):
+    import torch
+
+    from passprune.cli import _data, load_pruned
+    from passprune.engine import evaluate
+
+    workdir, _ = study
+    monkeypatch.chdir(workdir)  # settings name the data root relative to the workdir
+    files = _metrics_files(workdir, "finetune")
+    assert len(files) == 6
+    for f in files:
+        m = json.loads(f.read_text())
+        model, ck = load_pruned(f.parent / "model.pt")
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(ck["input_shape"]))
+        data = _data(m["settings"], m["dataset"], m["seed"])
+        assert out.shape == (1, data.num_classes)
+        assert sum(p.numel() for p in model.parameters()) == m["params"], f
+        res = evaluate(model, data.test, torch.device("cpu"), 512)
+        assert res["n"] == CFG["data"]["test_subset"]
+        assert res["top1"] == pytest.approx(m["top1"], abs=0.21), f"{f}: {res['top1']} vs recorded {m['top1']}"
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+def test_second_run_has_nothing_to_do(study):
+    workdir, _ = study
+    proc = snakemake(workdir, "--cores", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "Nothing to be done" in out, out[-3000:]
+
+
+def test_forced_rerun_of_one_finetune_job(study):
+    """A deleted metrics.json is an intermediate file to Snakemake: while summary.csv and the report are newer
+    than every existing input, a plain `snakemake` has nothing to do. Asking for the file (-R/--forcerun)
+    redoes exactly that job, then aggregate and report; nothing else."""
+    workdir, _ = study
+    target = f"results/fashion_mnist/resnet20/seed0/l1/macs{fmt_target(CFG['targets'][0])}/metrics.json"
+    path = workdir / target
+    before = {f: f.stat().st_mtime_ns for f in (workdir / "results").rglob("*") if f.is_file() and f != path}
+    old = json.loads(path.read_text())
+    path.unlink()
+
+    proc = snakemake(workdir, "-n", "--cores", "2", "-R", target)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert job_counts(out) == {"finetune": 1, "aggregate": 1, "report": 1, "all": 1}, out[-3000:]
+    assert re.search(r"output: [^\n]*" + re.escape(target), out), out[-3000:]
+
+    proc = snakemake(workdir, "--cores", "2", "-R", target)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:] + _logs(workdir)
+    new = json.loads(path.read_text())
+    assert (new["method"], new["target"], new["top1"]) == (old["method"], old["target"], old["top1"])
+    changed = {f.relative_to(workdir).as_posix() for f, t in before.items() if f.exists() and f.stat().st_mtime_ns != t}
+    run_dir = Path(target).parent.as_posix()
+    allowed = {"results/summary.csv", "results/mlflow.db", "results/logs/aggregate.log", "results/logs/report.log"}
+    unexpected = {c for c in changed if c not in allowed and not c.startswith(run_dir)
+                  and not c.startswith("results/logs/finetune/") and not c.startswith("results/benchmarks/finetune/")}
+    assert not unexpected, f"a rerun of one job touched other jobs' files: {sorted(unexpected)}"
+    assert len(_summary(workdir)) == len(expected_runs(CFG))
+
+    proc = snakemake(workdir, "-n", "--cores", "2")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
