@@ -34,7 +34,7 @@ def _settings(text: str) -> dict[str, Any]:
 
 
 def _setup(settings: dict, seed: int) -> torch.device:
-    from .engine import resolve_device
+    from .devices import resolve_device
 
     threads = settings.get("threads")
     if threads:
@@ -289,6 +289,20 @@ def cmd_track_init(a: argparse.Namespace) -> None:
               file=sys.stderr)
 
 
+def cmd_list(a: argparse.Namespace) -> None:
+    from .data import list_datasets
+    from .methods import get_method, list_methods
+    from .models import list_models
+
+    print("models:   " + ", ".join(list_models()))
+    print("datasets: " + ", ".join(list_datasets()))
+    print("methods:")
+    for name in list_methods():
+        spec = get_method(name)
+        opts = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
+        print(f"  {name:20s} [{spec.family}] {spec.summary}\n  {'':20s} options: {opts or '-'}")
+
+
 # ----------------------------------------------------------------------------- argument parsing
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="passprune", description=__doc__.split("\n")[0])
@@ -327,6 +341,8 @@ def get_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="reports folder")
     q.add_argument("--metrics", nargs="*", default=[], help="metrics.json files (per-group sparsity plot)")
     q.set_defaults(fn=cmd_report)
+    q = sub.add_parser("list", help="registered models, datasets and methods (with their options)")
+    q.set_defaults(fn=cmd_list)
     q = sub.add_parser("track-init", help="create the MLflow store, experiment and study run once")
     q.add_argument("--uri", required=True)
     q.add_argument("--experiment", default="passprune")
