@@ -25,6 +25,14 @@ onstart:
     track_init()
 
 
+onsuccess:
+    track_close("FINISHED")
+
+
+onerror:
+    track_close("FAILED")
+
+
 rule all:
     input:
         "results/summary.csv",

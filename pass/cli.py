@@ -94,6 +94,13 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _drop_checkpoint(settings: dict, path: Path) -> None:
+    """A finished job's resume checkpoint is dead weight (a full model + optimizer state): remove it once the
+    job's real outputs are written, unless ``keep_checkpoints`` is set."""
+    if not settings.get("keep_checkpoints", False):
+        path.unlink(missing_ok=True)
+
+
 def _job_tags(a: argparse.Namespace, stage: str, **extra: Any) -> dict[str, Any]:
     tags = {"stage": stage, "dataset": a.dataset, "arch": a.arch, "seed": a.seed}
     tags.update({k: v for k, v in extra.items() if v is not None})
@@ -135,6 +142,7 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
                            "input_shape": list(example_input(data).shape)}, out / "model.pt")
         metrics["wall_seconds"] = time.time() - t0
         atomic_write_json(out / "metrics.json", metrics)
+        _drop_checkpoint(s, out / "train_ckpt.pt")
         run.log_metrics({k: metrics[k] for k in ("top1", "val_top1", "macs", "params", "train_seconds")})
     print(f"dense {a.arch} on {a.dataset}: test top1 {test['top1']:.2f}% (val {res.best_val_top1:.2f}%)")
 
@@ -181,6 +189,7 @@ def cmd_search(a: argparse.Namespace) -> None:
         structure = {"arch": a.arch, "dataset": a.dataset, "target": a.target, "method": a.method,
                      "group_sizes": {g.id: g.size for g in space.groups}, "kept": result.structure}
         atomic_write_json(out / "structure.json", structure)
+        _drop_checkpoint(s, out / "sparsity_ckpt.pt")
         run.log_metrics({"search_seconds": seconds, "macs_ratio": ratio,
                          **{k: v for k, v in info.items() if isinstance(v, (int, float))}})
         run.log_artifact(out / "structure.json")
@@ -259,6 +268,7 @@ def cmd_finetune(a: argparse.Namespace) -> None:
                            "state_dict": p_cpu.state_dict(), "input_shape": list(x0.shape)}, out / "model.pt")
         metrics["wall_seconds"] = time.time() - t0
         atomic_write_json(out / "metrics.json", metrics)
+        _drop_checkpoint(s, out / "finetune_ckpt.pt")
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     print(f"{method} at {a.target} on {a.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
           f"({metrics['speedup_macs']:.2f}x MACs)")
@@ -301,6 +311,15 @@ def cmd_list(a: argparse.Namespace) -> None:
         spec = get_method(name)
         opts = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
         print(f"  {name:20s} [{spec.family}] {spec.summary}\n  {'':20s} options: {opts or '-'}")
+
+
+def cmd_track_close(a: argparse.Namespace) -> None:
+    from .tracking import close_study
+
+    try:
+        close_study(a.state_file, a.status)
+    except Exception as err:  # noqa: BLE001
+        print(f"[tracking] could not close the study run: {err}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- argument parsing
@@ -349,6 +368,10 @@ def get_parser() -> argparse.ArgumentParser:
     q.add_argument("--study", default="study")
     q.add_argument("--state-file", required=True)
     q.set_defaults(fn=cmd_track_init)
+    q = sub.add_parser("track-close", help="mark the study run finished or failed")
+    q.add_argument("--state-file", required=True)
+    q.add_argument("--status", choices=["FINISHED", "FAILED"], required=True)
+    q.set_defaults(fn=cmd_track_close)
     return p
 
 

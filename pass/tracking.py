@@ -44,11 +44,20 @@ def init_study(uri: str, experiment: str, study: str, state_file: str | Path, ta
     if state_file.exists():
         state = read_json(state_file)
         if state.get("experiment_id") == exp_id and state.get("uri") == uri:
+            client.update_run(state["parent_run_id"], status="RUNNING")  # a new workflow run of the same study
             return state
     run = client.create_run(exp_id, run_name=study, tags={"passprune.study": study, **(tags or {})})
     state = {"uri": uri, "experiment_id": exp_id, "parent_run_id": run.info.run_id, "study": study}
     atomic_write_json(state_file, state)
     return state
+
+
+def close_study(state_file: str | Path, status: str) -> None:
+    """Mark the study run FINISHED or FAILED when the workflow ends (Snakemake onsuccess / onerror)."""
+    from mlflow.tracking import MlflowClient
+
+    state = read_json(state_file)
+    MlflowClient(state["uri"]).set_terminated(state["parent_run_id"], status)
 
 
 class JobRun:

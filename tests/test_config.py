@@ -4,7 +4,7 @@
   registers, so the schema cannot drift from the code.
 * Malformed configs, each config/test.yaml with ONE change, are rejected by ``snakemake -n`` before any job
   runs, with a message that names the offending key or value.
-* config/test.yaml and config/config.yaml pass ``-n``; test.yaml plans the expected jobs.
+* The shipped configs (test.yaml, config.yaml, paper.yaml) pass ``-n``; test.yaml plans the expected jobs.
 
 Every case runs in its own scratch working directory that has no config/config.yaml, and the Snakefile
 loads the embedded default only when no --configfile is given, so a key deleted from a case is really
@@ -54,6 +54,7 @@ def _dry_run(tmp_path: Path, configfile: Path) -> tuple[subprocess.CompletedProc
 
 def _job_counts(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run -> {rule: count}."""
+    assert "Job stats:" in output, f"no job table in snakemake's output:\n{output[-3000:]}"
     table = output[output.index("Job stats:"):]
     counts = {}
     for line in table.splitlines()[3:]:
@@ -312,16 +313,40 @@ def test_configfile_replaces_the_default(tmp_path):
     assert not re.search(r"/(random|fpgm|taylor|greg|depgraph|l1_uniform)/macs", out), "default methods leaked in"
 
 
-def test_default_config_passes(tmp_path):
-    proc, workdir = _dry_run(tmp_path, DEFAULT_CONFIG)
+SHIPPED = [
+    pytest.param(DEFAULT_CONFIG, id="config.yaml"),
+    pytest.param(REPO / "config" / "paper.yaml", id="paper.yaml"),
+]
+
+
+@pytest.mark.parametrize("configfile", SHIPPED)
+def test_shipped_config_passes(tmp_path, configfile):
+    proc, workdir = _dry_run(tmp_path, configfile)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert not (workdir / "results").exists()
     counts = _job_counts(out)
-    default = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    n_grid = len(default["datasets"]) * len(default["archs"]) * len(default["seeds"])
-    assert counts["finetune"] >= n_grid * len(default["methods"]) * len(default["targets"])
+    cfg = yaml.safe_load(configfile.read_text())
+    restrict = {a: set(v["datasets"]) for a, v in (cfg.get("arch_settings") or {}).items() if "datasets" in v}
+    pairs = [(d, a) for d in cfg["datasets"] for a in cfg["archs"] if d in restrict.get(a, {d})]
+    n_grid = len(pairs) * len(cfg["seeds"])
+    assert counts["finetune"] >= n_grid * len(cfg["methods"]) * len(cfg["targets"])
     assert counts["aggregate"] == counts["report"] == 1
+
+
+def test_optional_keys_may_be_left_out(tmp_path):
+    """arch_settings, dataset_overrides and transfer are optional (arch_settings defaults to {} in the schema)."""
+    cfg = copy.deepcopy(BASE)
+    for key in ("arch_settings", "dataset_overrides", "transfer"):
+        cfg.pop(key, None)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    proc, _ = _dry_run(tmp_path, configfile)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    counts = _job_counts(out)
+    assert counts["finetune"] == len(cfg["methods"]) * len(cfg["targets"])
+    assert "transfer_structure" not in counts
 
 
 def test_default_config_is_loaded_without_configfile(tmp_path):
@@ -333,3 +358,16 @@ def test_default_config_is_loaded_without_configfile(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert _job_counts(out)["aggregate"] == 1
+
+
+def test_paper_grid_lists_every_job(tmp_path):
+    """The cluster grid: 6 datasets x 3 ResNets + VGG-16-BN on the 2 CIFARs, 3 seeds, 13 methods x 3 targets,
+    plus transfer; the dry run lists all of it."""
+    proc, _ = _dry_run(tmp_path, REPO / "config" / "paper.yaml")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    counts = _job_counts(proc.stdout + proc.stderr)
+    pairs = 6 * 3 + 2  # (dataset, arch) pairs of the main grid
+    assert counts["search_baseline"] == pairs * 3 * 8 * 3
+    assert counts["search_pass"] == pairs * 3 * 5 * 3  # transfer sources reuse the grid's PASS searches
+    assert counts["finetune"] == pairs * 3 * 13 * 3 + 3 * 3 * 3  # + hypernetwork-transfer runs
+    assert counts["transfer_structure"] == counts["transfer_hypernet_search"] == 3 * 3 * 3

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from passprune.tracking import JobRun, init_study
+from passprune.tracking import JobRun, close_study, init_study
 
 
 def test_job_runs_nest_under_the_study_and_carry_tags(tmp_path):
@@ -23,6 +23,10 @@ def test_job_runs_nest_under_the_study_and_carry_tags(tmp_path):
         assert r.data.params["train.lr"] == "0.1"
         assert r.info.status == "FINISHED"
     assert sorted(r.data.metrics["top1"] for r in runs) == [50.0, 51.0]
+    close_study(state_file, "FINISHED")
+    assert client.get_run(state["parent_run_id"]).info.status == "FINISHED"
+    init_study(uri, "exp", "study-x", state_file)  # a later workflow run reopens the same study run
+    assert client.get_run(state["parent_run_id"]).info.status == "RUNNING"
 
 
 def test_broken_store_does_not_fail_the_job(tmp_path, capsys):

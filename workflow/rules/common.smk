@@ -5,7 +5,17 @@ import subprocess
 
 from snakemake.utils import validate
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+try:
+    validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+except Exception as err:  # Snakemake appends the whole schema; keep the lines that name the problem
+    first = str(err).split("\n\nFailed validating")[0].split("On instance")[0].strip()
+    raise ValueError(f"invalid config (workflow/schemas/config.schema.yaml):\n  {first}") from None
+
+
+def grid_pairs(cfg):
+    """(dataset, arch) pairs of the main grid; ``arch_settings.<arch>.datasets`` restricts an arch."""
+    return [(d, a) for d in cfg["datasets"] for a in cfg["archs"]
+            if d in cfg.get("arch_settings", {}).get(a, {}).get("datasets", cfg["datasets"])]
 
 
 def _check_semantics(cfg):
@@ -36,9 +46,12 @@ def _check_semantics(cfg):
         if name not in used_datasets:
             errors.append(f"dataset_overrides: {name!r} is not used by datasets {cfg['datasets']} or transfer")
     used_archs = set(cfg["archs"]) | {a for t in transfer for a in t.get("archs", [])}
-    for name in cfg.get("arch_settings", {}):
+    for name, a_set in cfg.get("arch_settings", {}).items():
         if name not in used_archs:
             errors.append(f"arch_settings: {name!r} is not in archs: {cfg['archs']} (nor in any transfer's archs)")
+        for d in a_set.get("datasets", []):
+            if d not in cfg["datasets"]:
+                errors.append(f"arch_settings.{name}.datasets: {d!r} is not in datasets: {cfg['datasets']}")
     # Run folders are named macs{target:g}: two targets that print alike would share a folder.
     for key, targets in [("targets", cfg["targets"])] + [(f"transfer[{i}].targets", t["targets"])
                                                           for i, t in enumerate(transfer) if "targets" in t]:
@@ -53,7 +66,7 @@ def _check_semantics(cfg):
     # Pretrained starts (passprune.models.build_model raises at run time otherwise): ImageNet weights exist only
     # for these archs (= passprune.models.IMAGENET_WEIGHTS; tests/test_config.py checks that) and only at width 1.0.
     imagenet_archs = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")
-    pairs = {(d, a) for d in cfg["datasets"] for a in cfg["archs"]}
+    pairs = set(grid_pairs(cfg))
     pairs |= {(d, a) for t in transfer for d in (t["source"], t["target"]) for a in t.get("archs", cfg["archs"])}
     pretrained = {}  # arch -> datasets it starts from ImageNet weights on
     for d, a in sorted(pairs):
@@ -173,9 +186,9 @@ def transfer_runs():
 
 
 def all_metrics():
-    files = [f"results/{d}/{a}/seed{s}/dense/metrics.json" for d in DATASETS for a in ARCHS for s in SEEDS]
-    files += [f"{run_dir(d, a, s, m, t)}/metrics.json"
-              for d in DATASETS for a in ARCHS for s in SEEDS for m in METHODS for t in TARGETS]
+    pairs = grid_pairs(config)
+    files = [f"results/{d}/{a}/seed{s}/dense/metrics.json" for d, a in pairs for s in SEEDS]
+    files += [f"{run_dir(d, a, s, m, t)}/metrics.json" for d, a in pairs for s in SEEDS for m in METHODS for t in TARGETS]
     files += [f"{run_dir(*r)}/metrics.json" for r in transfer_runs()]
     return files
 
@@ -187,3 +200,9 @@ def track_init():
     cmd = ["passprune", "track-init", "--uri", uri, "--experiment",
            config["tracking"]["experiment"], "--study", config["study"], "--state-file", "results/mlflow_study.json"]
     subprocess.run(cmd, check=False)
+
+
+def track_close(status):
+    if config["tracking"]["enabled"] and os.path.exists("results/mlflow_study.json"):
+        subprocess.run(["passprune", "track-close", "--state-file", "results/mlflow_study.json", "--status", status],
+                       check=False)

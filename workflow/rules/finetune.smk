@@ -20,6 +20,8 @@ rule finetune:
     threads: config["resources"]["finetune"]["threads"]
     resources:
         **resources_of("finetune"),
+    conda:
+        "../../environment.yml"
     shell:
         "passprune finetune --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --target {wildcards.target} --dense {input.dense} --search {params.search}"

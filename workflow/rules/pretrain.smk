@@ -13,6 +13,8 @@ rule pretrain:
     threads: config["resources"]["pretrain"]["threads"]
     resources:
         **resources_of("pretrain"),
+    conda:
+        "../../environment.yml"
     shell:
         "passprune pretrain --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --settings {params.settings:q} --out {params.out} > {log} 2>&1"

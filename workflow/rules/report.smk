@@ -12,6 +12,8 @@ rule aggregate:
         report("results/summary.csv", caption="../report/summary.rst", category="Tables"),
     log:
         "results/logs/aggregate.log",
+    conda:
+        "../../environment.yml"
     shell:
         "passprune aggregate {input} --out {output} > {log} 2>&1"
 
@@ -29,5 +31,7 @@ rule report:
         figures=[report(f"reports/figures/{f}.png", caption=f"../report/{f}.rst", category="Figures") for f in FIGURES],
     log:
         "results/logs/report.log",
+    conda:
+        "../../environment.yml"
     shell:
         "passprune report --summary {input.summary} --out reports --metrics {input.metrics} > {log} 2>&1"

@@ -21,6 +21,8 @@ rule search_pass:
     threads: config["resources"]["search"]["threads"]
     resources:
         **resources_of("search"),
+    conda:
+        "../../environment.yml"
     shell:
         "passprune search --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --method {wildcards.method} --target {wildcards.target} --dense {input.dense}"
@@ -46,6 +48,8 @@ rule search_baseline:
     threads: config["resources"]["search"]["threads"]
     resources:
         **resources_of("search"),
+    conda:
+        "../../environment.yml"
     shell:
         "passprune search --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --method {wildcards.method} --target {wildcards.target} --dense {input.dense}"

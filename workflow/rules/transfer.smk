@@ -21,6 +21,8 @@ rule transfer_structure:
     threads: config["resources"]["finetune"]["threads"]
     resources:
         **resources_of("finetune"),
+    conda:
+        "../../environment.yml"
     shell:
         "passprune finetune --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --target {wildcards.target} --dense {input.dense} --search {params.search} --structure-only"
@@ -45,6 +47,8 @@ rule transfer_hypernet_search:
     threads: config["resources"]["search"]["threads"]
     resources:
         **resources_of("search"),
+    conda:
+        "../../environment.yml"
     shell:
         "passprune search --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --method pass_hypertransfer --target {wildcards.target} --dense {input.dense}"
