@@ -223,8 +223,9 @@ def cmd_finetune(a: argparse.Namespace) -> None:
     recal = ft.pop("bn_recalibration_batches", 20)
     cfg = TrainConfig.from_dict(ft)
     method = a.label or search["method"]
+    family = f"{search['family'].split('-')[0]}-transfer" if a.source_dataset else search["family"]
     out = Path(a.out)
-    tags = _job_tags(a, "finetune", method=method, target=a.target, family=search["family"], source=a.source_dataset)
+    tags = _job_tags(a, "finetune", method=method, target=a.target, family=family, source=a.source_dataset)
     with JobRun(s.get("tracking"), f"{a.dataset}/{a.arch}/seed{a.seed}/{method}/macs{a.target}", tags, s) as run:
         raw_val = evaluate(pruned, data.val, device, cfg.eval_batch_size)
         recalibrate_bn(pruned, data.train, device, recal, cfg.batch_size, a.seed)
@@ -250,7 +251,7 @@ def cmd_finetune(a: argparse.Namespace) -> None:
         bs_main = max(lat.get("batch_sizes", [1, 64])) if latency else None
         metrics = {
             "stage": "finetune", "dataset": a.dataset, "arch": a.arch, "seed": a.seed, "method": method,
-            "family": search["family"], "target": a.target, "source": a.source_dataset,
+            "family": family, "target": a.target, "source": a.source_dataset,
             "top1": test["top1"], "top1_before_ft": before_test["top1"], "val_top1": res.best_val_top1,
             "val_top1_before_ft": before_val["top1"], "val_top1_before_ft_no_recal": raw_val["top1"],
             "bn_recalibration_batches": recal, "best_epoch": res.best_epoch,
