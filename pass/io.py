@@ -12,12 +12,12 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import IO, Any, Callable
 
 
-def _atomic(path: str | os.PathLike, write) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` via a temporary file in the same folder (so the rename is atomic) and ``os.replace``;
+    the temporary file is removed if ``write`` fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,7 +35,7 @@ def _atomic(path: str | os.PathLike, write) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return _atomic(path, lambda fh: fh.write(text.encode()))
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -43,7 +43,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    return _atomic(path, lambda fh: torch.save(obj, fh))
+    import torch
+
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -76,6 +78,7 @@ def git_commit() -> str:
 
 def provenance() -> dict[str, Any]:
     """What a result needs to be traced back: code version, library versions, hardware."""
+    import torch
     import torch_pruning
     import torchvision
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
+
+from ..io import atomic_write_text
 
 #: Columns every summary has, in this order (other scalar keys follow alphabetically).
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -47,35 +48,6 @@ DENSE_DEFAULTS: dict[str, Any] = {
 RUN_KEY: tuple[str, ...] = ("dataset", "arch", "method", "target", "seed", "source")
 
 _NUMERIC_REQUIRED = ("seed", "target", "top1", "top1_before_ft", "val_top1", "macs", "params")
-
-
-# ----------------------------------------------------------------------------- atomic writes
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    Why: workflow managers judge a job by whether its output file exists; a crash halfway through a
-    write must never leave a truncated file that looks finished.  The temp file lives in the same folder
-    so the rename is atomic (same file system), and is removed if ``write`` fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Atomically write UTF-8 text (see :func:`atomic_write`)."""
-    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 # ----------------------------------------------------------------------------- reading metrics.json

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import atomic_write_text, has_source, read_summary
+from ..io import atomic_write_text
+from .aggregate import has_source, read_summary
 from .figures import NoData, plot_acc_vs_macs, plot_before_after, plot_layerwise, plot_search_cost
 from .tables import dense_mask, write_tables
 
@@ -98,7 +99,7 @@ def build_report(summary_csv: str | os.PathLike, out_dir: str | os.PathLike,
 
     lines = ["# Results", "", _provenance_note(df, summary_csv, out_dir), "", "## Main table", ""]
     lines.append(tables["main"]["md"].read_text(encoding="utf-8").rstrip("\n"))
-    lines += ["", f"Also as [LaTeX](tables/main.tex) and [CSV](tables/main.csv) (full precision).", ""]
+    lines += ["", "Also as [LaTeX](tables/main.tex) and [CSV](tables/main.csv) (full precision).", ""]
     if "transfer" in tables:
         lines += ["## Transfer", "", "Runs whose structure or hypernetwork came from the `Source` dataset.", ""]
         lines.append(tables["transfer"]["md"].read_text(encoding="utf-8").rstrip("\n"))

@@ -32,7 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .aggregate import atomic_write, has_source, load_metrics
+from ..io import atomic_write
+from .aggregate import has_source, load_metrics
 from .tables import FAMILY_ORDER, dense_mask
 
 MACS_NOTE = "(= 'FLOPs' in pruning papers)"

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from .aggregate import atomic_write_text, has_source
+from ..io import atomic_write_text
+from .aggregate import has_source
 
 
 @dataclass(frozen=True)
