@@ -316,6 +316,7 @@ def test_configfile_replaces_the_default(tmp_path):
 SHIPPED = [
     pytest.param(DEFAULT_CONFIG, id="config.yaml"),
     pytest.param(REPO / "config" / "paper.yaml", id="paper.yaml"),
+    pytest.param(REPO / "config" / "local-3seeds.yaml", id="local-3seeds.yaml"),
 ]
 
 
