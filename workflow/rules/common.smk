@@ -7,9 +7,10 @@ from snakemake.utils import validate
 
 try:
     validate(config, schema="../schemas/config.schema.yaml", set_default=True)
-except Exception as err:  # Snakemake appends the whole schema; keep the lines that name the problem
-    first = str(err).split("\n\nFailed validating")[0].split("On instance")[0].strip()
-    raise ValueError(f"invalid config (workflow/schemas/config.schema.yaml):\n  {first}") from None
+except Exception as err:  # Snakemake appends the whole sub-schema; keep the lines that name the problem
+    keep = [l.strip() for l in str(err).splitlines()
+            if l.startswith(("ValidationError", "Failed validating", "On instance"))]
+    raise ValueError("invalid config (workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(keep or [str(err)])) from None
 
 
 def grid_pairs(cfg):
