@@ -225,6 +225,15 @@ def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path):
     with summary.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) > 0, f"{summary} has a header but no rows"
+    # The same study in kind as a local run (tests/test_workflow.py): one row per configured run, and every
+    # pruned network meets its MACs target.
+    import yaml
+    from test_workflow import _key, expected_runs
+
+    assert {_key(r) for r in rows} == expected_runs(yaml.safe_load(configfile.read_text()))
+    for r in rows:
+        if r["method"] != "dense":
+            assert 0.99 * float(r["target"]) <= float(r["macs_ratio"]) <= float(r["target"]) + 1e-9, r
     # The jobs went through SLURM: the CI overlay keeps every job's sbatch log.
     logs = list((workdir / ".snakemake" / "slurm_logs").glob("rule_*/*.log"))
     assert logs, f"no SLURM job logs under {workdir}/.snakemake/slurm_logs"
