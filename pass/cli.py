@@ -43,6 +43,14 @@ def _setup(settings: dict, seed: int) -> torch.device:
     return resolve_device(settings.get("device", "auto"))
 
 
+def _start(a: argparse.Namespace):
+    """Every job stage begins alike: its settings, a start time, the device and the data."""
+    s = _settings(a.settings)
+    t0 = time.time()
+    device = _setup(s, a.seed)
+    return s, t0, device, _data(s, a.dataset, a.seed)
+
+
 def _data(settings: dict, dataset: str, seed: int):
     from .data import load_dataset
 
@@ -113,10 +121,7 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
     from .structure import count_macs_params, conv_linear_macs
     from .tracking import JobRun
 
-    s = _settings(a.settings)
-    t0 = time.time()
-    device = _setup(s, a.seed)
-    data = _data(s, a.dataset, a.seed)
+    s, t0, device, data = _start(a)
     kw = _model_kwargs(s, data)
     m = s.get("model", {})
     model = build(a.arch, kw, pretrained=m.get("pretrained", False), weights_dir=m.get("weights_dir"))
@@ -152,10 +157,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     from .structure import PruningSpace
     from .tracking import JobRun
 
-    s = _settings(a.settings)
-    t0 = time.time()
-    device = _setup(s, a.seed)
-    data = _data(s, a.dataset, a.seed)
+    s, t0, device, data = _start(a)
     spec = get_method(a.method)
     options = spec.options(s.get("method_options"))
     if a.source:
@@ -181,7 +183,7 @@ def cmd_search(a: argparse.Namespace) -> None:
         if result.weights_changed:
             model_cpu = model.cpu().to(memory_format=torch.contiguous_format)
             atomic_torch_save({**dense_ck, "state_dict": model_cpu.state_dict()}, out / "search_model.pt")
-        info = {k: v for k, v in result.info.items()}
+        info = dict(result.info)
         search = {"method": a.method, "family": spec.family, "target": a.target, "macs_ratio": ratio,
                   "search_seconds": seconds, "weights": "search_model.pt" if result.weights_changed else "dense",
                   "options": options, "info": info, "provenance": provenance()}
@@ -202,10 +204,7 @@ def cmd_finetune(a: argparse.Namespace) -> None:
     from .structure import PruningSpace, conv_linear_macs, count_macs_params, prune_model
     from .tracking import JobRun
 
-    s = _settings(a.settings)
-    t0 = time.time()
-    device = _setup(s, a.seed)
-    data = _data(s, a.dataset, a.seed)
+    s, t0, device, data = _start(a)
     search_dir = Path(a.search)
     structure = read_json(search_dir / "structure.json")
     search = read_json(search_dir / "search.json")

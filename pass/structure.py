@@ -243,6 +243,15 @@ class PruningSpace:
         """The per-group cap on pruning: never empty a group or collapse a residual stream."""
         return max(1, math.ceil(group.size * (1.0 - self.max_prune_frac) - 1e-9))
 
+    def macs_share(self) -> np.ndarray:
+        """How much of the dense MACs each group's channels carry: c_g * dMACs/dc_g / MACs at the dense
+        widths (a layer between two groups counts for both). An architecture-agnostic cost descriptor."""
+        c = self.sizes.astype(float)
+        grad = self._lin.copy()
+        np.add.at(grad, self._pair_i, self._pair_w * c[self._pair_o])
+        np.add.at(grad, self._pair_o, self._pair_w * c[self._pair_i])
+        return c * grad / self.dense_macs
+
     @property
     def sizes(self) -> np.ndarray:
         return np.array([g.size for g in self.groups])

@@ -176,7 +176,24 @@ def batch_translate(x: Tensor, shifts: Tensor, pad: int) -> Tensor:
     return xp.gather(3, cols)
 
 
-class TensorSplit:
+class _IndexedSplit:
+    """What both split kinds share: which source samples they hold, their labels and the normalisation."""
+
+    def __init__(self, indices: Tensor, labels: Tensor, mean: Sequence[float], std: Sequence[float]) -> None:
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        if indices.shape != labels.shape:
+            raise ValueError(f"indices {tuple(indices.shape)} and labels {tuple(labels.shape)} differ")
+        self.indices = indices
+        self.labels = labels
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def __len__(self) -> int:
+        return int(self.indices.numel())
+
+
+class TensorSplit(_IndexedSplit):
     """A split of an in-memory uint8 image pool.
 
     Why a pool + indices rather than a copy: train and val are carved from the same official train
@@ -203,22 +220,12 @@ class TensorSplit:
     ) -> None:
         if pool.dtype != torch.uint8 or pool.dim() != 4:
             raise ValueError(f"pool must be uint8 (M, C, H, W), got {pool.dtype} {tuple(pool.shape)}")
-        indices = torch.as_tensor(indices, dtype=torch.int64)
-        labels = torch.as_tensor(labels, dtype=torch.int64)
-        if indices.shape != labels.shape:
-            raise ValueError(f"indices {tuple(indices.shape)} and labels {tuple(labels.shape)} differ")
+        super().__init__(indices, labels, mean, std)
         self.pool = pool
-        self.indices = indices
-        self.labels = labels
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
         self.pad = int(pad)
         self.flip = bool(flip)
         native = int(pool.shape[-1])
         self.image_size = native if image_size is None else int(image_size)
-
-    def __len__(self) -> int:
-        return int(self.indices.numel())
 
     def __repr__(self) -> str:
         c, h, w = self.pool.shape[1:]
@@ -325,7 +332,7 @@ class _SubsetWithTransform(torch.utils.data.Dataset):
         return out, self.labels[k]
 
 
-class FolderSplit:
+class FolderSplit(_IndexedSplit):
     """A split of a file-backed torchvision dataset, decoded by a ``DataLoader``.
 
     The transforms must return uint8 ``(C, H, W)`` tensors of a fixed size (end them with
@@ -350,21 +357,11 @@ class FolderSplit:
         std: Sequence[float],
         num_workers: int = 0,
     ) -> None:
-        indices = torch.as_tensor(indices, dtype=torch.int64)
-        labels = torch.as_tensor(labels, dtype=torch.int64)
-        if indices.shape != labels.shape:
-            raise ValueError(f"indices {tuple(indices.shape)} and labels {tuple(labels.shape)} differ")
+        super().__init__(indices, labels, mean, std)
         self.dataset = dataset
-        self.indices = indices
-        self.labels = labels
         self.train_transform = train_transform
         self.eval_transform = eval_transform
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
         self.num_workers = int(num_workers)
-
-    def __len__(self) -> int:
-        return int(self.indices.numel())
 
     def __repr__(self) -> str:
         return f"FolderSplit(n={len(self)}, dataset={type(self.dataset).__name__}, workers={self.num_workers})"

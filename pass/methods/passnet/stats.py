@@ -41,6 +41,6 @@ def channel_statistics(space: PruningSpace, model: nn.Module | None = None) -> l
 
 def group_descriptors(space: PruningSpace) -> torch.Tensor:
     n = len(space.groups)
-    share = torch.tensor(space._lin * space.sizes / space.dense_macs, dtype=torch.float32)
+    share = torch.tensor(space.macs_share(), dtype=torch.float32)
     rows = [[math.log2(g.size) / 10.0, g.order / max(n - 1, 1), float(share[i])] for i, g in enumerate(space.groups)]
     return torch.tensor(rows, dtype=torch.float32)
