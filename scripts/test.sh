@@ -8,5 +8,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   bash scripts/slurm-ci.sh install
   bash scripts/slurm-ci.sh start
   export PASSPRUNE_REQUIRE_SLURM=1
+  # a real browser for the MLflow UI test (Debian's chromium; it brings its own dependencies)
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "[test] installing Debian's chromium for the MLflow UI test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  export PASSPRUNE_REQUIRE_BROWSER=1
 fi
 python -m pytest "$@"
