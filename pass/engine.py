@@ -231,8 +231,8 @@ def recalibrate_bn(model: nn.Module, split, device: torch.device, batches: int, 
         x = _to_input(x)
         model(input_transform(x) if input_transform is not None else x)
         n += 1
-    for m, (mom, tr) in zip(bns, saved):
+    model.train(was)
+    for m, (mom, tr) in zip(bns, saved):  # after model.train(), which would reset the BN flags
         m.momentum = mom
         m.train(tr)
-    model.train(was)
     return n

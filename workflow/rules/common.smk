@@ -169,6 +169,10 @@ def resources_of(stage):
     return out
 
 
+def maybe_protected(path):
+    return protected(path) if config.get("protect_dense", False) else path
+
+
 def run_dir(dataset, arch, seed, method, target):
     return f"results/{dataset}/{arch}/seed{seed}/{method}/macs{target}"
 

@@ -1,7 +1,9 @@
 rule pretrain:
     """Dense model, trained once per (dataset, arch, seed) and reused by every method and target."""
     output:
-        model="results/{dataset}/{arch}/seed{seed}/dense/model.pt",
+        # on a cluster a dense model costs hours: `protect_dense: true` makes it read-only, so no rerun or
+        # accidental `-R pretrain` can overwrite it (delete it by hand to retrain)
+        model=maybe_protected("results/{dataset}/{arch}/seed{seed}/dense/model.pt"),
         metrics="results/{dataset}/{arch}/seed{seed}/dense/metrics.json",
     params:
         settings=settings_pretrain,

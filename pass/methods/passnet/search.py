@@ -36,7 +36,8 @@ PASS_DEFAULTS = dict(
     prompt_width=None,  # pad width in px; None = 16 px scaled from 224 px to the input size
     anneal_frac=0.5,  # the MACs budget tightens linearly from 1.0 to the target over this fraction of steps
     bn_mode="batch",  # batch: BN normalises with batch statistics during search (frozen affine); eval: running stats
-    bn_recalibration_batches=20,  # before the final masked validation (same as fine-tuning's before-FT number)
+    bn_recalibration_batches=20,  # before every masked validation (same as fine-tuning's before-FT number)
+    select_on_val=True,  # after the budget anneal, keep the hypernetwork state whose structure is best on val
     log_every=25,
 )
 
@@ -120,15 +121,20 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
     for p in model.parameters():
         p.requires_grad_(False)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if o["bn_mode"] == "batch":
+    if o["bn_mode"] not in ("batch", "eval"):
+        raise ValueError(f"bn_mode must be 'batch' or 'eval', got {o['bn_mode']!r}")
+
+    def search_mode() -> None:
         # Masks remove a large share of each BN's inputs; with the dense running statistics the masked
         # network reads as chance and gives no learning signal. Batch statistics (as VPNs does) fix that;
         # momentum 0 keeps the running statistics untouched.
-        for m in bns:
-            m.train()
-            m.momentum = 0.0
-    elif o["bn_mode"] != "eval":
-        raise ValueError(f"bn_mode must be 'batch' or 'eval', got {o['bn_mode']!r}")
+        model.eval()
+        if o["bn_mode"] == "batch":
+            for m in bns:
+                m.train()
+                m.momentum = 0.0
+
+    search_mode()
     if searcher is None:
         searcher = PassSearcher(ctx.space, ctx.data.in_channels, _image_size(ctx), variant, o)
     searcher = searcher.to(ctx.device)
@@ -143,13 +149,34 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
     prompt_delta = searcher.prompt.delta if ("prompt" in train_parts and searcher.prompt is not None) else None
     gen = torch.Generator().manual_seed(ctx.seed)
     t0, step, history = time.time(), 0, []
+    best: dict = {"val": -1.0}
+    warm = o["anneal_frac"] * o["steps"]
     with ChannelMasker(ctx.space, model) as masker:
+
+        def consider() -> None:
+            """Evaluate the hypernetwork's current hard structure on the validation split (after the same BN
+            re-estimation every pruned net gets) and keep the best state: checkpoint selection on
+            validation data, never on test."""
+            structure = searcher.structure(ctx.target)
+            if any(c["structure"] == structure for c in best.get("seen", [])):
+                return
+            masker.set(ctx.space.masks_from_structure(structure, ctx.device))
+            model.eval()
+            recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size,
+                           ctx.seed)
+            val = _masked_val(model, ctx, None)
+            best.setdefault("seen", []).append({"structure": structure, "val": val, "step": step})
+            if val > best["val"]:
+                best.update(val=val, step=step, structure=structure,
+                            state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
+            search_mode()
+
         while step < o["steps"]:
             for x, y in ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=True, generator=gen,
                                                device=ctx.device, drop_last=True):
                 if step >= o["steps"]:
                     break
-                masks, structure = searcher.straight_through_masks(_budget(ctx.target, step, o))
+                masks, _ = searcher.straight_through_masks(_budget(ctx.target, step, o))
                 masker.set(masks)
                 out = model(searcher.apply_prompt(x))
                 loss = F.cross_entropy(out, y)
@@ -161,8 +188,13 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
                     rec = {"search_loss": loss.item(), "search_top1": 100.0 * (out.argmax(1) == y).float().mean().item()}
                     history.append({"step": step, **rec})
                     ctx.log(rec, step)
-        searcher.eval()
-        structure = searcher.structure(ctx.target)
+                    if o["select_on_val"] and step >= warm:
+                        consider()
+        if not o["select_on_val"] or "structure" not in best:
+            best.update(structure=searcher.structure(ctx.target), step=step,
+                        state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
+        searcher.load_state_dict(best["state"])
+        structure = best["structure"]
         masker.set(ctx.space.masks_from_structure(structure, ctx.device))
         model.eval()
         recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed,
@@ -173,7 +205,8 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
     atomic_torch_save({"state_dict": searcher.state_dict(), "variant": variant.__dict__, "options": o,
                        "group_ids": [g.id for g in ctx.space.groups]}, Path(ctx.workdir) / "hypernetwork.pt")
     info = {"search_steps": step, "search_loop_seconds": time.time() - t0, "masked_val_top1_prompted": val_prompted,
-            "masked_val_top1": val_plain, "history": history,
+            "masked_val_top1": val_plain, "selected_step": best["step"], "history": history,
+            "val_candidates": [{"step": c["step"], "val_top1": c["val"]} for c in best.get("seen", [])],
             "trainable_prompt_params": searcher.prompt.num_trainable if searcher.prompt is not None else 0,
             # the prompt counts only its border entries (the interior is masked out and gets no gradient)
             "trainable_params": sum(p.numel() for g in groups for p in g["params"] if p is not prompt_delta)
