@@ -197,11 +197,14 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
         structure = best["structure"]
         masker.set(ctx.space.masks_from_structure(structure, ctx.device))
         model.eval()
+        if "val" in best and best["val"] >= 0:
+            val_plain = best["val"]  # measured when it was selected, with the same BN re-estimation
+        else:
+            recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed)
+            val_plain = _masked_val(model, ctx, None)
         recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed,
                        input_transform=searcher.apply_prompt)
         val_prompted = _masked_val(model, ctx, searcher.apply_prompt)
-        recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed)
-        val_plain = _masked_val(model, ctx, None)
     atomic_torch_save({"state_dict": searcher.state_dict(), "variant": variant.__dict__, "options": o,
                        "group_ids": [g.id for g in ctx.space.groups]}, Path(ctx.workdir) / "hypernetwork.pt")
     info = {"search_steps": step, "search_loop_seconds": time.time() - t0, "masked_val_top1_prompted": val_prompted,
