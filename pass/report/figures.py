@@ -108,6 +108,17 @@ def _hide_unused(axes: np.ndarray, used: int) -> None:
         ax.set_visible(False)
 
 
+def _target_panels(axes: np.ndarray, blocks: Sequence[tuple[str, str]], targets: dict):
+    """One row per (dataset, arch), one panel per MACs target: (axes, block, target, column); panels beyond a
+    row's targets are hidden."""
+    for r, block in enumerate(blocks):
+        for c in range(axes.shape[1]):
+            if c >= len(targets[block]):
+                axes[r, c].set_visible(False)
+                continue
+            yield axes[r, c], block, targets[block][c], c
+
+
 def _nan0(v: float) -> float:
     return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -180,29 +191,23 @@ def plot_before_after(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Pat
     width = 0.38
     with _style():
         fig, axes = _new_figure(len(blocks), ncols, sharey="row")
-        for r, (ds, arch) in enumerate(blocks):
+        for ax, (ds, arch), t, c in _target_panels(axes, blocks, targets):
             dense = d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)]
-            for c in range(ncols):
-                ax = axes[r, c]
-                if c >= len(targets[(ds, arch)]):
-                    ax.set_visible(False)
-                    continue
-                t = targets[(ds, arch)][c]
-                sub = pruned[(pruned["dataset"] == ds) & (pruned["arch"] == arch) & (pruned["target"] == t)]
-                present = [lab for lab in labels if (sub["label"] == lab).any()]
-                g = sub.groupby("label").agg(b=("top1_before_ft", "mean"), be=("top1_before_ft", "std"),
-                                             a=("top1", "mean"), ae=("top1", "std")).reindex(present)
-                xs = np.arange(len(present))
-                cols = [colors[lab] for lab in present]
-                ax.bar(xs - width / 2, g["b"], width, yerr=g["be"].fillna(0.0), color=cols, alpha=0.45,
-                       hatch="//", edgecolor=cols, capsize=2)
-                ax.bar(xs + width / 2, g["a"], width, yerr=g["ae"].fillna(0.0), color=cols, capsize=2)
-                if not dense.empty:
-                    ax.axhline(dense["top1"].mean(), ls="--", color="black", lw=1.0)
-                ax.set_xticks(xs, present, rotation=30, ha="right", fontsize="x-small")
-                ax.set_title(f"{ds} / {arch}, {t:.2f} of dense MACs", fontsize="small")
-                if c == 0:
-                    ax.set_ylabel("Top-1 (%)")
+            sub = pruned[(pruned["dataset"] == ds) & (pruned["arch"] == arch) & (pruned["target"] == t)]
+            present = [lab for lab in labels if (sub["label"] == lab).any()]
+            g = sub.groupby("label").agg(b=("top1_before_ft", "mean"), be=("top1_before_ft", "std"),
+                                         a=("top1", "mean"), ae=("top1", "std")).reindex(present)
+            xs = np.arange(len(present))
+            cols = [colors[lab] for lab in present]
+            ax.bar(xs - width / 2, g["b"], width, yerr=g["be"].fillna(0.0), color=cols, alpha=0.45,
+                   hatch="//", edgecolor=cols, capsize=2)
+            ax.bar(xs + width / 2, g["a"], width, yerr=g["ae"].fillna(0.0), color=cols, capsize=2)
+            if not dense.empty:
+                ax.axhline(dense["top1"].mean(), ls="--", color="black", lw=1.0)
+            ax.set_xticks(xs, present, rotation=30, ha="right", fontsize="x-small")
+            ax.set_title(f"{ds} / {arch}, {t:.2f} of dense MACs", fontsize="small")
+            if c == 0:
+                ax.set_ylabel("Top-1 (%)")
         handles = [Patch(facecolor="grey", alpha=0.45, hatch="//", label="before fine-tuning"),
                    Patch(facecolor="grey", label="after fine-tuning")]
         handles.append(Line2D([], [], ls="--", color="black", label="dense"))
@@ -255,30 +260,24 @@ def plot_layerwise(metrics_files: Sequence[str | os.PathLike], out_stem: str | o
     colors = _palette(labels)
     with _style():
         fig, axes = _new_figure(len(blocks), ncols, sharey=True)
-        for r, (ds, arch) in enumerate(blocks):
-            for c in range(ncols):
-                ax = axes[r, c]
-                if c >= len(targets[(ds, arch)]):
-                    ax.set_visible(False)
+        for ax, (ds, arch), t, c in _target_panels(axes, blocks, targets):
+            sub = lw[(lw["dataset"] == ds) & (lw["arch"] == arch) & (lw["target"] == t)]
+            for lab in labels:
+                s = sub[sub["label"] == lab]
+                if s.empty:
                     continue
-                t = targets[(ds, arch)][c]
-                sub = lw[(lw["dataset"] == ds) & (lw["arch"] == arch) & (lw["target"] == t)]
-                for lab in labels:
-                    s = sub[sub["label"] == lab]
-                    if s.empty:
-                        continue
-                    g = s.groupby("group_index")["kept_ratio"].agg(["mean", "std"]).sort_index()
-                    ax.plot(g.index, g["mean"], marker="o", ms=2.5, lw=1.2, color=colors[lab], label=lab)
-                    std = g["std"].fillna(0.0)
-                    if (std > 0).any():
-                        ax.fill_between(g.index, g["mean"] - std, g["mean"] + std, color=colors[lab], alpha=0.15,
-                                        lw=0)
-                ax.set_ylim(0, 1.05)
-                ax.set_title(f"{ds} / {arch}, {t:.2f} of dense MACs", fontsize="small")
-                ax.set_xlabel("group index (forward order)")
-                if c == 0:
-                    ax.set_ylabel("kept channels / group size")
-                ax.legend(fontsize="x-small", loc="lower left")
+                g = s.groupby("group_index")["kept_ratio"].agg(["mean", "std"]).sort_index()
+                ax.plot(g.index, g["mean"], marker="o", ms=2.5, lw=1.2, color=colors[lab], label=lab)
+                std = g["std"].fillna(0.0)
+                if (std > 0).any():
+                    ax.fill_between(g.index, g["mean"] - std, g["mean"] + std, color=colors[lab], alpha=0.15,
+                                    lw=0)
+            ax.set_ylim(0, 1.05)
+            ax.set_title(f"{ds} / {arch}, {t:.2f} of dense MACs", fontsize="small")
+            ax.set_xlabel("group index (forward order)")
+            if c == 0:
+                ax.set_ylabel("kept channels / group size")
+            ax.legend(fontsize="x-small", loc="lower left")
         return save_figure(fig, out_stem)
 
 

@@ -13,6 +13,10 @@ except Exception as err:  # Snakemake appends the whole sub-schema; keep the lin
     raise ValueError("invalid config (workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(keep or [str(err)])) from None
 
 
+# PASS and its ablations: they save a hypernetwork (hypernetwork transfer needs one)
+PASS_METHODS = ["pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats"]
+
+
 def grid_pairs(cfg):
     """(dataset, arch) pairs of the main grid; ``arch_settings.<arch>.datasets`` restricts an arch."""
     return [(d, a) for d in cfg["datasets"] for a in cfg["archs"]
@@ -24,7 +28,7 @@ def _check_semantics(cfg):
     every problem is listed at once, each naming the key (and the transfer entry) it is about."""
     errors = []
     transfer = cfg.get("transfer", [])
-    pass_methods = ("pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats")  # = PASS_METHODS below
+    pass_methods = PASS_METHODS
     for i, t in enumerate(transfer):
         where = f"transfer[{i}] ({t['source']} -> {t['target']}, {t['method']})"
         if t["source"] == t["target"]:
@@ -86,7 +90,6 @@ def _check_semantics(cfg):
 
 _check_semantics(config)
 
-PASS_METHODS = ["pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats"]
 NAME = "[A-Za-z0-9_]+"
 
 
