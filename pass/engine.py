@@ -54,15 +54,21 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from_epoch: int = 0
+    steps: int = 0  # optimiser steps of the whole run (epochs before a resume included)
+    images: int = 0  # training images those steps consumed (epochs before a resume included)
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """channels_last helps both oneDNN on CPU (measured 1.3-1.4x on 2 cores) and cuDNN."""
-    return model.to(device=device, memory_format=torch.channels_last)
+    """channels_last on CUDA only (cuDNN's preferred layout). On CPU it is off: torch 2.14.1's oneDNN path
+    corrupts memory (double free / segfault) in the backward pass of a 1x1 stride-2 convolution whose input has
+    2-7 channels in channels_last -- exactly the shortcut convolutions of a pruned ResNet (measured on this
+    project's AMD EPYC CI machine; `tests/test_engine.py` keeps a regression check)."""
+    fmt = torch.channels_last if torch.device(device).type == "cuda" else torch.contiguous_format
+    return model.to(device=device, memory_format=fmt)
 
 
 def _to_input(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and x.is_cuda else x
 
 
 @torch.no_grad()
@@ -105,6 +111,14 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: in
     raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine, onecycle or constant")
 
 
+def _aux_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """The auxiliary optimiser's schedule: the main one's shape at its own learning rate (OneCycle's peak is
+    the main lr, so it becomes cosine here)."""
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+
+
 def train(
     model: nn.Module,
     data,
@@ -118,6 +132,7 @@ def train(
     on_epoch: Callable[[dict], None] | None = None,
     desc: str = "train",
     fingerprint: str = "",
+    aux_optimizer: torch.optim.Optimizer | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``; keep the weights best on ``data.val``; resume from ``checkpoint``.
 
@@ -125,6 +140,11 @@ def train(
     (Torch-Pruning pruners' ``regularize``) without a second loop. ``on_epoch`` receives each epoch's
     metrics (the tracking mirror). A checkpoint is resumed only if its ``fingerprint`` (a digest of
     everything the run depends on) matches, so a stale checkpoint of another structure is never reused.
+
+    ``aux_optimizer`` trains extra parameters of ``model`` (keep them out of ``params``) with an optimiser of
+    their own, stepped with the main one: PASS's prompt at fine-tuning (Adam at the method's prompt_lr, as
+    VPNs trains weights and prompt together with separate optimisers). Its learning rate follows the main
+    schedule's shape (cosine for cosine and onecycle, constant for constant); its state is checkpointed.
     """
     model = prepare_model(model, device)
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -132,6 +152,7 @@ def train(
                           weight_decay=cfg.weight_decay)
     steps = _steps_per_epoch(len(data.train), cfg)
     sched = make_scheduler(opt, cfg, steps * cfg.epochs)
+    aux_sched = _aux_scheduler(aux_optimizer, cfg, steps * cfg.epochs) if aux_optimizer is not None else None
     start_epoch, history = 0, []
     best = {"top1": -1.0, "epoch": -1, "state": None}
     t0 = time.time()
@@ -145,12 +166,18 @@ def train(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
+        if aux_optimizer is not None:
+            aux_optimizer.load_state_dict(ck["aux_optimizer"])
+            aux_sched.load_state_dict(ck["aux_scheduler"])
         start_epoch, history, best = ck["epoch"] + 1, ck["history"], ck["best"]
         print(f"[{desc}] resumed from {checkpoint} after epoch {ck['epoch']}", file=sys.stderr)
     if cfg.epochs == 0:
         val = evaluate(model, data.val, device, cfg.eval_batch_size)
         return TrainResult(val["top1"], 0, [], 0.0, 0)
     step = start_epoch * steps
+    # Every epoch takes exactly ``steps`` full batches (drop_last, steps <= len // batch_size), so the
+    # epochs done before a resume consumed steps * batch_size images each; this run's are counted below.
+    images = start_epoch * steps * cfg.batch_size
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -170,12 +197,18 @@ def train(
                     f"(lr={cfg.lr}) or check the data. The last good checkpoint is {checkpoint}"
                 )
             opt.zero_grad(set_to_none=True)
+            if aux_optimizer is not None:
+                aux_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if after_backward is not None:
                 after_backward(model, step)
             opt.step()
             sched.step()
+            if aux_optimizer is not None:
+                aux_optimizer.step()
+                aux_sched.step()
             step += 1
+            images += y.numel()
             loss_sum += loss.item() * y.numel()
             correct += (out.argmax(1) == y).sum().item()
             seen += y.numel()
@@ -194,12 +227,14 @@ def train(
         if checkpoint is not None:
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "epoch": epoch, "history": history, "best": best, "config": asdict(cfg),
-                               "fingerprint": fingerprint}, checkpoint)
+                               "fingerprint": fingerprint,
+                               **({"aux_optimizer": aux_optimizer.state_dict(), "aux_scheduler": aux_sched.state_dict()}
+                                  if aux_optimizer is not None else {})}, checkpoint)
         if on_epoch is not None:
             on_epoch(rec)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    return TrainResult(best["top1"], best["epoch"], history, time.time() - t0, start_epoch)
+    return TrainResult(best["top1"], best["epoch"], history, time.time() - t0, start_epoch, steps=step, images=images)
 
 
 @torch.no_grad()

@@ -25,7 +25,9 @@ def interleaved_latency(dense: nn.Module, pruned: nn.Module, input_shape: tuple[
     out: dict = {}
     models = {"dense": dense.eval(), "pruned": pruned.eval()}
     for bs in batch_sizes:
-        x = torch.randn((bs, *input_shape), device=device).contiguous(memory_format=torch.channels_last)
+        x = torch.randn((bs, *input_shape), device=device)
+        if device.type == "cuda":  # the layout the models are trained in (passprune.engine.prepare_model)
+            x = x.contiguous(memory_format=torch.channels_last)
         for m in models.values():
             for _ in range(warmup):
                 m(x)

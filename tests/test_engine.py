@@ -84,3 +84,23 @@ def test_bn_recalibration_touches_only_statistics(fmnist_small):
 def test_unknown_training_option_is_rejected():
     with pytest.raises(ValueError, match="unknown training options"):
         TrainConfig.from_dict({"epochs": 1, "learning_rate": 0.1})
+
+
+def test_cpu_training_survives_narrow_strided_shortcuts(fmnist_small, tmp_path):
+    """Regression: channels_last on CPU crashed (double free) in the backward pass of a 1x1 stride-2 conv with
+    2-7 input channels -- the shortcut of a pruned or quarter-width ResNet-20. Run in a child process, so
+    a crash fails this test instead of killing the test session."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, torch.nn as nn\n"
+        "from passprune.engine import prepare_model, _to_input\n"
+        "m = prepare_model(nn.Sequential(nn.Conv2d(4, 8, 1, stride=2, bias=False), nn.BatchNorm2d(8)), 'cpu')\n"
+        "x = _to_input(torch.randn(32, 4, 28, 28)).requires_grad_(True)\n"
+        "for _ in range(5):\n"
+        "    m(x).sum().backward()\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
