@@ -258,5 +258,174 @@ def test_ratio_axis_and_dense_only_summary(built, tmp_path):
     dense_only = aggregate([p for p in built["files"] if p.parent.name.startswith("dense")], tmp_path / "s.csv")
     assert list(dense_only["method"]) == ["dense", "dense"]
     paths = build_report(tmp_path / "s.csv", tmp_path / "rep")
-    assert {p.name for p in paths} == {"main.md", "main.tex", "main.csv", "README.md"}
+    assert {p.name for p in paths} == {"main.md", "main.tex", "main.csv", "search_cost.md", "search_cost.tex",
+                                       "search_cost.csv", "README.md"}
     assert (tmp_path / "rep" / "README.md").read_text().count("_Skipped:") == 4
+    assert len(pd.read_csv(tmp_path / "rep" / "tables" / "search_cost.csv")) == 0
+
+
+# ----------------------------------------------------------------------------- search cost table
+def test_search_cost_table_means_and_dashes(built):
+    cost = pd.read_csv(built["out"] / "tables" / "search_cost.csv")
+    df = built["df"]
+    assert "dense" not in set(cost["method"]) and len(cost) == len(METHODS) * len(TARGETS) + 1
+    row = cost[(cost["method"] == "pass") & (cost["target"] == 0.3)]
+    sel = df[(df["method"] == "pass") & (df["target"] == 0.3)]
+    assert row["search_seconds_mean"].item() == pytest.approx(sel["search_seconds"].mean())
+    assert row["search_steps_mean"].isna().all()  # not recorded by these runs
+    md = (built["out"] / "tables" / "search_cost.md").read_text()
+    assert "Search steps |" in md and "–" in md and "cifar100" in md  # the transfer run's source
+    tex = (built["out"] / "tables" / "search_cost.tex").read_text()
+    assert "\\toprule" in tex and r"pass\_noprompt" in tex
+    assert "## Search cost" in (built["out"] / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- claims in the report
+CLAIMS_YAML = Path(__file__).resolve().parent.parent / "config" / "claims.yaml"
+MANY = {  # a dozen methods: method -> (family, top-1 offset in points)
+    "pass": ("pass", 2.0), "pass_noprompt": ("pass-ablation", 1.0), "pass_norecur": ("pass-ablation", 0.5),
+    "pass_uniform": ("pass-ablation", 0.8), "pass_nostats": ("pass-ablation", 1.2),
+    "l1": ("baseline", 0.0), "fpgm": ("baseline", -0.5), "taylor": ("baseline", -1.0),
+    "depgraph": ("baseline", 0.3), "greg": ("baseline", 0.2), "random": ("baseline", -3.0),
+    "random_widths": ("control", -2.0), "scratch": ("control", -6.0),
+}
+MANY_SEEDS = range(5)
+
+
+def _many_runs(root: Path) -> list[Path]:
+    files = [_write(root / f"dense_s{s}" / "metrics.json", _dense(s)) for s in MANY_SEEDS]
+    for m, (fam, eff) in MANY.items():
+        for t in TARGETS:
+            for s in MANY_SEEDS:
+                run = _pruned(m, t, s, family=fam)
+                run["top1"] += eff + 0.3 * s  # a seed effect shared by every method: pairing removes it
+                run["val_top1"] = run["top1"] + 0.2
+                if fam.startswith("pass"):
+                    run.update(select_on_val=True, search_steps=150, search_images=9600)
+                files.append(_write(root / f"{m}_{t}_s{s}" / "metrics.json", run))
+    for s in MANY_SEEDS:
+        run = _pruned("pass_structure_transfer", 0.3, s, source="cifar100", family="pass-transfer")
+        run["top1"] += 2.0 + 0.3 * s
+        files.append(_write(root / f"transfer_s{s}" / "metrics.json", run))
+    return files
+
+
+@pytest.fixture(scope="module")
+def claims_built(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("claims_report")
+    files = _many_runs(root / "runs")
+    df = aggregate(files, root / "summary.csv")
+    paths = build_report(root / "summary.csv", root / "reports", metrics_files=files, claims=CLAIMS_YAML)
+    return {"root": root, "files": files, "df": df, "paths": paths, "out": root / "reports"}
+
+
+def test_claims_tables_and_forest_plot_are_written(claims_built):
+    from passprune.stats.claims import RESULT_COLUMNS, load_claims
+
+    out = claims_built["out"]
+    for ext in ("md", "tex", "csv"):
+        assert out / "tables" / f"claims.{ext}" in claims_built["paths"]
+    for ext in ("png", "pdf"):
+        assert out / "figures" / f"claims_forest.{ext}" in claims_built["paths"]
+    assert (out / "figures" / "claims_forest.png").read_bytes()[:8] == PNG_MAGIC
+    res = pd.read_csv(out / "tables" / "claims.csv")
+    assert list(res.columns) == list(RESULT_COLUMNS)
+    assert list(dict.fromkeys(res["claim"])) == [c.id for c in load_claims(CLAIMS_YAML)]
+    acc = res[res["claim"] == "acc_vs_best_baseline"]
+    assert set(acc["versus"]) <= {"depgraph", "greg", "l1"} and (acc["n"] == len(MANY_SEEDS)).all()
+    assert res.loc[res["claim"] == "control_scratch", "verdict"].tolist() == ["supported"] * len(TARGETS)
+    assert res.loc[res["claim"] == "transfer_hypernet", "verdict"].tolist() == ["no data"]
+    md = (out / "tables" / "claims.md").read_text()
+    assert md.startswith("| Claim") and "acc_vs_best_baseline" in md and "(best baseline)" in md
+    tex = (out / "tables" / "claims.tex").read_text()
+    assert "\\toprule" in tex and r"acc\_vs\_best\_baseline" in tex and "$\\pm$" in tex
+    assert "pass $-$ " in tex and "$>$ +1.00" in tex and "−" not in tex and ">" not in tex.replace("$>$", "")
+
+
+def test_readme_starts_with_the_claims_section_and_its_rule(claims_built):
+    readme = (claims_built["out"] / "README.md").read_text()
+    assert readme.startswith("# Results\n\n## Claims\n")
+    claims_part = readme.split("## How the numbers were made")[0]
+    m = int(pd.read_csv(claims_built["out"] / "tables" / "claims.csv")["holm_m"].iloc[0])
+    for needle in ("paired by seed", "t-interval", "bootstrap", f"Holm-adjusted over all {m} comparison(s)",
+                   "validation", "`select_on_val` true in all", "config/claims.yaml", "figures/claims_forest.png",
+                   "| acc_vs_best_baseline", "supported"):
+        assert needle in claims_part, needle
+    assert readme.index("## Claims") < readme.index("## Main table") < readme.index("## Search cost")
+
+
+def test_selection_rule_unknown_without_the_column(built):
+    from passprune.report.verdicts import selection_rule_text
+
+    assert "unknown" in selection_rule_text(built["df"])
+    assert "mixed" in selection_rule_text(pd.DataFrame({"family": ["pass", "pass"], "select_on_val": [True, False]}))
+
+
+def test_report_without_claims_removes_stale_claims_outputs(claims_built, tmp_path):
+    import shutil
+
+    out = tmp_path / "reports"
+    shutil.copytree(claims_built["out"], out)
+    paths = build_report(claims_built["root"] / "summary.csv", out)
+    assert not any((out / "tables" / f"claims.{x}").exists() for x in ("md", "tex", "csv"))
+    assert not (out / "figures" / "claims_forest.png").exists()
+    assert "## Claims" not in (out / "README.md").read_text() and out / "README.md" in paths
+
+
+def test_bad_claims_file_fails_before_writing(claims_built, tmp_path):
+    from passprune.stats.claims import ClaimsError
+
+    bad = tmp_path / "claims.yaml"
+    bad.write_text(CLAIMS_YAML.read_text().replace("relation: greater", "relaton: greater", 1))
+    with pytest.raises(ClaimsError, match="relaton"):
+        build_report(claims_built["root"] / "summary.csv", tmp_path / "rep", claims=bad)
+    assert not (tmp_path / "rep").exists()
+
+
+def test_forest_plot_without_any_estimate_still_writes_a_figure(tmp_path):
+    from passprune.report.figures import plot_claims_forest
+    from passprune.stats.claims import Claim, evaluate_claims
+
+    df = pd.DataFrame([dict(dataset="d", arch="a", method="pass", family="pass", target=0.5, seed=0, source=None,
+                            top1=1.0, top1_before_ft=1.0, val_top1=1.0, speedup_macs=2.0, speedup_latency=1.5)])
+    c = Claim.from_dict(dict(id="x", text="t", method="pass", versus="scratch", metric="top1", relation="greater",
+                             margin=0))
+    png, pdf = plot_claims_forest(evaluate_claims(df, [c]), tmp_path / "forest")
+    assert png.read_bytes()[:8] == PNG_MAGIC and pdf.exists()
+
+
+def test_cli_claims_and_report_flags(claims_built, tmp_path, capsys):
+    from passprune.cli import main
+
+    main(["claims", "--summary", str(claims_built["root"] / "summary.csv"), "--claims", str(CLAIMS_YAML),
+          "--csv", str(tmp_path / "c.csv")])
+    out = capsys.readouterr().out
+    assert "| acc_vs_best_baseline" in out and "paired by seed" in out and (tmp_path / "c.csv").exists()
+    main(["report", "--summary", str(claims_built["root"] / "summary.csv"), "--out", str(tmp_path / "r"),
+          "--claims", str(CLAIMS_YAML)])
+    assert (tmp_path / "r" / "tables" / "claims.md").exists()
+    assert (tmp_path / "r" / "README.md").read_text().startswith("# Results\n\n## Claims")
+
+
+# ----------------------------------------------------------------------------- figures with a dozen methods
+def test_method_styles_distinct_within_and_across_families(claims_built):
+    from passprune.report.figures import method_styles, run_labels
+
+    df = claims_built["df"].assign(label=lambda d: run_labels(d))
+    styles = method_styles(df)
+    assert set(styles) == set(df["label"])
+    pairs = [(tuple(round(c, 4) for c in st.color), st.marker) for st in styles.values()]
+    assert len(set(pairs)) == len(pairs)  # no two methods share colour and marker
+    assert len({tuple(st.color) for st in styles.values()}) == len(styles)  # every colour distinct too
+    assert styles["dense"].color[:3] == pytest.approx((0.0, 0.0, 0.0), abs=1e-6)
+    base = [st for lab, st in styles.items() if MANY.get(lab, ("",))[0] == "baseline"]
+    assert len({st.marker for st in base}) == len(base) and len({st.linestyle for st in base}) == len(base)
+    # a family's shades share a hue: baselines are orange (red > blue), PASS is blue (blue > red)
+    assert all(st.color[0] > st.color[2] for st in base)
+    assert styles["pass"].color[2] > styles["pass"].color[0]
+
+
+def test_dozen_method_figures_render(claims_built):
+    out = claims_built["out"] / "figures"
+    for stem in ("acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost", "claims_forest"):
+        assert (out / f"{stem}.png").stat().st_size > 5000, stem

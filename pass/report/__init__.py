@@ -2,12 +2,16 @@
 
 Why a separate layer: the per-job files are the pipeline's ground truth, and everything a reader sees
 (tables, plots, README) is *derived* from them by these pure functions, so a report can always be rebuilt
-from the files alone.  The modules deliberately import neither torch nor the rest of ``passprune``, so
-a report can be regenerated on a laptop that only has pandas/matplotlib/seaborn/tabulate.
+from the files alone.  The modules deliberately import neither torch nor the rest of ``passprune`` (only
+the torch-free :mod:`passprune.stats` and :mod:`passprune.io`), so a report can be regenerated on a laptop
+that only has pandas/matplotlib/seaborn/tabulate (+ scipy/statsmodels/jsonschema for the claims).
 
 * :mod:`passprune.report.aggregate` -- metrics.json files -> one tidy row per run (``summary.csv``).
 * :mod:`passprune.report.tables` -- mean ± std over seeds, as Markdown, LaTeX (booktabs) and CSV.
+  Also the search-cost table (steps, images, seconds per method and target).
 * :mod:`passprune.report.figures` -- accuracy vs MACs, before/after fine-tuning, layer-wise kept ratio,
-  search cost (PNG + PDF).
+  search cost, claims forest plot (PNG + PDF); methods coloured by family.
+* :mod:`passprune.report.verdicts` -- the claims table (:mod:`passprune.stats`' verdicts) and the README
+  section that says how verdicts are made.
 * :mod:`passprune.report.build` -- all of the above plus ``README.md`` into one reports folder.
 """

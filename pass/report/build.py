@@ -2,9 +2,13 @@
 
 Layout written under ``out_dir``::
 
-    README.md                      main (and transfer) table embedded, figures linked, method note
+    README.md                      claims first (with ``claims=``), then main (and transfer) table, search
+                                   cost, figures linked, method note
     tables/main.{md,tex,csv}       + tables/transfer.{md,tex,csv} when there are transfer runs
+    tables/search_cost.{md,tex,csv}
+    tables/claims.{md,tex,csv}     with ``claims=``: one verdict per comparison (passprune.stats)
     figures/<name>.{png,pdf}       acc_vs_macs, before_after_ft, layerwise_sparsity, search_cost
+                                   (+ claims_forest with ``claims=``)
 
 Why the README states the provenance of the numbers: a table without "mean ± std over which seeds,
 counting which MACs" invites comparisons with papers that count differently.  A figure whose data are
@@ -21,8 +25,8 @@ import pandas as pd
 
 from ..io import atomic_write_text
 from .aggregate import has_source, read_summary
-from .figures import NoData, plot_acc_vs_macs, plot_before_after, plot_layerwise, plot_search_cost
-from .tables import dense_mask, write_tables
+from .figures import NoData, plot_acc_vs_macs, plot_before_after, plot_claims_forest, plot_layerwise, plot_search_cost
+from .tables import dense_mask, write_search_cost, write_tables
 
 #: (file stem, README heading, what it shows)
 FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -64,20 +68,45 @@ def _provenance_note(df: pd.DataFrame, summary_csv: Path, out_dir: Path) -> str:
     )
 
 
+def _claims_outputs(df: pd.DataFrame, claims: str | os.PathLike | None, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Claims table + forest plot and the README section; with ``claims=None``, stale copies are removed
+    (an old verdict next to new numbers would be worse than none)."""
+    stale = [out_dir / "tables" / f"claims.{x}" for x in ("md", "tex", "csv")] + \
+        [out_dir / "figures" / f"claims_forest.{x}" for x in ("png", "pdf")]
+    if claims is None:
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return [], []
+    from ..stats.claims import evaluate_claims, load_claims
+    from .verdicts import readme_section, write_claims_tables
+
+    results = evaluate_claims(df, load_claims(claims))
+    written = list(write_claims_tables(results, out_dir / "tables").values())
+    written += plot_claims_forest(results, out_dir / "figures" / "claims_forest")
+    rel = os.path.relpath(claims)  # as the user would type it from here (config/claims.yaml), not absolute
+    claims_ref = Path(claims if rel.startswith("..") else rel).as_posix()
+    return written, readme_section(results, df, claims_ref)
+
+
 def build_report(summary_csv: str | os.PathLike, out_dir: str | os.PathLike,
-                 metrics_files: Sequence[str | os.PathLike] = ()) -> list[Path]:
+                 metrics_files: Sequence[str | os.PathLike] = (),
+                 claims: str | os.PathLike | None = None) -> list[Path]:
     """Write tables, figures and ``README.md`` under ``out_dir`` (every file atomically).
 
     ``metrics_files`` are the per-run ``metrics.json`` files; only the layer-wise figure needs them.
-    Returns the paths written, tables first, README last.
+    ``claims`` is a claims YAML file (``config/claims.yaml``): its verdicts open the README and go to
+    ``tables/claims.*`` and ``figures/claims_forest.*``.  Returns the paths written, README last.
     """
     summary_csv, out_dir = Path(summary_csv), Path(out_dir)
     df = read_summary(summary_csv)
     written: list[Path] = []
 
+    claims_written, claims_lines = _claims_outputs(df, claims, out_dir)  # first: a bad claims file fails fast
     tables = write_tables(df, out_dir / "tables")
     for fmts in tables.values():
         written += list(fmts.values())
+    cost = write_search_cost(df, out_dir / "tables")
+    written += list(cost.values()) + claims_written
 
     fig_dir = out_dir / "figures"
     makers: dict[str, Callable[[Path], list[Path]]] = {
@@ -97,13 +126,19 @@ def build_report(summary_csv: str | os.PathLike, out_dir: str | os.PathLike,
             for ext in (".png", ".pdf"):  # never leave an earlier build's figure next to a "skipped" note
                 (fig_dir / f"{stem}{ext}").unlink(missing_ok=True)
 
-    lines = ["# Results", "", _provenance_note(df, summary_csv, out_dir), "", "## Main table", ""]
+    lines = ["# Results", "", *claims_lines, "## How the numbers were made", "",
+             _provenance_note(df, summary_csv, out_dir), "", "## Main table", ""]
     lines.append(tables["main"]["md"].read_text(encoding="utf-8").rstrip("\n"))
     lines += ["", "Also as [LaTeX](tables/main.tex) and [CSV](tables/main.csv) (full precision).", ""]
     if "transfer" in tables:
         lines += ["## Transfer", "", "Runs whose structure or hypernetwork came from the `Source` dataset.", ""]
         lines.append(tables["transfer"]["md"].read_text(encoding="utf-8").rstrip("\n"))
         lines += ["", "Also as [LaTeX](tables/transfer.tex) and [CSV](tables/transfer.csv).", ""]
+    lines += ["## Search cost", "",
+              "Mean over seeds of what each method spent choosing its structure (and, for the sparsity-training "
+              "baselines, training weights), and the shared fine-tuning; – = not recorded by these runs.", "",
+              cost["md"].read_text(encoding="utf-8").rstrip("\n"), "",
+              "Also as [LaTeX](tables/search_cost.tex) and [CSV](tables/search_cost.csv).", ""]
     lines += ["## Figures", ""]
     for stem, title, what in FIGURES:
         lines += [f"### {title}", ""]

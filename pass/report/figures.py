@@ -21,9 +21,11 @@ import contextlib
 import math
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -87,9 +89,57 @@ def _label_order(df: pd.DataFrame) -> list[str]:
     return list(first.assign(_r=rank).sort_values(["_r", "label"], kind="mergesort")["label"])
 
 
-def _palette(labels: Sequence[str]) -> dict[str, tuple]:
-    colors = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
-    return dict(zip(labels, colors))
+@dataclass(frozen=True)
+class Style:
+    """How one method is drawn: colour (its family's hue, a shade per method), marker and line style."""
+
+    color: tuple
+    marker: str
+    linestyle: str | tuple
+
+
+#: (colormap, darkest, lightest) per family: a distinct hue per family, one shade per method inside it.
+#: The range avoids the near-white end of each map so every shade stays visible on white.
+FAMILY_HUES: dict[str, tuple[str, float, float]] = {
+    "dense": ("Greys", 1.0, 0.6),
+    "pass": ("Blues", 0.9, 0.55),
+    "pass-ablation": ("Purples", 0.95, 0.5),
+    "pass-transfer": ("RdPu", 0.6, 0.4),  # pink: the dark end of RdPu is too close to the ablations' purple
+    "baseline": ("Oranges", 0.95, 0.45),
+    "control": ("Greens", 0.9, 0.5),
+}
+_OTHER_HUE = ("Greys", 0.85, 0.45)
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+LINESTYLES: tuple = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 2, 1, 2)))
+
+
+def family_of(family: object) -> str:
+    """Families the figures colour alike: every ``*-transfer`` is a transfer (``pass-transfer``)."""
+    f = str(family) if isinstance(family, str) else ""
+    return "pass-transfer" if f.endswith("-transfer") else f
+
+
+def method_styles(frame: pd.DataFrame) -> dict[str, Style]:
+    """A :class:`Style` per ``label`` of ``frame`` (columns ``label``, ``family``).
+
+    Why by family: with a dozen methods, a categorical palette runs out of distinguishable colours and
+    says nothing about which lines belong together.  Each family gets its own hue (dense black, PASS
+    blue, ablations purple, transfer pink, baselines orange, controls green, anything else grey); inside a
+    family, methods differ by shade *and* marker *and* line style, so no two methods share colour and
+    marker even when shades are hard to tell apart.
+    """
+    first = frame.drop_duplicates("label")
+    groups: dict[str, list[str]] = {}
+    for lab in _label_order(frame):
+        fam = family_of(first.loc[first["label"] == lab, "family"].iloc[0])
+        groups.setdefault(fam, []).append(lab)
+    styles: dict[str, Style] = {}
+    for fam, labels in groups.items():
+        cmap, dark, light = FAMILY_HUES.get(fam, _OTHER_HUE)
+        shades = mpl.colormaps[cmap](np.linspace(dark, light, len(labels)) if len(labels) > 1 else [dark])
+        for i, lab in enumerate(labels):
+            styles[lab] = Style(tuple(shades[i]), MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)])
+    return styles
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -106,6 +156,24 @@ def _blocks(df: pd.DataFrame) -> list[tuple[str, str]]:
 def _hide_unused(axes: np.ndarray, used: int) -> None:
     for ax in axes.flat[used:]:
         ax.set_visible(False)
+
+
+def _figure_legend(fig: Figure, axes: np.ndarray, order: Sequence[str] = ()) -> None:
+    """One legend for the whole figure, outside the panels on the right: with a dozen methods a legend
+    inside a panel hides the curves, and repeating it per panel wastes space.  Entries follow ``order``
+    (the tables' reading order), whatever panel they first appear in."""
+    handles: dict[str, object] = {}
+    for ax in axes.flat:
+        if ax.get_visible():
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+    rank = {lab: i for i, lab in enumerate(order)}
+    handles = dict(sorted(handles.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    if handles:
+        # widen the figure by the legend's width, so the panels keep theirs (x-small text ~ 0.055 in/char)
+        fig.set_figwidth(fig.get_figwidth() + 0.8 + 0.055 * max(len(lab) for lab in handles))
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside right upper", fontsize="x-small",
+                   handlelength=3.2)
 
 
 def _target_panels(axes: np.ndarray, blocks: Sequence[tuple[str, str]], targets: dict):
@@ -144,7 +212,7 @@ def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike,
     pruned = d[~d["_dense"]]
     blocks = _blocks(pruned)
     labels = _label_order(pruned)
-    colors = _palette(labels)
+    styles = method_styles(pruned)
     ncols = min(3, len(blocks))
     with _style():
         fig, axes = _new_figure(math.ceil(len(blocks) / ncols), ncols)
@@ -156,19 +224,22 @@ def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike,
                     continue
                 g = s.groupby("target").agg(x=("_x", "mean"), y=("top1", "mean"), e=("top1", "std"))
                 g = g.sort_values("x")
-                ax.errorbar(g["x"], g["y"], yerr=g["e"].fillna(0.0), marker="o", ms=4, capsize=3,
-                            lw=1.4, color=colors[lab], label=lab)
+                st = styles[lab]
+                ax.errorbar(g["x"], g["y"], yerr=g["e"].fillna(0.0), marker=st.marker, ls=st.linestyle, ms=4.5,
+                            capsize=2.5, lw=1.3, color=st.color, label=lab)
             dense = d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)]
             if not dense.empty:
                 m, sd = dense["top1"].mean(), dense["top1"].std()
-                ax.axhline(m, ls="--", color="black", lw=1.1, label=f"dense ({m:.2f}%)")
+                ax.axhline(m, ls="--", color="black", lw=1.1, label="dense")
+                ax.text(0.01, m, f"dense {m:.2f}%", transform=ax.get_yaxis_transform(), va="bottom",
+                        fontsize="x-small", bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.6})
                 if not math.isnan(sd) and sd > 0:
                     ax.axhspan(m - sd, m + sd, color="black", alpha=0.07, lw=0)
             ax.set_title(f"{ds} / {arch}")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("Top-1 after fine-tuning (%)")
-            ax.legend(fontsize="x-small", loc="lower right")
         _hide_unused(axes, len(blocks))
+        _figure_legend(fig, axes, ["dense", *labels])
         return save_figure(fig, out_stem)
 
 
@@ -187,7 +258,7 @@ def plot_before_after(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Pat
                          reverse=True) for b in blocks}
     ncols = max(len(t) for t in targets.values())
     labels = _label_order(pruned)
-    colors = _palette(labels)
+    styles = method_styles(pruned)
     width = 0.38
     with _style():
         fig, axes = _new_figure(len(blocks), ncols, sharey="row")
@@ -198,7 +269,7 @@ def plot_before_after(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Pat
             g = sub.groupby("label").agg(b=("top1_before_ft", "mean"), be=("top1_before_ft", "std"),
                                          a=("top1", "mean"), ae=("top1", "std")).reindex(present)
             xs = np.arange(len(present))
-            cols = [colors[lab] for lab in present]
+            cols = [styles[lab].color for lab in present]
             ax.bar(xs - width / 2, g["b"], width, yerr=g["be"].fillna(0.0), color=cols, alpha=0.45,
                    hatch="//", edgecolor=cols, capsize=2)
             ax.bar(xs + width / 2, g["a"], width, yerr=g["ae"].fillna(0.0), color=cols, capsize=2)
@@ -257,7 +328,7 @@ def plot_layerwise(metrics_files: Sequence[str | os.PathLike], out_stem: str | o
                for b in blocks}
     ncols = max(len(t) for t in targets.values())
     labels = _label_order(lw)
-    colors = _palette(labels)
+    styles = method_styles(lw)
     with _style():
         fig, axes = _new_figure(len(blocks), ncols, sharey=True)
         for ax, (ds, arch), t, c in _target_panels(axes, blocks, targets):
@@ -267,17 +338,19 @@ def plot_layerwise(metrics_files: Sequence[str | os.PathLike], out_stem: str | o
                 if s.empty:
                     continue
                 g = s.groupby("group_index")["kept_ratio"].agg(["mean", "std"]).sort_index()
-                ax.plot(g.index, g["mean"], marker="o", ms=2.5, lw=1.2, color=colors[lab], label=lab)
+                st = styles[lab]
+                ax.plot(g.index, g["mean"], marker=st.marker, ls=st.linestyle, ms=3, lw=1.2, color=st.color,
+                        label=lab)
                 std = g["std"].fillna(0.0)
                 if (std > 0).any():
-                    ax.fill_between(g.index, g["mean"] - std, g["mean"] + std, color=colors[lab], alpha=0.15,
-                                    lw=0)
+                    ax.fill_between(g.index, g["mean"] - std, g["mean"] + std, color=st.color,
+                                    alpha=0.12 if len(labels) <= 6 else 0.05, lw=0)
             ax.set_ylim(0, 1.05)
             ax.set_title(f"{ds} / {arch}, {t:.2f} of dense MACs", fontsize="small")
             ax.set_xlabel("group index (forward order)")
             if c == 0:
                 ax.set_ylabel("kept channels / group size")
-            ax.legend(fontsize="x-small", loc="lower left")
+        _figure_legend(fig, axes, labels)
         return save_figure(fig, out_stem)
 
 
@@ -300,6 +373,8 @@ def plot_search_cost(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Path
     ncols = min(3, len(blocks))
     with _style():
         fig, axes = _new_figure(math.ceil(len(blocks) / ncols), ncols)
+        # a dozen methods x targets need room for their value labels: ~0.3 in per bar
+        fig.set_figwidth(ncols * max(PANEL_W, 0.3 * len(labels) * len(all_targets)))
         for ax, (ds, arch) in zip(axes.flat, blocks):
             sub = pruned[(pruned["dataset"] == ds) & (pruned["arch"] == arch)]
             present = [lab for lab in labels if (sub["label"] == lab).any()]
@@ -321,4 +396,79 @@ def plot_search_cost(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Path
             ax.set_ylabel("search time (s)")
             ax.legend(title="MACs kept", fontsize="x-small", title_fontsize="x-small")
         _hide_unused(axes, len(blocks))
+        return save_figure(fig, out_stem)
+
+
+# ----------------------------------------------------------------------------- (e) claims forest plot
+#: Colour of each verdict in the forest plot ("no data" rows have no estimate and are not drawn).
+VERDICT_COLORS: dict[str, str] = {
+    "supported": "#2e7d32", "contradicted": "#c62828", "inconclusive": "#e69f00", "not enough seeds": "#9e9e9e",
+}
+_UNIT_LABELS = {"points": "top-1 points", "x": "× speed-up at matched top-1"}
+
+
+def margin_lines(relation: str, margin: float) -> list[float]:
+    """Where a claim's margin sits on the difference axis: +margin (greater), -margin (less), both
+    (equivalent)."""
+    return {"greater": [margin], "less": [-margin], "equivalent": [-margin, margin]}.get(relation, [])
+
+
+def _forest_label(row: pd.Series) -> str:
+    where = f"{row['dataset']}/{row['arch']}"
+    at = "curve" if pd.isna(row["target"]) else f"{float(row['target']):.2f}"
+    return f"{row['claim']}: {row['method']} − {row['versus']} · {where} · {at} (n={int(row['n'])})"
+
+
+def plot_claims_forest(results: pd.DataFrame, out_stem: str | os.PathLike) -> list[Path]:
+    """Forest plot of the claims (:func:`passprune.stats.evaluate_claims`' rows): per comparison, the
+    mean paired difference (dot) with its 95% t-interval (thick, decides the verdict) and paired
+    bootstrap interval (thin, below), the claimed margin as a dashed tick, coloured by verdict.
+
+    One panel per unit (top-1 points, x speed-up), since the two cannot share an axis.  Comparisons
+    without an estimate ("no data") are left out; if none has one, the figure says so instead of
+    failing, so a report rule that declares this file always gets it.
+    """
+    r = results[pd.to_numeric(results["mean_diff"], errors="coerce").notna()]
+    units = [u for u in _UNIT_LABELS if (r["unit"] == u).any()]
+    with _style():
+        if not units:
+            fig = Figure(figsize=(7, 1.6), layout="constrained")
+            FigureCanvasAgg(fig)
+            ax = fig.subplots()
+            ax.axis("off")
+            ax.text(0.5, 0.5, "No claim comparison has paired seeds (see the claims table).", ha="center",
+                    va="center")
+            return save_figure(fig, out_stem)
+        counts = [int((r["unit"] == u).sum()) for u in units]
+        fig = Figure(figsize=(9.5, 1.3 + 0.3 * sum(counts) + 0.9 * len(units)), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(units), 1, squeeze=False, gridspec_kw={"height_ratios": [c + 1.5 for c in counts]})
+        for ax, unit in zip(axes[:, 0], units):
+            sub = r[r["unit"] == unit].reset_index(drop=True)
+            ys = np.arange(len(sub))[::-1].astype(float)
+            shade, prev = False, None
+            for y, (_, row) in zip(ys, sub.iterrows()):
+                if row["claim"] != prev:  # alternate a light band per claim so rows group visually
+                    shade, prev = not shade, row["claim"]
+                if shade:
+                    ax.axhspan(y - 0.5, y + 0.5, color="black", alpha=0.04, lw=0)
+                col = VERDICT_COLORS.get(row["verdict"], "black")
+                if pd.notna(row["boot_low"]):
+                    ax.plot([row["boot_low"], row["boot_high"]], [y - 0.25] * 2, color=col, lw=1.0, alpha=0.7)
+                if pd.notna(row["ci_low"]):
+                    ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=col, lw=2.4, solid_capstyle="butt")
+                ax.plot([row["mean_diff"]], [y], marker="o", ms=5.5, color=col, mec="white", mew=0.6)
+                for m in margin_lines(row["relation"], float(row["margin"])):
+                    ax.plot([m, m], [y - 0.42, y + 0.42], color="black", lw=1.1, ls=(0, (2, 1.5)))
+            ax.axvline(0, color="grey", lw=0.8, zorder=0)
+            ax.set_yticks(ys, [_forest_label(row) for _, row in sub.iterrows()], fontsize="x-small")
+            ax.set_ylim(-0.7, len(sub) - 0.3)
+            ax.grid(axis="y", visible=False)
+            ax.set_xlabel(f"mean paired difference, method − versus ({_UNIT_LABELS[unit]})")
+        handles = [Line2D([], [], color=c, lw=2.4, marker="o", label=v) for v, c in VERDICT_COLORS.items()
+                   if (r["verdict"] == v).any()]
+        handles += [Line2D([], [], color="grey", lw=2.4, label="95% t-interval (decides)"),
+                    Line2D([], [], color="grey", lw=1.0, alpha=0.7, label="95% paired bootstrap"),
+                    Line2D([], [], color="black", lw=1.1, ls=(0, (2, 1.5)), label="claimed margin")]
+        fig.legend(handles=handles, loc="outside upper center", ncols=4, fontsize="x-small")
         return save_figure(fig, out_stem)

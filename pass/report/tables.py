@@ -47,7 +47,8 @@ MAIN_KEYS: tuple[str, ...] = ("dataset", "arch", "target", "method")
 TRANSFER_KEYS: tuple[str, ...] = ("dataset", "arch", "source", "target", "method")
 
 #: Reading order inside one target: the method, its ablations and transfers, then baselines.
-FAMILY_ORDER: dict[str, int] = {"dense": 0, "pass": 1, "pass-ablation": 2, "pass-transfer": 3, "baseline": 4}
+FAMILY_ORDER: dict[str, int] = {"dense": 0, "pass": 1, "pass-ablation": 2, "pass-transfer": 3, "baseline": 4,
+                                "control": 5}
 
 _HEADERS = {"dataset": "Dataset", "arch": "Arch", "source": "Source", "target": "MACs kept",
             "method": "Method", "n": "n"}
@@ -140,12 +141,13 @@ def to_markdown(table: pd.DataFrame) -> str:
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "–": "--", "×": r"$\times$",
+    "±": r"$\pm$", "–": "--", "×": r"$\times$", "−": r"$-$", "≥": r"$\geq$", "≤": r"$\leq$",
+    "<": r"$<$", ">": r"$>$",  # in text mode (OT1) these would print as ¡ and ¿
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX specials (method names contain underscores) and map ± / – to LaTeX."""
+    """Escape LaTeX specials (method names contain underscores) and map ± – − × < > to LaTeX."""
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
@@ -192,3 +194,86 @@ def write_tables(df: pd.DataFrame, tables_dir: str | os.PathLike) -> dict[str, d
             "csv": atomic_write_text(tables_dir / f"{name}.csv", table.to_csv(index=False, lineterminator="\n")),
         }
     return written
+
+
+# ----------------------------------------------------------------------------- search cost
+#: What a method spent to choose (and, for the sparsity-training baselines, adapt) its structure, and the
+#: shared fine-tuning; columns a summary lacks are shown as "–".
+SEARCH_COST_STATS: tuple[Stat, ...] = (
+    Stat("search_seconds", "search_seconds", "Search (s)", 1.0, ".1f"),
+    Stat("search_steps", "search_steps", "Search steps", 1.0, ",.0f"),
+    Stat("search_images", "search_images", "Search images", 1.0, ",.0f"),
+    Stat("weight_train_steps", "weight_train_steps", "Weight-train steps", 1.0, ",.0f"),
+    Stat("finetune_steps", "finetune_steps", "Fine-tune steps", 1.0, ",.0f"),
+    Stat("total_images", "total_images", "Total images", 1.0, ",.0f"),
+)
+SEARCH_COST_KEYS: tuple[str, ...] = ("dataset", "arch", "target", "method", "source")
+
+
+def search_cost_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean (and sample std) over seeds of every :data:`SEARCH_COST_STATS` column per (dataset, arch,
+    target, method, source), pruned runs only; a column absent from the summary is all-NaN here.
+
+    Why a table next to the search-cost figure: the figure shows wall time, which depends on the machine;
+    steps and images are what another lab can compare with.
+    """
+    pruned = df[~dense_mask(df)].copy()
+    pruned["source"] = pruned["source"].astype("object").where(has_source(pruned), "")
+    work = pruned[list(SEARCH_COST_KEYS)].copy()
+    work["family"] = pruned["family"].astype("object")
+    work["seed"] = pruned["seed"]
+    for st in SEARCH_COST_STATS:
+        work[st.key] = pd.to_numeric(pruned[st.column], errors="coerce") if st.column in pruned.columns else math.nan
+    g = work.groupby(list(SEARCH_COST_KEYS), dropna=False, sort=False)
+    cols = [f"{st.key}_{fn}" for st in SEARCH_COST_STATS for fn in ("mean", "std")]
+    if work.empty:
+        return pd.DataFrame(columns=[*SEARCH_COST_KEYS, "family", "n", *cols])
+    out = g.agg(family=("family", "first"), n=("seed", "size"),
+                **{f"{st.key}_{fn}": (st.key, fn) for st in SEARCH_COST_STATS for fn in ("mean", "std")}).reset_index()
+    order = out.assign(_src=out["source"] != "",
+                       _fam=out["family"].map(lambda f: FAMILY_ORDER.get(f, len(FAMILY_ORDER))))
+    order = order.sort_values(["dataset", "arch", "_src", "source", "target", "_fam", "method"],
+                              ascending=[True, True, True, True, False, True, True], kind="mergesort")
+    return out.loc[order.index, [*SEARCH_COST_KEYS, "family", "n", *cols]].reset_index(drop=True)
+
+
+def search_cost_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and text rows (means only; "–" where a quantity was not recorded)."""
+    headers = ["Dataset", "Arch", "MACs kept", "Method", "Source", "n"] + [st.header for st in SEARCH_COST_STATS]
+    rows = []
+    for rec in table.to_dict("records"):
+        row = [str(rec["dataset"]), str(rec["arch"]), f"{rec['target']:.2f}", str(rec["method"]),
+               str(rec["source"]) or "–", str(int(rec["n"]))]
+        row += [format_cell(rec[f"{st.key}_mean"], None, st.fmt) for st in SEARCH_COST_STATS]
+        rows.append(row)
+    return headers, rows
+
+
+def _render(headers: list[str], rows: list[list[str]], right: set[str], fmt: str, comment: str = "") -> str:
+    """Markdown (tabulate pipe) or LaTeX (booktabs) text of pre-formatted rows."""
+    if fmt == "md":
+        align = ["right" if h in right else "left" for h in headers]
+        if not rows:
+            return "| " + " | ".join(headers) + " |\n|" + "|".join("---" for _ in headers) + "|\n"
+        return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align) + "\n"
+    spec = "".join("r" if h in right else "l" for h in headers)
+    lines = [f"% Generated by passprune.report; needs \\usepackage{{booktabs}}.{(' ' + comment) if comment else ''}",
+             f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(latex_escape(h) for h in headers) + " \\\\",
+             "\\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in rows]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_search_cost(df: pd.DataFrame, tables_dir: str | os.PathLike) -> dict[str, Path]:
+    """``search_cost.{md,tex,csv}`` (always written, so a report rule can declare them)."""
+    tables_dir = Path(tables_dir)
+    table = search_cost_table(df)
+    headers, rows = search_cost_rows(table)
+    right = {"MACs kept", "n", *(st.header for st in SEARCH_COST_STATS)}
+    note = "Means over seeds; -- = not recorded."
+    return {
+        "md": atomic_write_text(tables_dir / "search_cost.md", _render(headers, rows, right, "md")),
+        "tex": atomic_write_text(tables_dir / "search_cost.tex", _render(headers, rows, right, "tex", note)),
+        "csv": atomic_write_text(tables_dir / "search_cost.csv", table.to_csv(index=False, lineterminator="\n")),
+    }
