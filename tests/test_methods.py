@@ -23,7 +23,9 @@ FAST = {  # the smallest settings that still run every code path of each method
     "depgraph": {"epochs": 1, "max_steps_per_epoch": 2},
     "greg": {"epochs": 1, "max_steps_per_epoch": 2, "update_every": 1},
 }
-METHODS = [m for m in list_methods() if m != "pass_hypertransfer"]  # transfer has its own test
+# transfer and the controls (which need a reference structure: tests/test_controls.py) have their own tests
+METHODS = [m for m in list_methods() if m != "pass_hypertransfer" and get_method(m).family != "control"]
+COST_KEYS = ("search_steps", "search_images", "weight_train_steps", "weight_train_images")
 
 
 def test_every_method_has_fast_settings_or_no_options():
@@ -86,8 +88,27 @@ def test_sparsity_methods_change_weights_and_report_cost(fmnist_small, tmp_path)
     _, res = run("bn_scale", model, fmnist_small, 0.5, tmp_path)
     assert res.weights_changed
     assert res.info["sparsity_epochs"] == 1 and res.info["sparsity_seconds"] > 0
+    assert res.info["weight_train_steps"] == res.info["search_steps"] == 2  # max_steps_per_epoch
+    assert res.info["weight_train_images"] == res.info["search_images"] == 2 * 16  # batch_size 16
     changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
     assert any(k.endswith("weight") for k in changed)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if not m.startswith("pass")])
+def test_method_reports_its_cost(method, fmnist_small, tmp_path):
+    """Steps and images of the search, and the training the fine-tuned weights already had (PASS reports
+    its own, in passnet)."""
+    _, res = run(method, small_model("resnet20"), fmnist_small, 0.5, tmp_path)
+    assert all(isinstance(res.info.get(k), int) for k in COST_KEYS), res.info
+    if method in ("random", "l1", "l1_uniform", "fpgm"):
+        assert all(res.info[k] == 0 for k in COST_KEYS)
+    elif method == "taylor":
+        assert res.info["search_steps"] == 1 and res.info["search_images"] == 16
+        assert res.info["weight_train_steps"] == res.info["weight_train_images"] == 0
+    else:  # sparsity training: its steps are both search cost and training of the weights
+        assert res.weights_changed
+        assert res.info["weight_train_steps"] == res.info["search_steps"] > 0
+        assert res.info["weight_train_images"] == res.info["search_images"] > 0
 
 
 def test_unknown_method_option_is_rejected():

@@ -29,13 +29,29 @@ class SearchContext:
     workdir: Path  # where a method may save its own artefacts (PASS: hypernetwork + prompt) and checkpoints
     batch_size: int = 128
     log: Callable[[dict[str, float], int], None] = lambda metrics, step: None
+    # Another run's structure.json (parsed), from ``passprune search --reference``: the controls
+    # (random_widths, scratch) reuse its per-group widths; None for every other method.
+    reference: dict[str, Any] | None = None
 
 
 @dataclass
 class SearchResult:
+    """A method's answer. ``info`` holds method-specific facts and its cost, which every method reports
+    (see :func:`cost`): ``search_steps`` / ``search_images`` (optimisation or gradient steps of the search
+    and the training images they consumed) and ``weight_train_steps`` / ``weight_train_images`` (training
+    the fine-tuned weights already had before fine-tuning: sparsity training; 0 for every other method)."""
+
     structure: Structure
     info: dict[str, Any] = field(default_factory=dict)  # search cost and method-specific facts
     weights_changed: bool = False  # True when the method trained the dense weights (sparsity training)
+    reinit: bool = False  # True: fine-tuning starts from a fresh random initialisation (``scratch``)
+
+
+def cost(search_steps: int = 0, search_images: int = 0, weight_train_steps: int = 0,
+         weight_train_images: int = 0) -> dict[str, int]:
+    """The cost keys every method puts in ``SearchResult.info`` (all zero for one-shot criteria)."""
+    return {"search_steps": int(search_steps), "search_images": int(search_images),
+            "weight_train_steps": int(weight_train_steps), "weight_train_images": int(weight_train_images)}
 
 
 @dataclass
@@ -43,7 +59,7 @@ class MethodSpec:
     name: str
     fn: Callable[[SearchContext], SearchResult]
     defaults: dict[str, Any]
-    family: str  # "pass", "pass-ablation", "baseline"
+    family: str  # "pass", "pass-ablation", "baseline", "control"
     summary: str
 
     def options(self, given: dict[str, Any] | None) -> dict[str, Any]:
@@ -76,5 +92,5 @@ def get_method(name: str) -> MethodSpec:
 
 
 def _load() -> None:
-    from . import importance, sparsity  # noqa: F401  (registration side effects)
+    from . import controls, importance, sparsity  # noqa: F401  (registration side effects)
     from .passnet import search  # noqa: F401

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from . import SearchContext, SearchResult, register_method
+from . import SearchContext, SearchResult, cost, register_method
 
 
 def group_scores(ctx: SearchContext, importance) -> dict[str, torch.Tensor]:
@@ -24,26 +24,26 @@ def group_scores(ctx: SearchContext, importance) -> dict[str, torch.Tensor]:
 def random_method(ctx: SearchContext) -> SearchResult:
     gen = torch.Generator().manual_seed(ctx.seed)
     scores = {g.id: torch.rand(g.size, generator=gen) for g in ctx.space.groups}
-    return SearchResult(ctx.space.select_global(scores, ctx.target))
+    return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
 @register_method("l1", family="baseline", summary="filter L1 norm (group-summed), global ranking", p=1)
 def l1_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
-    return SearchResult(ctx.space.select_global(scores, ctx.target))
+    return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
 @register_method("l1_uniform", family="baseline",
                  summary="filter L1 norm, the same pruning ratio in every group (Li et al. 2017)", p=1)
 def l1_uniform_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
-    return SearchResult(ctx.space.select_uniform(scores, ctx.target))
+    return SearchResult(ctx.space.select_uniform(scores, ctx.target), cost())
 
 
 @register_method("fpgm", family="baseline", summary="filter pruning via geometric median (He et al. 2019)", p=2)
 def fpgm_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.FPGMImportance(p=ctx.options["p"]))
-    return SearchResult(ctx.space.select_global(scores, ctx.target))
+    return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
 @register_method("taylor", family="baseline",
@@ -54,14 +54,16 @@ def taylor_method(ctx: SearchContext) -> SearchResult:
     model.eval()  # BN statistics stay those of the trained model; gradients still flow
     model.zero_grad(set_to_none=True)
     gen = torch.Generator().manual_seed(ctx.seed)
-    t0, n = time.time(), 0
+    t0, n, images = time.time(), 0, 0
     for i, (x, y) in enumerate(ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=False,
                                                       generator=gen, device=ctx.device)):
         if i >= ctx.options["batches"]:
             break
         F.cross_entropy(model(x), y).backward()  # gradients accumulate over batches
         n += 1
+        images += y.numel()
     scores = group_scores(ctx, tp.importance.GroupTaylorImportance())
     model.zero_grad(set_to_none=True)
     return SearchResult(ctx.space.select_global(scores, ctx.target),
-                        info={"taylor_batches": n, "gradient_seconds": time.time() - t0})
+                        info={"taylor_batches": n, "gradient_seconds": time.time() - t0,
+                              **cost(search_steps=n, search_images=images)})

@@ -5,7 +5,9 @@ The regularisers are Torch-Pruning's pruners' ``regularize`` (called after every
 shared training loop); the ranking and the exact MACs budget are ours, shared with every method. Because
 these methods change the dense weights, their search returns ``weights_changed=True`` and fine-tuning
 starts from the sparsified weights, as in the original methods. The sparsity-training epochs are search
-cost and are reported as such (fine-tuning gets the same budget as every other method).
+cost and are reported as such (fine-tuning gets the same budget as every other method): in ``info`` they
+are both ``search_steps``/``search_images`` and ``weight_train_steps``/``weight_train_images``, the extra
+training the fine-tuned weights already had.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 import torch_pruning as tp
 
 from ..engine import TrainConfig, train
-from . import SearchContext, SearchResult, register_method
+from . import SearchContext, SearchResult, cost, register_method
 from .importance import group_scores
 
 
@@ -34,7 +36,9 @@ def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dic
                 checkpoint=ctx.workdir / "sparsity_ckpt.pt", desc="sparsity training",
                 fingerprint=repr((sorted(o.items()), ctx.target, ctx.seed, type(pruner).__name__)),
                 on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"]))
-    return {"sparsity_epochs": o["epochs"], "sparsity_seconds": time.time() - t0, "sparsity_val_top1": res.best_val_top1}
+    return {"sparsity_epochs": o["epochs"], "sparsity_seconds": time.time() - t0, "sparsity_val_top1": res.best_val_top1,
+            **cost(search_steps=res.steps, search_images=res.images, weight_train_steps=res.steps,
+                   weight_train_images=res.images)}
 
 
 def _ignored(ctx: SearchContext):
@@ -46,7 +50,7 @@ def _ignored(ctx: SearchContext):
                  epochs=1, lr=0.01, reg=1e-4, no_weight_decay=False, max_steps_per_epoch=None)
 def bn_scale_method(ctx: SearchContext) -> SearchResult:
     imp = tp.importance.BNScaleImportance()
-    info = {}
+    info = cost()
     if ctx.options["epochs"] > 0:
         pruner = tp.pruner.BNScalePruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
                                          reg=ctx.options["reg"], ignored_layers=_ignored(ctx))
@@ -62,7 +66,7 @@ def depgraph_method(ctx: SearchContext) -> SearchResult:
     imp = tp.importance.GroupMagnitudeImportance(p=2)
     pruner = tp.pruner.GroupNormPruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
                                        reg=ctx.options["reg"], ignored_layers=_ignored(ctx))
-    info = _sparsity_train(ctx, pruner) if ctx.options["epochs"] > 0 else {}
+    info = _sparsity_train(ctx, pruner) if ctx.options["epochs"] > 0 else cost()
     scores = group_scores(ctx, imp)
     return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
 
@@ -76,6 +80,6 @@ def greg_method(ctx: SearchContext) -> SearchResult:
     pruner = tp.pruner.GrowingRegPruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
                                         reg=ctx.options["reg"], delta_reg=ctx.options["delta_reg"],
                                         ignored_layers=_ignored(ctx))
-    info = _sparsity_train(ctx, pruner, update_every=ctx.options["update_every"]) if ctx.options["epochs"] > 0 else {}
+    info = _sparsity_train(ctx, pruner, update_every=ctx.options["update_every"]) if ctx.options["epochs"] > 0 else cost()
     scores = group_scores(ctx, imp)
     return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
