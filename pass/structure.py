@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -239,9 +239,25 @@ class PruningSpace:
             return np.array([float(keep[g.id]) for g in self.groups])
         return np.asarray(keep, dtype=float)
 
-    def min_keep(self, group: Group) -> int:
-        """The per-group cap on pruning: never empty a group or collapse a residual stream."""
-        return max(1, math.ceil(group.size * (1.0 - self.max_prune_frac) - 1e-9))
+    def min_keep(self, group: Group, min_channels: int = 1) -> int:
+        """The per-group floor: never empty a group or collapse a residual stream.
+
+        The larger of ``min_channels`` (an absolute floor, so that a narrow residual stream keeps a usable
+        width however cheap its channels look) and the ``max_prune_frac`` cap, never more than the group has.
+        """
+        if int(min_channels) != min_channels or min_channels < 1:
+            raise ValueError(f"min_channels must be an integer >= 1, got {min_channels!r}")
+        cap = math.ceil(group.size * (1.0 - self.max_prune_frac) - 1e-9)
+        return min(group.size, max(1, int(min_channels), cap))
+
+    def floors(self, min_channels: int = 1, protect: Collection[str] = ()) -> np.ndarray:
+        """Per-group minimum kept channels: :meth:`min_keep`, and the full width for ``protect``ed groups
+        (e.g. the first layer, which sees the raw image and whose pruning every later layer inherits)."""
+        unknown = set(protect) - set(self.by_id)
+        if unknown:
+            raise ValueError(f"cannot protect unknown groups {sorted(unknown)[:5]}")
+        return np.array([g.size if g.id in protect else self.min_keep(g, min_channels) for g in self.groups],
+                        dtype=float)
 
     def macs_share(self) -> np.ndarray:
         """How much of the dense MACs each group's channels carry: c_g * dMACs/dc_g / MACs at the dense
@@ -257,19 +273,21 @@ class PruningSpace:
         return np.array([g.size for g in self.groups])
 
     # ------------------------------------------------------------------ selection under a budget
-    def select_global(self, scores: Mapping[str, torch.Tensor], target: float) -> Structure:
+    def select_global(self, scores: Mapping[str, torch.Tensor], target: float, *, min_channels: int = 1,
+                      protect: Collection[str] = ()) -> Structure:
         """Keep the globally highest-scoring channels such that MACs <= target * dense MACs.
 
         Scores must be comparable across groups (that is the method's job). Ties break by position, so
         the result is deterministic. The largest prefix of the global ranking that fits the budget is
-        found by bisection; each group keeps at least ``min_keep`` of its own best channels.
+        found by bisection; each group keeps at least its floor (:meth:`floors`: ``min_keep`` with
+        ``min_channels``, everything for the groups in ``protect``) of its own best channels.
         """
         self._check_target(target)
         flat = torch.cat([scores[g.id].detach().float().reshape(-1).cpu() for g in self.groups])
         gid = torch.cat([torch.full((g.size,), i) for i, g in enumerate(self.groups)])
         order = torch.sort(-flat, stable=True).indices
         gid_sorted = gid[order].numpy()
-        floor = np.array([self.min_keep(g) for g in self.groups], dtype=float)
+        floor = self.floors(min_channels, protect)
         budget = target * self.dense_macs
 
         def counts(k: int) -> np.ndarray:
@@ -304,16 +322,18 @@ class PruningSpace:
         final = np.maximum(floor, prefix)
         return self._top_per_group(scores, final.astype(int))
 
-    def select_uniform(self, scores: Mapping[str, torch.Tensor], target: float) -> Structure:
+    def select_uniform(self, scores: Mapping[str, torch.Tensor], target: float, *, min_channels: int = 1,
+                       protect: Collection[str] = ()) -> Structure:
         """Prune every group by (nearly) the same ratio, chosen so that MACs <= target.
 
         Uniform up to one channel: after the common ratio is fixed by bisection, single channels are
         added (groups with the largest rounding remainder first) while the budget allows, so the target
-        is met within 1% even when many groups of equal width would otherwise move in lock-step.
+        is met within 1% even when many groups of equal width would otherwise move in lock-step. The
+        floors (``min_channels``, ``protect``) are the same as :meth:`select_global`'s.
         """
         self._check_target(target)
         sizes = self.sizes.astype(float)
-        floor = np.array([self.min_keep(g) for g in self.groups], dtype=float)
+        floor = self.floors(min_channels, protect)
         budget = target * self.dense_macs
 
         def counts(r: float) -> np.ndarray:

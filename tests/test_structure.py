@@ -116,3 +116,26 @@ def test_bad_structures_and_targets_are_rejected():
             space.select_global(random_scores(space), bad)
     with pytest.raises(ValueError, match="per-group floor"):
         space.select_global(random_scores(space), 0.001)
+
+
+@pytest.mark.parametrize("arch", ["resnet20", "vgg16_bn", "mobilenet_v2"])
+def test_min_channels_and_protected_groups(arch):
+    """The floors every selection shares: at least ``min_channels`` per group (and the max_prune_frac cap),
+    all channels of a protected group; the target is still met within 1%."""
+    model = small_model(arch)
+    space = PruningSpace(model, X[:1])
+    first = space.groups[0]
+    for select in (space.select_global, space.select_uniform):
+        structure = select(random_scores(space, 2), 0.4, min_channels=4, protect=[first.id])
+        ratio = space.structure_macs_ratio(structure)
+        assert 0.4 * 0.99 <= ratio <= 0.4 + 1e-12, (select.__name__, ratio)
+        assert structure[first.id] == list(range(first.size))
+        for g in space.groups:
+            assert len(structure[g.id]) >= max(min(4, g.size), space.min_keep(g)), (select.__name__, g.id)
+        plain = select(random_scores(space, 2), 0.4)
+        assert len(plain[first.id]) < first.size  # without protection this group is pruned
+    assert space.min_keep(first, min_channels=10_000) == first.size
+    with pytest.raises(ValueError, match="unknown groups"):
+        space.select_global(random_scores(space), 0.5, protect=["no.such.group"])
+    with pytest.raises(ValueError, match="min_channels"):
+        space.select_uniform(random_scores(space), 0.5, min_channels=0)

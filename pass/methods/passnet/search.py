@@ -1,17 +1,32 @@
 """PASS search: jointly train the prompt V, the encoder g_w and the hypernetwork theta on the frozen dense
 network, with hard masks in the forward pass and straight-through gradients, under a global MACs budget.
 
-Each step: (h0, c0) = g_w(V); scores = theta(stats, h0, c0); p = sigmoid(scores / T); a global threshold
-on p is found by bisection so that the masked network's MACs (counting the next layer's input shrinkage)
-are <= target; hard masks forward, dL/dp = dL/dmask backward; loss = CE(f(x + V; masks), y). The CNN is
-frozen with BatchNorm in eval mode, which makes the masked network equal its physically pruned twin.
+Each step: (h0, c0) = g_w(V); scores = theta(stats, h0, c0); p = sigmoid(scores / T); the channels are
+ranked globally (on scores / T by default: ``rank_on``) and the largest prefix of the ranking whose masked
+network's MACs (counting the next layer's input shrinkage) are <= the budget is kept; hard masks forward,
+dL/dp = dL/dmask backward; loss = CE(f(x + V; masks), y). The CNN is frozen. Masks multiply the inputs of
+the layers that read each group (``masking.ReaderMasker``), so that pruned channels get gradients too.
 After search, deterministic masks from the trained hypernetwork become the structure.
+
+Every option is in ``PASS_DEFAULTS`` and documented in docs/method.md. The ablations are full PASS with
+exactly one field of :class:`PassVariant` changed (``ABLATIONS``); :func:`effective_config` gives what a
+method runs with, so that claim is testable.
+
+The search is resumable: every ``checkpoint_every`` steps it saves all of its state (hypernetwork, encoder,
+prompt, optimiser, step, data-order generator, best-so-far selection, RNG) to ``workdir/search_ckpt.pt``;
+rerunning the same search (same fingerprint: options, target, seed, data, dense weights) in the same folder
+continues from there and gives exactly the uninterrupted run's result on CPU.
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -19,17 +34,18 @@ import torch.nn.functional as F
 
 from ...engine import evaluate, recalibrate_bn
 from ...io import atomic_torch_save
-from ...structure import ChannelMasker, PruningSpace, Structure
-from .. import SearchContext, SearchResult, register_method
+from ...structure import PruningSpace, Structure
+from .. import SearchContext, SearchResult, cost, register_method
 from .encoder import ConstantState, PromptEncoder
 from .hypernetwork import RecurrentHyperNetwork
+from .masking import ReaderMasker
 from .prompt import PadPrompt, pad_width
 from .stats import CHANNEL_STATS, channel_statistics, group_descriptors
 
-PASS_DEFAULTS = dict(
+PASS_DEFAULTS: dict[str, Any] = dict(
     steps=200,  # optimisation steps of the search
     lr=3e-3,  # Adam, for theta and w
-    prompt_lr=3e-2,  # Adam, for V
+    prompt_lr=3e-2,  # Adam, for V (VPNs uses 1e-4; a diagnosis study picks ours)
     hidden=64,  # LSTM hidden size
     embed=64,  # statistics embedding size
     temperature=1.0,  # p = sigmoid(score / T)
@@ -37,17 +53,65 @@ PASS_DEFAULTS = dict(
     anneal_frac=0.5,  # the MACs budget tightens linearly from 1.0 to the target over this fraction of steps
     bn_mode="batch",  # batch: BN normalises with batch statistics during search (frozen affine); eval: running stats
     bn_recalibration_batches=20,  # before every masked validation (same as fine-tuning's before-FT number)
-    select_on_val=True,  # after the budget anneal, keep the hypernetwork state whose structure is best on val
+    select_on_val=False,  # after the budget anneal, keep the hypernetwork state whose structure is best on val
     log_every=25,
+    bilinear=False,  # [ours] add <W_q h, phi(stats_j)> to the linear mapper's scores (not in the paper)
+    autoregressive=False,  # [ours] feed the previous group's soft keep ratio to the next LSTM step
+    rank_on="score",  # score: rank on score / T (never saturates); prob: rank on sigmoid(score / T)
+    min_channels=1,  # every group keeps at least this many channels
+    protect_first=False,  # the first prunable group keeps all its channels
+    prompt_at_eval=False,  # fine-tune and test the pruned network with the learned prompt (passprune finetune)
+    checkpoint_every=50,  # steps between resumable checkpoints (workdir/search_ckpt.pt); 0 = none
 )
 
+#: Options that cannot change the search's trajectory: a checkpoint written under other values is still valid.
+_RESUME_NEUTRAL = ("checkpoint_every", "prompt_at_eval")
+#: Options that shape the hypernetwork itself: a transferred hypernetwork keeps its source's values.
+_ARCH_OPTIONS = ("hidden", "embed", "bilinear", "autoregressive", "temperature")
+CHECKPOINT = "search_ckpt.pt"
 
-@dataclass
+
+@dataclass(frozen=True)
 class PassVariant:
+    """The structural switches the ablations turn off, one each."""
+
     prompt: bool = True
     recurrent: bool = True
     stats: bool = True
     strategy: str = "global"  # global | uniform
+
+
+FULL_PASS = PassVariant()
+#: ablation -> (the one field of the full PASS variant it changes, summary)
+ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "pass_noprompt": ({"prompt": False}, "PASS without the visual prompt: no V, the LSTM's initial state is a learned vector"),
+    "pass_norecur": ({"recurrent": False}, "PASS without recurrence: a per-step MLP, no state carried between groups"),
+    "pass_uniform": ({"strategy": "uniform"}, "PASS scores, but every group pruned by the same ratio (no global ranking)"),
+    "pass_nostats": ({"stats": False}, "PASS with learned per-group embeddings instead of weight statistics"),
+}
+PASS_VARIANTS: dict[str, PassVariant] = {"pass": FULL_PASS, **{n: replace(FULL_PASS, **ch) for n, (ch, _) in ABLATIONS.items()}}
+
+
+def effective_config(method: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a PASS method runs with, flat: ``variant.<field>`` and its options (defaults if not given)."""
+    from .. import get_method
+
+    opts = get_method(method).options(options)
+    return {**{f"variant.{k}": v for k, v in asdict(PASS_VARIANTS[method]).items()}, **opts}
+
+
+def check_options(o: dict[str, Any]) -> None:
+    """Fail early, with the option's name, on values the search would otherwise misread."""
+    if o["bn_mode"] not in ("batch", "eval"):
+        raise ValueError(f"bn_mode must be 'batch' or 'eval', got {o['bn_mode']!r}")
+    if o["rank_on"] not in ("score", "prob"):
+        raise ValueError(f"rank_on must be 'score' or 'prob', got {o['rank_on']!r}")
+    if int(o["min_channels"]) != o["min_channels"] or o["min_channels"] < 1:
+        raise ValueError(f"min_channels must be an integer >= 1, got {o['min_channels']!r}")
+    if int(o["checkpoint_every"]) != o["checkpoint_every"] or o["checkpoint_every"] < 0:
+        raise ValueError(f"checkpoint_every must be an integer >= 0 (0 = no checkpoints), got {o['checkpoint_every']!r}")
+    if o["temperature"] <= 0:
+        raise ValueError(f"temperature must be > 0, got {o['temperature']!r}")
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -75,29 +139,43 @@ class PassSearcher(nn.Module):
                         else ConstantState(options["hidden"]))
         self.hyper = RecurrentHyperNetwork([g.size for g in space.groups], len(CHANNEL_STATS), 3,
                                            hidden=options["hidden"], embed=options["embed"],
-                                           recurrent=variant.recurrent, use_stats=variant.stats)
+                                           recurrent=variant.recurrent, use_stats=variant.stats,
+                                           bilinear=options["bilinear"], autoregressive=options["autoregressive"],
+                                           temperature=options["temperature"])
         self.register_buffer("desc", group_descriptors(space))
         self.stats: list[torch.Tensor] = channel_statistics(space)
+        self.protected: tuple[str, ...] = (space.groups[0].id,) if options["protect_first"] else ()
 
     def to(self, *args, **kwargs):  # stats is a plain list of tensors
         out = super().to(*args, **kwargs)
         self.stats = [s.to(*args, **kwargs) for s in self.stats]
         return out
 
-    def probabilities(self) -> dict[str, torch.Tensor]:
+    def logits(self) -> dict[str, torch.Tensor]:
+        """score / T per group: the unbounded ranking key (``rank_on: score``)."""
         state = self.encoder(self.prompt.masked() if self.prompt is not None else None)
         scores = self.hyper(self.stats, self.desc, state)
         T = self.options["temperature"]
-        return {g.id: torch.sigmoid(s / T) for g, s in zip(self.space.groups, scores)}
+        return {g.id: s / T for g, s in zip(self.space.groups, scores)}
 
-    def select(self, probs: dict[str, torch.Tensor], target: float) -> Structure:
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        return {k: torch.sigmoid(v) for k, v in self.logits().items()}
+
+    def _ranking(self, logits: dict[str, torch.Tensor], probs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # sigmoid is monotone, so both keys order channels alike until p saturates at exactly 1.0 in float32
+        # (score / T > ~17, reached in long searches); then "prob" breaks the ties by channel index.
+        return logits if self.options["rank_on"] == "score" else probs
+
+    def select(self, ranking: dict[str, torch.Tensor], target: float) -> Structure:
+        kw = {"min_channels": int(self.options["min_channels"]), "protect": self.protected}
         if self.variant.strategy == "uniform":
-            return self.space.select_uniform(probs, target)
-        return self.space.select_global(probs, target)
+            return self.space.select_uniform(ranking, target, **kw)
+        return self.space.select_global(ranking, target, **kw)
 
     def straight_through_masks(self, target: float) -> tuple[dict[str, torch.Tensor], Structure]:
-        probs = self.probabilities()
-        structure = self.select(probs, target)
+        logits = self.logits()
+        probs = {k: torch.sigmoid(v) for k, v in logits.items()}
+        structure = self.select(self._ranking(logits, probs), target)
         masks = {}
         for gid, p in probs.items():
             hard = torch.zeros_like(p)
@@ -107,22 +185,81 @@ class PassSearcher(nn.Module):
 
     @torch.no_grad()
     def structure(self, target: float) -> Structure:
-        return self.select(self.probabilities(), target)
+        logits = self.logits()
+        return self.select(self._ranking(logits, {k: torch.sigmoid(v) for k, v in logits.items()}), target)
 
     def apply_prompt(self, x: torch.Tensor) -> torch.Tensor:
         return self.prompt(x) if self.prompt is not None else x
 
 
+class _DenseBN:
+    """The dense model's BatchNorm running statistics and flags, captured once and put back.
+
+    Why: validation candidates (``select_on_val``) and the final masked evaluation re-estimate BN statistics
+    in place for the structure they measure. The search itself must keep normalising with the *dense*
+    statistics (``bn_mode: eval``) and the dense model must leave the search as it came in.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.buffers = [{k: b.detach().clone() for k, b in m.named_buffers(recurse=False)} for m in self.bns]
+        self.flags = [(m.momentum, m.training) for m in self.bns]
+
+    @torch.no_grad()
+    def restore_stats(self) -> None:
+        for m, saved in zip(self.bns, self.buffers):
+            for k, b in m.named_buffers(recurse=False):
+                b.copy_(saved[k])
+
+    def restore(self) -> None:
+        self.restore_stats()
+        for m, (momentum, training) in zip(self.bns, self.flags):
+            m.momentum = momentum
+            m.train(training)
+
+
+@dataclass
+class _Progress:
+    """Everything of a running search besides the trained modules and the optimiser (checkpointed)."""
+
+    epoch_gen_state: torch.Tensor  # data-order generator state before this epoch's ``batches`` call
+    epoch_batches: int = 0  # batches of this epoch already trained on
+    step: int = 0
+    images: int = 0  # training images through the masked network
+    val_images: int = 0  # images used by validation candidates (BN re-estimation + validation split)
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"val": -1.0})
+    elapsed: float = 0.0  # seconds of search loop before this process (resumed runs)
+
+
+def search_fingerprint(ctx: SearchContext, variant: PassVariant, train_parts: tuple[str, ...],
+                       searcher: nn.Module) -> str:
+    """Digest of everything the search's trajectory depends on: a checkpoint resumes only a search with the
+    same options, target, seed, batch size, data sizes, pruning space, dense weights and initial state."""
+    o = {k: v for k, v in ctx.options.items() if k not in _RESUME_NEUTRAL}
+    h = hashlib.sha256(json.dumps({
+        "options": o, "target": ctx.target, "seed": ctx.seed, "variant": asdict(variant),
+        "train_parts": list(train_parts), "batch_size": ctx.batch_size, "n_train": len(ctx.data.train),
+        "n_val": len(ctx.data.val), "groups": [(g.id, g.size) for g in ctx.space.groups],
+        "max_prune_frac": ctx.space.max_prune_frac, "device": ctx.device.type,
+    }, sort_keys=True, default=str).encode())
+    for state in (ctx.model.state_dict(), searcher.state_dict()):
+        for k, t in state.items():
+            h.update(k.encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher | None = None,
                 train_parts: tuple[str, ...] = ("prompt", "encoder", "hyper")) -> SearchResult:
     o = ctx.options
+    check_options(o)
     torch.manual_seed(ctx.seed)
     model = ctx.model.to(ctx.device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if o["bn_mode"] not in ("batch", "eval"):
-        raise ValueError(f"bn_mode must be 'batch' or 'eval', got {o['bn_mode']!r}")
+    dense_bn = _DenseBN(model)
+    bns = dense_bn.bns
 
     def search_mode() -> None:
         # Masks remove a large share of each BN's inputs; with the dense running statistics the masked
@@ -134,7 +271,6 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
                 m.train()
                 m.momentum = 0.0
 
-    search_mode()
     if searcher is None:
         searcher = PassSearcher(ctx.space, ctx.data.in_channels, _image_size(ctx), variant, o)
     searcher = searcher.to(ctx.device)
@@ -148,73 +284,130 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
     opt = torch.optim.Adam(groups)
     prompt_delta = searcher.prompt.delta if ("prompt" in train_parts and searcher.prompt is not None) else None
     gen = torch.Generator().manual_seed(ctx.seed)
-    t0, step, history = time.time(), 0, []
-    best: dict = {"val": -1.0}
+    run = _Progress(epoch_gen_state=gen.get_state())
+    ckpt_path = Path(ctx.workdir) / CHECKPOINT
+    fp = search_fingerprint(ctx, variant, train_parts, searcher)
+    resumed_from = _resume(ckpt_path, fp, searcher, opt, run)
+    best = run.best
     warm = o["anneal_frac"] * o["steps"]
-    with ChannelMasker(ctx.space, model) as masker:
+    t0 = time.time()
+    try:
+        search_mode()
+        with ReaderMasker(ctx.space, model) as masker:
 
-        def consider() -> None:
-            """Evaluate the hypernetwork's current hard structure on the validation split (after the same BN
-            re-estimation every pruned net gets) and keep the best state: checkpoint selection on
-            validation data, never on test."""
-            structure = searcher.structure(ctx.target)
-            if any(c["structure"] == structure for c in best.get("seen", [])):
-                return
+            def consider() -> None:
+                """Evaluate the hypernetwork's current hard structure on the validation split (after the same
+                BN re-estimation every pruned net gets) and keep the best state: checkpoint selection on
+                validation data, never on test. The dense BN statistics are put back afterwards, so the
+                search (``bn_mode: eval``) never continues with a candidate's statistics."""
+                structure = searcher.structure(ctx.target)
+                if any(c["structure"] == structure for c in best.get("seen", [])):
+                    return
+                masker.set(ctx.space.masks_from_structure(structure, ctx.device))
+                model.eval()
+                n = recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"],
+                                   ctx.batch_size, ctx.seed)
+                val = _masked_val(model, ctx, None)
+                dense_bn.restore_stats()
+                run.val_images += min(n * ctx.batch_size, len(ctx.data.train)) + len(ctx.data.val)
+                best.setdefault("seen", []).append({"structure": structure, "val": val, "step": run.step})
+                if val > best["val"]:
+                    best.update(val=val, step=run.step, structure=structure,
+                                state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
+                search_mode()
+
+            while run.step < o["steps"]:
+                gen.set_state(run.epoch_gen_state)
+                batches = iter(ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=True, generator=gen,
+                                                      device=ctx.device, drop_last=True))
+                for _ in itertools.islice(batches, run.epoch_batches):  # resumed mid-epoch: skip what was used
+                    pass
+                for x, y in batches:
+                    if run.step >= o["steps"]:
+                        break
+                    masks, _ = searcher.straight_through_masks(_budget(ctx.target, run.step, o))
+                    masker.set(masks)
+                    out = model(searcher.apply_prompt(x))
+                    loss = F.cross_entropy(out, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    run.step += 1
+                    run.epoch_batches += 1
+                    run.images += y.numel()
+                    if run.step % o["log_every"] == 0 or run.step == o["steps"]:
+                        rec = {"search_loss": loss.item(),
+                               "search_top1": 100.0 * (out.argmax(1) == y).float().mean().item()}
+                        run.history.append({"step": run.step, **rec})
+                        ctx.log(rec, run.step)
+                        if o["select_on_val"] and run.step >= warm:
+                            consider()
+                    if o["checkpoint_every"] and run.step % o["checkpoint_every"] == 0 and run.step < o["steps"]:
+                        run.elapsed += time.time() - t0
+                        t0 = time.time()
+                        _save(ckpt_path, fp, searcher, opt, run, _budget(ctx.target, run.step, o))
+                else:  # the epoch ran out: the next one starts from the generator's current state
+                    if run.epoch_batches == 0:
+                        raise ValueError(f"the training split ({len(ctx.data.train)} images) yields no full batch "
+                                         f"of {ctx.batch_size}; lower search.batch_size")
+                    run.epoch_gen_state = gen.get_state()
+                    run.epoch_batches = 0
+            if not o["select_on_val"] or "structure" not in best:
+                best.update(structure=searcher.structure(ctx.target), step=run.step,
+                            state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
+            searcher.load_state_dict(best["state"])
+            structure = best["structure"]
             masker.set(ctx.space.masks_from_structure(structure, ctx.device))
             model.eval()
+            if "val" in best and best["val"] >= 0:
+                val_plain = best["val"]  # measured when it was selected, with the same BN re-estimation
+            else:
+                recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size,
+                               ctx.seed)
+                val_plain = _masked_val(model, ctx, None)
             recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size,
-                           ctx.seed)
-            val = _masked_val(model, ctx, None)
-            best.setdefault("seen", []).append({"structure": structure, "val": val, "step": step})
-            if val > best["val"]:
-                best.update(val=val, step=step, structure=structure,
-                            state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
-            search_mode()
-
-        while step < o["steps"]:
-            for x, y in ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=True, generator=gen,
-                                               device=ctx.device, drop_last=True):
-                if step >= o["steps"]:
-                    break
-                masks, _ = searcher.straight_through_masks(_budget(ctx.target, step, o))
-                masker.set(masks)
-                out = model(searcher.apply_prompt(x))
-                loss = F.cross_entropy(out, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                if step % o["log_every"] == 0 or step == o["steps"]:
-                    rec = {"search_loss": loss.item(), "search_top1": 100.0 * (out.argmax(1) == y).float().mean().item()}
-                    history.append({"step": step, **rec})
-                    ctx.log(rec, step)
-                    if o["select_on_val"] and step >= warm:
-                        consider()
-        if not o["select_on_val"] or "structure" not in best:
-            best.update(structure=searcher.structure(ctx.target), step=step,
-                        state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
-        searcher.load_state_dict(best["state"])
-        structure = best["structure"]
-        masker.set(ctx.space.masks_from_structure(structure, ctx.device))
-        model.eval()
-        if "val" in best and best["val"] >= 0:
-            val_plain = best["val"]  # measured when it was selected, with the same BN re-estimation
-        else:
-            recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed)
-            val_plain = _masked_val(model, ctx, None)
-        recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed,
-                       input_transform=searcher.apply_prompt)
-        val_prompted = _masked_val(model, ctx, searcher.apply_prompt)
-    atomic_torch_save({"state_dict": searcher.state_dict(), "variant": variant.__dict__, "options": o,
+                           ctx.seed, input_transform=searcher.apply_prompt)
+            val_prompted = _masked_val(model, ctx, searcher.apply_prompt)
+    finally:
+        dense_bn.restore()  # the dense model leaves the search as it came in (statistics and BN flags)
+    atomic_torch_save({"state_dict": searcher.state_dict(), "variant": asdict(variant), "options": dict(o),
                        "group_ids": [g.id for g in ctx.space.groups]}, Path(ctx.workdir) / "hypernetwork.pt")
-    info = {"search_steps": step, "search_loop_seconds": time.time() - t0, "masked_val_top1_prompted": val_prompted,
-            "masked_val_top1": val_plain, "selected_step": best["step"], "history": history,
+    info = {**cost(search_steps=run.step, search_images=run.images),
+            "val_images": run.val_images, "search_loop_seconds": run.elapsed + time.time() - t0,
+            "resumed_from_step": resumed_from, "masked_val_top1_prompted": val_prompted,
+            "masked_val_top1": val_plain, "selected_step": best["step"], "history": run.history,
             "val_candidates": [{"step": c["step"], "val_top1": c["val"]} for c in best.get("seen", [])],
+            "variant": asdict(variant), "effective_options": dict(o),
             "trainable_prompt_params": searcher.prompt.num_trainable if searcher.prompt is not None else 0,
             # the prompt counts only its border entries (the interior is masked out and gets no gradient)
             "trainable_params": sum(p.numel() for g in groups for p in g["params"] if p is not prompt_delta)
             + (searcher.prompt.num_trainable if prompt_delta is not None else 0)}
     return SearchResult(structure, info)
+
+
+def _save(path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimizer, run: _Progress,
+          budget: float) -> None:
+    atomic_torch_save({"fingerprint": fp, "searcher": searcher.state_dict(), "optimizer": opt.state_dict(),
+                       "progress": {f.name: getattr(run, f.name) for f in fields(run)},
+                       "rng": torch.get_rng_state(), "budget": budget}, path)
+
+
+def _resume(path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimizer, run: _Progress) -> int:
+    """Load a checkpoint of this very search into ``searcher``, ``opt`` and ``run``; returns its step (0: none)."""
+    if not path.exists():
+        return 0
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if ck.get("fingerprint") != fp:
+        print(f"[pass] ignoring {path}: it belongs to another search (options, target, seed, data or weights)",
+              file=sys.stderr)
+        return 0
+    searcher.load_state_dict(ck["searcher"])
+    opt.load_state_dict(ck["optimizer"])
+    for k, v in ck["progress"].items():
+        setattr(run, k, v)
+    torch.set_rng_state(ck["rng"])
+    print(f"[pass] resumed from {path} at step {run.step}", file=sys.stderr)
+    return run.step
 
 
 def _budget(target: float, step: int, o: dict) -> float:
@@ -236,7 +429,9 @@ def _masked_val(model: nn.Module, ctx: SearchContext, transform) -> float:
     return evaluate(model, ctx.data.val, ctx.device, input_transform=transform)["top1"]
 
 
-def _register(name: str, variant: PassVariant, family: str, summary: str) -> None:
+def _register(name: str, family: str, summary: str) -> None:
+    variant = PASS_VARIANTS[name]
+
     @register_method(name, family=family, summary=summary, **PASS_DEFAULTS)
     def method(ctx: SearchContext) -> SearchResult:
         return pass_search(ctx, variant)
@@ -244,24 +439,24 @@ def _register(name: str, variant: PassVariant, family: str, summary: str) -> Non
     method.__name__ = name
 
 
-_register("pass", PassVariant(), "pass", "PASS: visual prompt + LSTM hypernetwork over weight statistics, global ranking")
-_register("pass_noprompt", PassVariant(prompt=False), "pass-ablation",
-          "PASS without the visual prompt: no V, the LSTM's initial state is a learned vector")
-_register("pass_norecur", PassVariant(recurrent=False), "pass-ablation",
-          "PASS without recurrence: a per-step MLP, no state carried between groups")
-_register("pass_uniform", PassVariant(strategy="uniform"), "pass-ablation",
-          "PASS scores, but every group pruned by the same ratio (no global ranking)")
-_register("pass_nostats", PassVariant(stats=False), "pass-ablation",
-          "PASS with learned per-group embeddings instead of weight statistics")
+_register("pass", "pass", "PASS: visual prompt + LSTM hypernetwork over weight statistics, global ranking")
+for _name, (_change, _summary) in ABLATIONS.items():
+    _register(_name, "pass-ablation", _summary)
 
 
 def load_searcher(path: str | Path, space: PruningSpace, in_channels: int, image_size: int, options: dict) -> PassSearcher:
-    """Rebuild a saved PASS searcher for another model of the same architecture (hypernetwork transfer)."""
+    """Rebuild a saved PASS searcher for another model of the same architecture (hypernetwork transfer).
+
+    The options that shape the hypernetwork (``_ARCH_OPTIONS``) are the source's; everything else (steps,
+    learning rates, selection) comes from ``options``. Files written before ``bilinear`` was an option had
+    the bilinear term whenever they had statistics: that is read off the saved weights."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     if ck["group_ids"] != [g.id for g in space.groups]:
         raise ValueError(f"{path} was trained on a different architecture (its groups do not match this model's)")
     variant = PassVariant(**ck["variant"])
-    searcher = PassSearcher(space, in_channels, image_size, variant, {**ck["options"], **options})
+    source = {**PASS_DEFAULTS, "bilinear": "hyper.query.weight" in ck["state_dict"], **ck["options"]}
+    merged = {**PASS_DEFAULTS, **options, **{k: source[k] for k in _ARCH_OPTIONS}}
+    searcher = PassSearcher(space, in_channels, image_size, variant, merged)
     state = {k: v for k, v in ck["state_dict"].items() if not k.startswith("prompt.") and k != "desc"}
     searcher.load_state_dict(state, strict=False)
     return searcher
@@ -277,6 +472,7 @@ def pass_hypertransfer(ctx: SearchContext) -> SearchResult:
     searcher = load_searcher(ctx.options["source"], ctx.space, ctx.data.in_channels, _image_size(ctx), ctx.options)
     if searcher.prompt is None:
         raise ValueError("the source hypernetwork has no prompt (pass_noprompt); transfer needs one to adapt")
+    ctx = replace(ctx, options=searcher.options)  # the source's hypernetwork shape, the target's search options
     res = pass_search(ctx, searcher.variant, searcher=searcher, train_parts=("prompt",))
     res.info["source"] = str(ctx.options["source"])
     return res
