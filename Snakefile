@@ -35,6 +35,6 @@ onerror:
 
 rule all:
     input:
-        "results/summary.csv",
+        SUMMARY,
         REPORT_FILES,
     default_target: True

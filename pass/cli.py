@@ -43,9 +43,20 @@ def _setup(settings: dict, seed: int) -> torch.device:
     return resolve_device(settings.get("device", "auto"))
 
 
+#: How the workflow hands a job its MLflow settings: not in --settings, because a change of tracking store or
+#: study must not make Snakemake rerun (and a dense model shared by two studies must not look changed).
+TRACKING_ENV = "PASSPRUNE_TRACKING"
+
+
 def _start(a: argparse.Namespace):
     """Every job stage begins alike: its settings, a start time, the device and the data."""
+    import os
+
     s = _settings(a.settings)
+    if getattr(a, "threads", None):
+        s["threads"] = a.threads
+    if "tracking" not in s and os.environ.get(TRACKING_ENV):
+        s["tracking"] = json.loads(os.environ[TRACKING_ENV])
     t0 = time.time()
     device = _setup(s, a.seed)
     return s, t0, device, _data(s, a.dataset, a.seed)
@@ -152,29 +163,59 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
     print(f"dense {a.arch} on {a.dataset}: test top1 {test['top1']:.2f}% (val {res.best_val_top1:.2f}%)")
 
 
+#: Cost keys every method reports in ``SearchResult.info``; search.json carries them at the top level too.
+COST_KEYS = ("search_steps", "search_images", "weight_train_steps", "weight_train_images")
+
+
+def _label(a: argparse.Namespace) -> str:
+    import re
+
+    label = a.label or a.method
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", label):
+        raise ValueError(f"--label {label!r}: use letters, digits and _ . + - only (it names a results folder)")
+    return label
+
+
+def _reference(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--reference {path}: no such file; pass the structure.json of the reference "
+                                "method's search (same dataset, arch, seed and target)")
+    return read_json(path)
+
+
 def cmd_search(a: argparse.Namespace) -> None:
+    """Run one registered method (``--method``) and report it under ``--label`` (default: the method).
+
+    ``search_seconds`` is the method's own time (around ``spec.fn``), not start-up, data or model loading;
+    the whole job's time is ``job_seconds``. Steps and images come from the method's ``info``.
+    """
     from .methods import SearchContext, get_method
     from .structure import PruningSpace
     from .tracking import JobRun
 
     s, t0, device, data = _start(a)
     spec = get_method(a.method)
+    label = _label(a)
     options = spec.options(s.get("method_options"))
     if a.source:
         options["source"] = a.source
+    reference = _reference(a.reference)
     model, dense_ck = load_dense(a.dense)
     sc = s.get("search", {})
     space = PruningSpace(model, example_input(data), max_prune_frac=sc.get("max_prune_frac", 0.9))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    tags = _job_tags(a, "search", method=a.method, target=a.target, family=spec.family)
-    with JobRun(s.get("tracking"), f"{a.dataset}/{a.arch}/seed{a.seed}/{a.method}/macs{a.target}/search", tags,
+    tags = _job_tags(a, "search", method=label, base_method=a.method, target=a.target, family=spec.family)
+    with JobRun(s.get("tracking"), f"{a.dataset}/{a.arch}/seed{a.seed}/{label}/macs{a.target}/search", tags,
                 {"options": options, **s}) as run:
         ctx = SearchContext(model=model, space=space, data=data, target=a.target, options=options, device=device,
                             seed=a.seed, workdir=out, batch_size=sc.get("batch_size", 128),
-                            log=lambda m, step: run.log_metrics(m, step))
+                            log=lambda m, step: run.log_metrics(m, step), reference=reference)
+        t_search = time.time()
         result = spec.fn(ctx)
-        seconds = time.time() - t0
+        seconds = time.time() - t_search
         space.validate(result.structure)
         ratio = space.structure_macs_ratio(result.structure)
         if not (a.target * 0.99 <= ratio <= a.target * 1.0 + 1e-9):
@@ -184,22 +225,109 @@ def cmd_search(a: argparse.Namespace) -> None:
             model_cpu = model.cpu().to(memory_format=torch.contiguous_format)
             atomic_torch_save({**dense_ck, "state_dict": model_cpu.state_dict()}, out / "search_model.pt")
         info = dict(result.info)
-        search = {"method": a.method, "family": spec.family, "target": a.target, "macs_ratio": ratio,
-                  "search_seconds": seconds, "weights": "search_model.pt" if result.weights_changed else "dense",
-                  "options": options, "info": info, "provenance": provenance()}
+        costs = {k: info.get(k) for k in COST_KEYS}
+        if not result.weights_changed:  # the fine-tuned weights are the dense ones (or a fresh init)
+            costs.update({k: costs[k] or 0 for k in ("weight_train_steps", "weight_train_images")})
+        weights = "scratch" if result.reinit else "search_model.pt" if result.weights_changed else "dense"
+        search = {"method": label, "base_method": a.method, "family": spec.family, "target": a.target,
+                  "macs_ratio": ratio, "search_seconds": seconds, **costs, "weights": weights, "options": options,
+                  "reference": str(a.reference) if a.reference else None, "info": info,
+                  "provenance": provenance()}
+        search["job_seconds"] = time.time() - t0
         atomic_write_json(out / "search.json", search)
-        structure = {"arch": a.arch, "dataset": a.dataset, "target": a.target, "method": a.method,
-                     "group_sizes": {g.id: g.size for g in space.groups}, "kept": result.structure}
+        structure = {"arch": a.arch, "dataset": a.dataset, "target": a.target, "method": label,
+                     "base_method": a.method, "group_sizes": {g.id: g.size for g in space.groups},
+                     "kept": result.structure}
         atomic_write_json(out / "structure.json", structure)
         _drop_checkpoint(s, out / "sparsity_ckpt.pt")
-        run.log_metrics({"search_seconds": seconds, "macs_ratio": ratio,
-                         **{k: v for k, v in info.items() if isinstance(v, (int, float))}})
+        _drop_checkpoint(s, out / "search_ckpt.pt")  # PASS's resumable search state
+        run.log_metrics({"search_seconds": seconds, "job_seconds": search["job_seconds"], "macs_ratio": ratio,
+                         **{k: v for k, v in costs.items() if isinstance(v, (int, float))},
+                         **{k: v for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
         run.log_artifact(out / "structure.json")
-    print(f"{a.method} at {a.target}: {ratio:.4f} of dense MACs in {seconds:.1f}s")
+    print(f"{label} ({a.method}) at {a.target}: {ratio:.4f} of dense MACs; search {seconds:.1f}s "
+          f"(job {search['job_seconds']:.1f}s)")
+
+
+# ----------------------------------------------------------------------------- fine-tuning: cost and scratch
+def _dense_metrics(dense_path: str | Path) -> dict[str, Any] | None:
+    """The dense model's metrics.json (written next to its model.pt by ``pretrain``), or None."""
+    path = Path(dense_path).with_name("metrics.json")
+    return read_json(path) if path.is_file() else None
+
+
+def _pretrain_recipe(dense_metrics: dict[str, Any]) -> dict[str, Any]:
+    recipe = dict((dense_metrics.get("settings") or {}).get("train") or {})
+    recipe.pop("bn_recalibration_batches", None)  # a fine-tuning option, never a pretraining one
+    return recipe
+
+
+def _dense_pretrain_steps(dense_metrics: dict[str, Any] | None) -> int | None:
+    """Optimiser steps the dense model was trained for: epochs run (its history) x steps per epoch (its recipe
+    and training-set size). None when the dense metrics are missing or incomplete."""
+    from .engine import TrainConfig, _steps_per_epoch
+
+    if not dense_metrics:
+        return None
+    if isinstance(dense_metrics.get("train_steps"), int):
+        return dense_metrics["train_steps"]
+    n, history = dense_metrics.get("n_train"), dense_metrics.get("history")
+    if n is None or history is None:
+        return None
+    cfg = TrainConfig.from_dict(_pretrain_recipe(dense_metrics))
+    return len(history) * _steps_per_epoch(int(n), cfg) if cfg.epochs > 0 else 0
+
+
+def scratch_init_seed(seed: int) -> int:
+    """The fresh initialisation of ``scratch`` comes from a seed derived from the run's seed, and differs from
+    the dense model's own initialisation (``torch.manual_seed(seed)``): re-using that one would be the
+    lottery-ticket "original initialisation" experiment, not training from scratch."""
+    return int(fingerprint("scratch-init", seed), 16) % (2**31 - 1)
+
+
+def fresh_model(arch: str, model_kwargs: dict[str, Any], seed: int):
+    """A freshly initialised dense architecture (seed-derived init), the global RNG left as it was."""
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(scratch_init_seed(seed))
+        return build(arch, model_kwargs)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def _cost_columns(search: dict[str, Any], structure_only: bool, weight_train: tuple[int, int] | None) -> dict:
+    """Flat cost columns of metrics.json from search.json (top-level keys, else the method's info)."""
+    info = search.get("info") or {}
+    cost = {k: search.get(k, info.get(k)) for k in COST_KEYS}
+    if weight_train is not None:  # scratch: its own training before the shared fine-tuning
+        cost["weight_train_steps"], cost["weight_train_images"] = weight_train
+    elif search.get("weights", "dense") == "dense" or structure_only:  # fine-tuning starts from dense weights
+        cost["weight_train_steps"] = cost["weight_train_images"] = 0
+    return cost
 
 
 def cmd_finetune(a: argparse.Namespace) -> None:
+    """Prune physically, fine-tune with the shared budget, evaluate; record the run's cost.
+
+    Cost columns: ``search_*`` from search.json; ``weight_train_*`` the training the weights had before the
+    shared fine-tuning (sparsity training; 0 when fine-tuning starts from the dense weights);
+    ``finetune_*``; ``total_weight_steps`` = ``weight_train_steps`` + ``finetune_steps``.
+
+    ``scratch`` (search.json ``weights: "scratch"``, Liu et al. 2019): the architecture is built afresh with
+    a seed-derived initialisation (:func:`scratch_init_seed`), pruned to the structure, and trained with the
+    same total budget the pruned-and-fine-tuned models' weights saw: first the dense model's own pretraining
+    recipe (epochs, lr, schedule, augmentation from the dense metrics.json's ``settings.train``), then the
+    shared fine-tuning. Two phases rather than one run with the epochs summed, because that reproduces what
+    the inherited weights went through step for step (the pretraining's learning rate and schedule, then the
+    fine-tuning's), even when the two recipes differ in batch size or schedule; the only differences left
+    are the initialisation and the structure being fixed from the start. Its ``weight_train_*`` is the first
+    phase, so ``total_weight_steps`` is all its training (= ``dense_pretrain_steps`` + ``finetune_steps``).
+    Its ``top1_before_ft`` is the fresh initialisation's accuracy after the shared BN re-estimation: about
+    chance, by construction. The dense model's own ImageNet pretraining (``pretrained: true``) is not
+    counted in that budget.
+    """
     from .engine import TrainConfig, evaluate, recalibrate_bn, train
+    from .methods.passnet.prompted import FinetunePrompt
     from .metrics import interleaved_latency
     from .structure import PruningSpace, conv_linear_macs, count_macs_params, prune_model
     from .tracking import JobRun
@@ -211,12 +339,21 @@ def cmd_finetune(a: argparse.Namespace) -> None:
     if structure["arch"] != a.arch:
         raise SystemExit(f"structure {search_dir} is for {structure['arch']}, not {a.arch}")
     dense, dense_ck = load_dense(a.dense)
+    dense_metrics = _dense_metrics(a.dense)
+    scratch = search["weights"] == "scratch"
     start = dense
-    if search["weights"] != "dense" and not a.structure_only:
+    if scratch:
+        if not dense_metrics or not (dense_metrics.get("settings") or {}).get("train"):
+            raise FileNotFoundError(f"scratch needs the dense model's metrics.json next to --dense {a.dense} (its "
+                                    "pretraining recipe settings.train and history set the training budget)")
+        start = fresh_model(dense_ck["arch"], dense_ck["model_kwargs"], a.seed)
+    elif search["weights"] != "dense" and not a.structure_only:
         start, _ = load_dense(search_dir / search["weights"])
     x0 = example_input(data)
     kept = structure["kept"]
     pruned = prune_model(copy.deepcopy(start).cpu().eval(), x0, kept).to(device)
+    vp = FinetunePrompt.from_search(search_dir, search, a.structure_only)  # PASS's prompt_at_eval (else inert)
+    net = vp.wrap(pruned)  # what is evaluated and fine-tuned: pruned(x + V) with prompt_at_eval, else pruned
     space = PruningSpace(copy.deepcopy(dense).cpu(), x0)
     ft = dict(s.get("train") or {})
     recal = ft.pop("bn_recalibration_batches", 20)
@@ -226,14 +363,26 @@ def cmd_finetune(a: argparse.Namespace) -> None:
     out = Path(a.out)
     tags = _job_tags(a, "finetune", method=method, target=a.target, family=family, source=a.source_dataset)
     with JobRun(s.get("tracking"), f"{a.dataset}/{a.arch}/seed{a.seed}/{method}/macs{a.target}", tags, s) as run:
-        raw_val = evaluate(pruned, data.val, device, cfg.eval_batch_size)
-        recalibrate_bn(pruned, data.train, device, recal, cfg.batch_size, a.seed)
-        before_val = evaluate(pruned, data.val, device, cfg.eval_batch_size)
-        before_test = evaluate(pruned, data.test, device, cfg.eval_batch_size)
-        res = train(pruned, data, cfg, device=device, seed=a.seed, checkpoint=out / "finetune_ckpt.pt",
+        raw_val = evaluate(net, data.val, device, cfg.eval_batch_size)
+        recalibrate_bn(net, data.train, device, recal, cfg.batch_size, a.seed)
+        before_val = evaluate(net, data.val, device, cfg.eval_batch_size)
+        before_test = evaluate(net, data.test, device, cfg.eval_batch_size)
+        before_test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, before_test)
+        pre = None
+        if scratch:  # phase 1: the dense model's pretraining recipe, from the fresh init; phase 2 is below
+            pre_cfg = TrainConfig.from_dict(_pretrain_recipe(dense_metrics))
+            pre = train(pruned, data, pre_cfg, device=device, seed=a.seed, checkpoint=out / "scratch_ckpt.pt",
+                        on_epoch=lambda r: run.log_metrics({f"scratch_{k}": v for k, v in r.items() if k != "epoch"},
+                                                           r["epoch"]),
+                        desc=f"scratch {method}@{a.target}",
+                        fingerprint=fingerprint("scratch", a.dataset, a.arch, a.seed, s, kept, pre_cfg,
+                                                search["search_seconds"]))
+        res = train(net, data, cfg, device=device, seed=a.seed, checkpoint=out / "finetune_ckpt.pt",
+                    **vp.train_kwargs(pruned),
                     on_epoch=lambda r: run.log_metrics(r, r["epoch"]), desc=f"finetune {method}@{a.target}",
                     fingerprint=fingerprint(a.dataset, a.arch, a.seed, s, kept, search["search_seconds"]))
-        test = evaluate(pruned, data.test, device, cfg.eval_batch_size)
+        test = evaluate(net, data.test, device, cfg.eval_batch_size)
+        test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, test)
         p_cpu = copy.deepcopy(pruned).cpu().to(memory_format=torch.contiguous_format).eval()
         d_cpu = copy.deepcopy(dense).cpu().eval()
         macs = conv_linear_macs(p_cpu, x0)
@@ -264,11 +413,28 @@ def cmd_finetune(a: argparse.Namespace) -> None:
             "group_order": [g.id for g in space.groups], "history": res.history,
             "settings": s, "provenance": provenance(),
         }
+        costs = _cost_columns(search, a.structure_only, (pre.steps, pre.images) if pre is not None else None)
+        wts = costs["weight_train_steps"]
+        metrics.update({
+            "base_method": search.get("base_method", search["method"]), "method_options": search.get("options"),
+            "select_on_val": (search.get("options") or {}).get("select_on_val"),
+            "search_job_seconds": search.get("job_seconds"), **costs,
+            "finetune_steps": res.steps, "finetune_images": res.images,
+            "total_weight_steps": wts + res.steps if wts is not None else None,
+            "dense_pretrain_steps": _dense_pretrain_steps(dense_metrics),
+            "start_weights": "scratch" if scratch else "dense" if start is dense else "search",
+        })
+        if pre is not None:
+            metrics.update({"scratch_init_seed": scratch_init_seed(a.seed), "scratch_history": pre.history,
+                            "scratch_val_top1": pre.best_val_top1})
+        metrics.update(vp.metrics(test_np, before_test_np))
+        vp.save(out)
         atomic_torch_save({"arch": a.arch, "model_kwargs": dense_ck["model_kwargs"], "structure": kept,
                            "state_dict": p_cpu.state_dict(), "input_shape": list(x0.shape)}, out / "model.pt")
         metrics["wall_seconds"] = time.time() - t0
         atomic_write_json(out / "metrics.json", metrics)
         _drop_checkpoint(s, out / "finetune_ckpt.pt")
+        _drop_checkpoint(s, out / "scratch_ckpt.pt")
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     print(f"{method} at {a.target} on {a.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
           f"({metrics['speedup_macs']:.2f}x MACs)")
@@ -284,8 +450,25 @@ def cmd_aggregate(a: argparse.Namespace) -> None:
 def cmd_report(a: argparse.Namespace) -> None:
     from .report.build import build_report
 
-    paths = build_report(a.summary, a.out, metrics_files=a.metrics)
+    paths = build_report(a.summary, a.out, metrics_files=a.metrics, claims=a.claims)
     print("reports written:\n  " + "\n  ".join(str(p) for p in paths))
+
+
+def cmd_claims(a: argparse.Namespace) -> None:
+    """Print every claim's verdicts (overview, then one row per comparison) and how they were made."""
+    from .io import atomic_write_text
+    from .report.aggregate import read_summary
+    from .report.verdicts import claims_markdown, overview_markdown, selection_rule_text
+    from .stats.claims import decision_rule_text, evaluate_claims, load_claims
+
+    summary = read_summary(a.summary)
+    results = evaluate_claims(summary, load_claims(a.claims))
+    print(overview_markdown(results))
+    print(claims_markdown(results))
+    print(decision_rule_text(results) + " " + selection_rule_text(summary))
+    if a.csv:
+        atomic_write_text(a.csv, results.to_csv(index=False, lineterminator="\n"))
+        print(f"full table (both intervals, raw and adjusted p, notes) -> {a.csv}")
 
 
 def cmd_track_init(a: argparse.Namespace) -> None:
@@ -333,6 +516,7 @@ def get_parser() -> argparse.ArgumentParser:
         q.add_argument("--arch", required=True)
         q.add_argument("--seed", type=int, required=True)
         q.add_argument("--settings", default="{}", help="resolved settings as JSON, or @file.json")
+        q.add_argument("--threads", type=int, default=None, help="torch threads (overrides settings' threads)")
         q.add_argument("--out", required=True, help="output folder")
         q.set_defaults(fn=fn)
         return q
@@ -343,6 +527,12 @@ def get_parser() -> argparse.ArgumentParser:
     q.add_argument("--target", type=float, required=True, help="fraction of dense MACs to keep, in (0, 1]")
     q.add_argument("--dense", required=True, help="dense model.pt")
     q.add_argument("--source", default=None, help="PASS hypernetwork.pt of a source task (hypernetwork transfer)")
+    q.add_argument("--label", default=None,
+                   help="name the run is reported under (search.json 'method'; default: --method), so one "
+                        "registered method can run with several option sets, e.g. --method pass --label pass_plr1e-4")
+    q.add_argument("--reference", default=None,
+                   help="structure.json of a reference run (same dataset, arch, seed, target): the per-group widths "
+                        "the controls random_widths and scratch reuse")
     q = job("finetune", cmd_finetune, "prune physically, fine-tune, evaluate")
     q.add_argument("--target", type=float, required=True)
     q.add_argument("--dense", required=True, help="dense model.pt of this dataset")
@@ -359,7 +549,15 @@ def get_parser() -> argparse.ArgumentParser:
     q.add_argument("--summary", required=True)
     q.add_argument("--out", required=True, help="reports folder")
     q.add_argument("--metrics", nargs="*", default=[], help="metrics.json files (per-group sparsity plot)")
+    q.add_argument("--claims", default=None,
+                   help="claims YAML (config/claims.yaml): verdicts open the README; tables/claims.*, "
+                        "figures/claims_forest.*")
     q.set_defaults(fn=cmd_report)
+    q = sub.add_parser("claims", help="check the paper's claims against summary.csv (paired by seed)")
+    q.add_argument("--summary", required=True, help="results/summary.csv")
+    q.add_argument("--claims", required=True, help="claims YAML, e.g. config/claims.yaml")
+    q.add_argument("--csv", default=None, help="also write the full per-comparison table here")
+    q.set_defaults(fn=cmd_claims)
     q = sub.add_parser("list", help="registered models, datasets and methods (with their options)")
     q.set_defaults(fn=cmd_list)
     q = sub.add_parser("track-init", help="create the MLflow store, experiment and study run once")

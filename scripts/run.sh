@@ -6,5 +6,16 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/${PASSPRUNE_VENV:-.venv}/bin:$PATH"
 snakemake --cores "${CORES:-$(nproc)}" "$@"
+# the study's folder: results/<study>/ (the `study:` of the --configfile given, else of config/config.yaml)
+cfg=config/config.yaml
+args=("$@")
+for i in "${!args[@]}"; do
+  case "${args[$i]}" in
+    --configfile|--configfiles) cfg=${args[$((i + 1))]} ;;
+    --configfile=*) cfg=${args[$i]#--configfile=} ;;
+  esac
+done
+study=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["study"])' "$cfg")
 echo
-echo "Tables and figures: $PWD/reports/ (README.md, tables/, figures/); one row per run: $PWD/results/summary.csv"
+echo "Claims, tables and figures: $PWD/results/$study/reports/ (README.md, tables/, figures/)"
+echo "One row per run: $PWD/results/$study/summary.csv"

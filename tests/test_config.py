@@ -274,7 +274,7 @@ def _expected_test_jobs(cfg: dict) -> dict[str, int]:
     return {
         "pretrain": n_grid + dense_extra,
         "search_pass": n_grid * n_pass * n_t + n_sources,
-        "search_baseline": n_grid * n_base * n_t,
+        "search": n_grid * n_base * n_t,
         "finetune": n_grid * len(cfg["methods"]) * n_t + n_hyper,
         "transfer_hypernet_search": n_hyper,
         "transfer_structure": n_struct,
@@ -316,7 +316,8 @@ def test_configfile_replaces_the_default(tmp_path):
 SHIPPED = [
     pytest.param(DEFAULT_CONFIG, id="config.yaml"),
     pytest.param(REPO / "config" / "paper.yaml", id="paper.yaml"),
-    pytest.param(REPO / "config" / "local-3seeds.yaml", id="local-3seeds.yaml"),
+    pytest.param(REPO / "config" / "claims-5seeds.yaml", id="claims-5seeds.yaml"),
+    pytest.param(REPO / "config" / "pass-diagnosis.yaml", id="pass-diagnosis.yaml"),
 ]
 
 
@@ -368,7 +369,7 @@ def test_paper_grid_lists_every_job(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     counts = _job_counts(proc.stdout + proc.stderr)
     pairs = 6 * 3 + 2  # (dataset, arch) pairs of the main grid
-    assert counts["search_baseline"] == pairs * 3 * 8 * 3
+    assert counts["search"] == pairs * 3 * 8 * 3
     assert counts["search_pass"] == pairs * 3 * 5 * 3  # transfer sources reuse the grid's PASS searches
     assert counts["finetune"] == pairs * 3 * 13 * 3 + 3 * 3 * 3  # + hypernetwork-transfer runs
     assert counts["transfer_structure"] == counts["transfer_hypernet_search"] == 3 * 3 * 3

@@ -182,6 +182,13 @@ def test_toy_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     assert {p.parent.name for p in logs} >= {"rule_cpu", "rule_gpu"}, logs
 
 
+def yaml_study(configfile: Path) -> str:
+    """A study writes under results/<study>/ (its name in the config)."""
+    import yaml
+
+    return yaml.safe_load(configfile.read_text())["study"]
+
+
 @pytest.mark.slow
 def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path):
     """Test B: the project's workflow on config/test.yaml, through SLURM, from the repo root.
@@ -220,7 +227,7 @@ def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path):
         cwd=REPO,
         timeout=PIPELINE_TIMEOUT,
     )
-    summary = workdir / "results" / "summary.csv"
+    summary = workdir / "results" / yaml_study(configfile) / "summary.csv"
     assert summary.exists(), f"{summary} was not written"
     with summary.open(newline="") as f:
         rows = list(csv.DictReader(f))

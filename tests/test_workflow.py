@@ -10,6 +10,7 @@ The tests share one run (module fixture) and must run in file order: the last on
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -29,6 +30,7 @@ CFG = yaml.safe_load(CONFIG.read_text())
 FIGURES = ("acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TIMEOUT = int(os.environ.get("PASSPRUNE_E2E_TIMEOUT", "1800"))
+STUDY = f"results/{CFG['study']}"  # every study writes under its own folder
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +43,9 @@ def snakemake(workdir: Path, *args: str, timeout: int = TIMEOUT) -> subprocess.C
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `passprune` CLI
     env.pop("MLFLOW_TRACKING_URI", None)  # the config's sqlite store inside the workdir
-    cmd = [sys.executable, "-m", "snakemake", "--configfile", str(CONFIG), "-s", str(SNAKEFILE),
-           "-d", str(workdir), *args]
+    if "--configfile" not in args:
+        args = ("--configfile", str(CONFIG), *args)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -63,7 +66,7 @@ def job_counts(output: str) -> dict[str, int]:
 def _logs(workdir: Path) -> str:
     """Tails of the job logs, for a failure message."""
     parts = []
-    for log in sorted((workdir / "results" / "logs").rglob("*.log")):
+    for log in sorted((workdir / "results").rglob("*.log")):
         parts.append(f"--- {log.relative_to(workdir)}\n{log.read_text(errors='replace')[-2000:]}")
     return "\n".join(parts)
 
@@ -105,7 +108,7 @@ def study(tmp_path_factory):
 
 
 def _summary(workdir: Path) -> list[dict]:
-    with (workdir / "results" / "summary.csv").open(newline="") as f:
+    with (workdir / STUDY / "summary.csv").open(newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -131,7 +134,7 @@ def test_summary_has_one_row_per_run(study):
                        "pass_structure_transfer", "pass_hypernet_transfer"}
     # the transfer tasks' dense models are trained (the transfer runs need them) but are no rows
     assert not {r["dataset"] for r in rows if r["method"] == "dense"} - set(CFG["datasets"])
-    assert (workdir / "results" / "fashion_mnist_a" / "resnet20" / "seed0" / "dense" / "model.pt").exists()
+    assert list((workdir / "results" / "_dense" / "fashion_mnist_a" / "resnet20" / "seed0").glob("*/model.pt"))
 
 
 def test_pruned_runs_meet_their_macs_target(study):
@@ -147,7 +150,7 @@ def test_pruned_runs_meet_their_macs_target(study):
 
 def test_report_files(study):
     workdir, _ = study
-    reports = workdir / "reports"
+    reports = workdir / STUDY / "reports"
     main = (reports / "tables" / "main.md").read_text()
     for m in ("dense", "pass", "pass_uniform", "l1", "bn_scale"):
         assert re.search(rf"\|\s*{m}\s*\|", main), f"{m} missing from main.md"
@@ -180,7 +183,7 @@ def test_mlflow_has_one_run_per_job(study):
     exp = client.get_experiment_by_name(CFG["tracking"]["experiment"])
     assert exp is not None, f"no experiment {CFG['tracking']['experiment']!r}"
     runs = client.search_runs([exp.experiment_id], max_results=10_000)
-    state = json.loads((workdir / "results" / "mlflow_study.json").read_text())
+    state = json.loads((workdir / STUDY / "mlflow_study.json").read_text())
     parent = client.get_run(state["parent_run_id"])
     assert parent.data.tags.get("passprune.study") == CFG["study"]
     jobs = [r for r in runs if r.info.run_id != parent.info.run_id]
@@ -237,7 +240,7 @@ def test_forced_rerun_of_one_finetune_job(study):
     than every existing input, a plain `snakemake` has nothing to do. Asking for the file (-R/--forcerun)
     redoes exactly that job, then aggregate and report; nothing else."""
     workdir, _ = study
-    target = f"results/fashion_mnist/resnet20/seed0/l1/macs{fmt_target(CFG['targets'][0])}/metrics.json"
+    target = f"{STUDY}/fashion_mnist/resnet20/seed0/l1/macs{fmt_target(CFG['targets'][0])}/metrics.json"
     path = workdir / target
     before = {f: f.stat().st_mtime_ns for f in (workdir / "results").rglob("*") if f.is_file() and f != path}
     old = json.loads(path.read_text())
@@ -256,11 +259,48 @@ def test_forced_rerun_of_one_finetune_job(study):
     assert (new["method"], new["target"], new["top1"]) == (old["method"], old["target"], old["top1"])
     changed = {f.relative_to(workdir).as_posix() for f, t in before.items() if f.exists() and f.stat().st_mtime_ns != t}
     run_dir = Path(target).parent.as_posix()
-    allowed = {"results/summary.csv", "results/mlflow.db", "results/logs/aggregate.log", "results/logs/report.log"}
+    allowed = {f"{STUDY}/summary.csv", "results/mlflow.db", f"{STUDY}/logs/aggregate.log", f"{STUDY}/logs/report.log"}
     unexpected = {c for c in changed if c not in allowed and not c.startswith(run_dir)
-                  and not c.startswith("results/logs/finetune/") and not c.startswith("results/benchmarks/finetune/")}
+                  and not c.startswith(f"{STUDY}/logs/finetune/") and not c.startswith(f"{STUDY}/benchmarks/finetune/")}
     assert not unexpected, f"a rerun of one job touched other jobs' files: {sorted(unexpected)}"
     assert len(_summary(workdir)) == len(expected_runs(CFG))
 
     proc = snakemake(workdir, "-n", "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------------------- studies never overwrite each other
+def _digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {f.relative_to(root).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def test_a_second_study_leaves_the_first_unchanged_and_shares_only_identical_dense_models(study, tmp_path):
+    """Another config run in the same checkout writes only under its own results/<study>/; a dense model is
+    reused across studies exactly when the settings that produced it are identical."""
+    workdir, _ = study
+    first = _digests(workdir / STUDY)
+    dense_before = _digests(workdir / "results" / "_dense")
+    other = copy.deepcopy(CFG)
+    other.update(study="ci-tiny-other", targets=[0.3], methods={"l1": {}}, transfer=[])
+    configfile = tmp_path / "other.yaml"
+    configfile.write_text(yaml.safe_dump(other))
+
+    proc = snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:] + _logs(workdir)
+    assert "pretrain" not in job_counts(out) and "rule pretrain" not in out, "identical settings: dense reused"
+    assert _digests(workdir / STUDY) == first, "the second study changed files of the first"
+    assert _digests(workdir / "results" / "_dense") == dense_before
+    rows = list(csv.DictReader((workdir / "results" / "ci-tiny-other" / "summary.csv").open(newline="")))
+    assert {(r["method"], fmt_target(r["target"])) for r in rows} == {("dense", "1"), ("l1", "0.3")}
+
+    # different pretraining settings -> a dense model of its own (planned, not shared)
+    other["pretrain"]["train"]["lr"] = CFG["pretrain"]["train"]["lr"] / 2
+    configfile.write_text(yaml.safe_dump(other))
+    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(configfile))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert job_counts(out).get("pretrain") == 1, out[-3000:]

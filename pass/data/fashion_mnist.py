@@ -103,19 +103,35 @@ def prepare_fashion_mnist_raw(root: str | Path, *, debian_dir: Path = DEBIAN_DIR
 def load_fashion_mnist_tensors(
     root: str | Path, *, debian_dir: Path = DEBIAN_DIR, download: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """``(train_x, train_y, test_x, test_y, classes)``; images uint8 ``(N, 1, 28, 28)``."""
+    """``(train_x, train_y, test_x, test_y, classes)``; images uint8 ``(N, 1, 28, 28)``.
+
+    The decoded tensors are cached once in ``<root>/FashionMNIST/decoded.pt`` (written atomically, loaded
+    with ``weights_only=True``): every job of a study loads the data, and decoding through torchvision
+    (whose import alone pulls in torch._dynamo) cost several seconds per job. A cache that cannot be read
+    (truncated, corrupted) is rebuilt from the raw files.
+    """
+    from ..io import atomic_torch_save
+
+    cache = Path(root) / "FashionMNIST" / DECODED_CACHE
+    if cache.is_file():
+        try:
+            d = torch.load(cache, map_location="cpu", weights_only=True)
+            return d["train_x"], d["train_y"], d["test_x"], d["test_y"], list(d["classes"])
+        except Exception:  # noqa: BLE001  (any unreadable cache: decode again and replace it)
+            pass
     from torchvision.datasets import FashionMNIST
 
     prepare_fashion_mnist_raw(root, debian_dir=debian_dir, download=download)
     train = FashionMNIST(str(root), train=True, download=False)
     test = FashionMNIST(str(root), train=False, download=False)
-    return (
-        train.data.unsqueeze(1).contiguous(),
-        train.targets.long(),
-        test.data.unsqueeze(1).contiguous(),
-        test.targets.long(),
-        list(train.classes),
-    )
+    d = {"train_x": train.data.unsqueeze(1).contiguous(), "train_y": train.targets.long(),
+         "test_x": test.data.unsqueeze(1).contiguous(), "test_y": test.targets.long(), "classes": list(train.classes)}
+    atomic_torch_save(d, cache)
+    return d["train_x"], d["train_y"], d["test_x"], d["test_y"], d["classes"]
+
+
+#: Decoded tensors, cached next to the raw files (see load_fashion_mnist_tensors).
+DECODED_CACHE = "decoded.pt"
 
 
 @DATASETS.register("fashion_mnist")

@@ -15,6 +15,31 @@ except Exception as err:  # Snakemake appends the whole sub-schema; keep the lin
 
 # PASS and its ablations: they save a hypernetwork (hypernetwork transfer needs one)
 PASS_METHODS = ["pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats"]
+# Controls that read another method's structure (option `reference`, default "pass"): the search rule
+# gets that structure as an input, so Snakemake orders the jobs.
+REFERENCE_METHODS = ["random_widths", "scratch"]
+DEFAULT_REFERENCE = "pass"
+
+
+def run_methods(cfg):
+    """Every method label of the study -> the registered method it runs (a variant runs its `base`)."""
+    out = {m: m for m in cfg["methods"]}
+    out.update({name: v["base"] for name, v in cfg.get("variants", {}).items()})
+    return out
+
+
+def method_options(cfg, label):
+    """The options a method label runs with (a variant: its own options, not its base's)."""
+    if label in cfg.get("variants", {}):
+        return cfg["variants"][label].get("options") or {}
+    return cfg["methods"].get(label) or {}
+
+
+def reference_of(cfg, label):
+    """The method label whose structure a control (random_widths, scratch) reuses; None for other methods."""
+    if run_methods(cfg).get(label) not in REFERENCE_METHODS:
+        return None
+    return method_options(cfg, label).get("reference", DEFAULT_REFERENCE)
 
 
 def grid_pairs(cfg):
@@ -84,8 +109,58 @@ def _check_semantics(cfg):
         width = cfg.get("arch_settings", {}).get(a, {}).get("width", 1.0)
         if width != 1.0:
             errors.append(f"arch_settings.{a}.width: {width}: {why}, but ImageNet weights exist only at width 1.0")
+    errors += _check_methods(cfg)
     if errors:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def _check_methods(cfg):
+    """Variants (a registered method run again under another label with other options) and the references of
+    the controls: names must not clash, options must be the base method's, references must be run."""
+    import jsonschema
+    import yaml
+
+    errors = []
+    schema = yaml.safe_load(open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")))
+    refs = schema["properties"]["methods"]["properties"]
+    labels = run_methods(cfg)
+    for name, v in cfg.get("variants", {}).items():
+        where = f"variants.{name}"
+        if name in cfg["methods"] or name in refs:
+            errors.append(f"{where}: the name is a registered method's; give the variant its own name")
+        base = v["base"]
+        if base not in refs:
+            errors.append(f"{where}.base: {base!r} is not a registered method ({sorted(refs)})")
+            continue
+        sub = dict(schema["definitions"][refs[base]["$ref"].rsplit("/", 1)[-1]])
+        sub["definitions"] = schema["definitions"]
+        try:
+            jsonschema.validate(v.get("options") or {}, sub)
+        except jsonschema.ValidationError as err:
+            errors.append(f"{where}.options: {err.message} (the options of {base!r}; see `passprune list`)")
+    for label in labels:
+        ref = reference_of(cfg, label)
+        if ref is not None and ref not in labels:
+            errors.append(f"methods.{label}.reference: {ref!r} is not a method of this study ({sorted(labels)}); "
+                          "add it to methods or point reference at one that is")
+        if ref is not None and reference_of(cfg, ref) is not None:
+            errors.append(f"methods.{label}.reference: {ref!r} is itself a control; reference a searched method")
+    for i, t in enumerate(cfg.get("transfer", [])):
+        if {"target_search", "random_widths"} & set(t["kinds"]) and t["method"] not in labels:
+            errors.append(f"transfer[{i}]: kinds target_search/random_widths need method {t['method']!r} in methods")
+    claims = cfg.get("claims")
+    if claims and claims_path(claims) is None:
+        errors.append(f"claims: {claims!r} does not exist in the working directory nor in the repository "
+                      "(a claims file such as config/claims.yaml, or null)")
+    return errors
+
+
+def claims_path(claims):
+    """A claims file given relative to the working directory, else to the repository (config/claims.yaml)."""
+    for p in (claims, os.path.join(workflow.basedir, claims)):
+        if os.path.exists(p):
+            return os.path.abspath(p) if p != claims else p
+    return None
 
 
 _check_semantics(config)
@@ -97,11 +172,27 @@ def fmt_target(t):
     return f"{float(t):g}"
 
 
+STUDY = config["study"]
 TARGETS = [fmt_target(t) for t in config["targets"]]
 SEEDS = config["seeds"]
 ARCHS = config["archs"]
 DATASETS = config["datasets"]
-METHODS = list(config["methods"])
+LABELS = run_methods(config)  # method label -> registered method
+METHODS = list(LABELS)
+
+# ----------------------------------------------------------------------------- paths (the only place)
+# Every study lives in its own folder, so running one config never touches another study's files. Dense
+# models are shared between studies, but only when the settings that produced them are identical: their
+# folder is named by a digest of those settings.
+STUDY_DIR = f"results/{STUDY}"
+DENSE_DIR = "results/_dense/{dataset}/{arch}/seed{seed}/{dense_id}"
+RUN_DIR = STUDY_DIR + "/{dataset}/{arch}/seed{seed}/{method}/macs{target}"
+SEARCH_DIR = RUN_DIR + "/search"
+LOGS = STUDY_DIR + "/logs"
+BENCH = STUDY_DIR + "/benchmarks"
+SUMMARY = STUDY_DIR + "/summary.csv"
+REPORT_DIR = STUDY_DIR + "/reports"
+STATE_FILE = STUDY_DIR + "/mlflow_study.json"
 
 
 wildcard_constraints:
@@ -110,6 +201,7 @@ wildcard_constraints:
     seed=r"\d+",
     target=r"[0-9.]+",
     source=NAME,
+    dense_id=r"[0-9a-f]{12}",
 
 
 def _data_settings(dataset):
@@ -118,14 +210,14 @@ def _data_settings(dataset):
     return d
 
 
+# Where jobs log (MLflow): handed over in the environment, not in the jobs' settings, so that a change of
+# tracking store or study never reruns a job (a dense model shared by two studies would look changed).
+# Cluster jobs re-read this file, so they set it too. Threads reach a job as --threads {threads}.
+os.environ["PASSPRUNE_TRACKING"] = json.dumps({**config["tracking"], "state_file": STATE_FILE})
+
+
 def _common(dataset, stage):
-    res = config["resources"][stage]
-    return {
-        "data": _data_settings(dataset),
-        "device": config["device"],
-        "threads": res["threads"],
-        "tracking": {**config["tracking"], "state_file": "results/mlflow_study.json"},
-    }
+    return {"data": _data_settings(dataset), "device": config["device"]}
 
 
 def _model(dataset, arch):
@@ -135,17 +227,47 @@ def _model(dataset, arch):
             "weights_dir": config["pretrain"].get("weights_dir")}
 
 
-def settings_pretrain(wc):
-    s = _common(wc.dataset, "pretrain")
-    s["model"] = _model(wc.dataset, wc.arch)
+def _pretrain_settings(dataset, arch):
+    s = _common(dataset, "pretrain")
+    s["model"] = _model(dataset, arch)
     s["train"] = config["pretrain"]["train"]
-    return json.dumps(s, sort_keys=True)
+    return s
+
+
+def dense_id(dataset, arch):
+    """Digest of what a dense model depends on (data, model, training recipe, device); not of where it is
+    logged or how many threads it uses. Two studies with the same digest share the model."""
+    import hashlib
+
+    s = _pretrain_settings(dataset, arch)
+    return hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def dense_dir(dataset, arch, seed):
+    return DENSE_DIR.format(dataset=dataset, arch=arch, seed=seed, dense_id=dense_id(dataset, arch))
+
+
+def dense_model(wc):
+    return f"{dense_dir(wc.dataset, wc.arch, wc.seed)}/model.pt"
+
+
+def dense_metrics(wc):
+    """Read by fine-tuning next to the dense model (the scratch control replays its pretraining budget)."""
+    return f"{dense_dir(wc.dataset, wc.arch, wc.seed)}/metrics.json"
+
+
+def run_dir(dataset, arch, seed, method, target):
+    return RUN_DIR.format(dataset=dataset, arch=arch, seed=seed, method=method, target=target)
+
+
+def settings_pretrain(wc):
+    return json.dumps(_pretrain_settings(wc.dataset, wc.arch), sort_keys=True)
 
 
 def settings_search(wc, method=None):
     s = _common(wc.dataset, "search")
     s["search"] = config["search"]
-    s["method_options"] = config["methods"].get(method or wc.method) or {}
+    s["method_options"] = method_options(config, method or wc.method)
     return json.dumps(s, sort_keys=True)
 
 
@@ -156,12 +278,37 @@ def settings_finetune(wc):
     return json.dumps(s, sort_keys=True)
 
 
+def search_inputs(wc):
+    """The dense model, and for a control the structure of the method it reuses (same run otherwise)."""
+    inputs = {"dense": dense_model(wc)}
+    ref = reference_of(config, wc.method)
+    if ref is not None:
+        inputs["reference"] = f"{run_dir(wc.dataset, wc.arch, wc.seed, ref, wc.target)}/search/structure.json"
+    return inputs
+
+
+def search_args(wc, input):
+    base = LABELS[wc.method]
+    args = f"--method {base} --label {wc.method}"
+    if "reference" in input.keys():
+        args += f" --reference {input.reference}"
+    return args
+
+
+# Transfer kinds. structure: the source's kept channels on the target's dense model; hypernet: the source's
+# hypernetwork with a new prompt learned on the target; random_widths: random channels at the source
+# structure's per-group widths (a control); target_search: the method searched on the target itself (the
+# reference transfer is judged against; an ordinary run of that method on the target dataset).
+XFER = "xfer_{kind}-{method}-from-{source}"
+
+
 def transfer_args(wc):
-    """Hypernetwork-transfer runs are fine-tuned by the shared rule; label them and name their source."""
-    if not wc.method.startswith("xfer_hypernet-"):
+    """Transfer runs are fine-tuned by the shared rule; label them and name their source."""
+    if not wc.method.startswith("xfer_"):
         return ""
-    method, source = wc.method[len("xfer_hypernet-"):].split("-from-")
-    return f"--label {method}_hypernet_transfer --source-dataset {source}"
+    kind, rest = wc.method[len("xfer_"):].split("-", 1)
+    method, source = rest.split("-from-")
+    return f"--label {method}_{kind}_transfer --source-dataset {source}"
 
 
 def resources_of(stage):
@@ -176,16 +323,13 @@ def maybe_protected(path):
     return protected(path) if config.get("protect_dense", False) else path
 
 
-def run_dir(dataset, arch, seed, method, target):
-    return f"results/{dataset}/{arch}/seed{seed}/{method}/macs{target}"
-
-
 def transfer_runs():
     """(target dataset, arch, seed, method dir, target) of every configured transfer run."""
     runs = []
     for t in config.get("transfer", []):
         for kind in t["kinds"]:
-            mdir = f"xfer_{kind}-{t['method']}-from-{t['source']}"
+            mdir = t["method"] if kind == "target_search" else XFER.format(kind=kind, method=t["method"],
+                                                                          source=t["source"])
             for arch in t.get("archs", ARCHS):
                 for seed in SEEDS:
                     for tg in t.get("targets", config["targets"]):
@@ -195,10 +339,10 @@ def transfer_runs():
 
 def all_metrics():
     pairs = grid_pairs(config)
-    files = [f"results/{d}/{a}/seed{s}/dense/metrics.json" for d, a in pairs for s in SEEDS]
+    files = [f"{dense_dir(d, a, s)}/metrics.json" for d, a in pairs for s in SEEDS]
     files += [f"{run_dir(d, a, s, m, t)}/metrics.json" for d, a in pairs for s in SEEDS for m in METHODS for t in TARGETS]
     files += [f"{run_dir(*r)}/metrics.json" for r in transfer_runs()]
-    return files
+    return list(dict.fromkeys(files))  # a target_search run may also be in the main grid
 
 
 def track_init():
@@ -206,11 +350,10 @@ def track_init():
         return
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config["tracking"]["uri"]
     cmd = ["passprune", "track-init", "--uri", uri, "--experiment",
-           config["tracking"]["experiment"], "--study", config["study"], "--state-file", "results/mlflow_study.json"]
+           config["tracking"]["experiment"], "--study", config["study"], "--state-file", STATE_FILE]
     subprocess.run(cmd, check=False)
 
 
 def track_close(status):
-    if config["tracking"]["enabled"] and os.path.exists("results/mlflow_study.json"):
-        subprocess.run(["passprune", "track-close", "--state-file", "results/mlflow_study.json", "--status", status],
-                       check=False)
+    if config["tracking"]["enabled"] and os.path.exists(STATE_FILE):
+        subprocess.run(["passprune", "track-close", "--state-file", STATE_FILE, "--status", status], check=False)

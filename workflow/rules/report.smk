@@ -1,6 +1,10 @@
 FIGURES = ["acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost"]
-REPORT_FILES = ["reports/README.md", "reports/tables/main.md", "reports/tables/main.tex", "reports/tables/main.csv"] + [
-    f"reports/figures/{f}.png" for f in FIGURES
+CLAIMS = claims_path(config["claims"]) if config.get("claims") else None
+if CLAIMS:
+    FIGURES.append("claims_forest")
+TABLES = ["main", "search_cost"] + (["claims"] if CLAIMS else [])
+REPORT_FILES = [f"{REPORT_DIR}/README.md"] + [f"{REPORT_DIR}/tables/{t}.{x}" for t in TABLES for x in ("md", "tex", "csv")] + [
+    f"{REPORT_DIR}/figures/{f}.png" for f in FIGURES
 ]
 
 
@@ -9,9 +13,9 @@ rule aggregate:
     input:
         all_metrics(),
     output:
-        report("results/summary.csv", caption="../report/summary.rst", category="Tables"),
+        report(SUMMARY, caption="../report/summary.rst", category="Tables"),
     log:
-        "results/logs/aggregate.log",
+        LOGS + "/aggregate.log",
     conda:
         "../../environment.yml"
     shell:
@@ -19,19 +23,24 @@ rule aggregate:
 
 
 rule report:
-    """Tables and figures; regenerate any time without retraining (`snakemake report -F`)."""
+    """Claims with paired statistics, tables and figures; regenerate any time without retraining
+    (`snakemake report -F`)."""
     input:
-        summary="results/summary.csv",
+        summary=SUMMARY,
         metrics=all_metrics(),
+        claims=[CLAIMS] if CLAIMS else [],
     output:
-        readme="reports/README.md",
-        md=report("reports/tables/main.md", caption="../report/table.rst", category="Tables"),
-        tex="reports/tables/main.tex",
-        csv="reports/tables/main.csv",
-        figures=[report(f"reports/figures/{f}.png", caption=f"../report/{f}.rst", category="Figures") for f in FIGURES],
+        readme=f"{REPORT_DIR}/README.md",
+        md=report(f"{REPORT_DIR}/tables/main.md", caption="../report/table.rst", category="Tables"),
+        other=[f"{REPORT_DIR}/tables/{t}.{x}" for t in TABLES for x in ("md", "tex", "csv") if (t, x) != ("main", "md")],
+        figures=[report(f"{REPORT_DIR}/figures/{f}.png", caption=f"../report/{f}.rst", category="Figures") for f in FIGURES],
+    params:
+        claims=f"--claims {CLAIMS}" if CLAIMS else "",
+        out=REPORT_DIR,
     log:
-        "results/logs/report.log",
+        LOGS + "/report.log",
     conda:
         "../../environment.yml"
     shell:
-        "passprune report --summary {input.summary} --out reports --metrics {input.metrics} > {log} 2>&1"
+        "passprune report --summary {input.summary} --out {params.out} {params.claims} --metrics {input.metrics}"
+        " > {log} 2>&1"

@@ -1,23 +1,21 @@
-_BASELINES = [m for m in METHODS if m not in PASS_METHODS] or ["__none__"]
-
-
-rule search_pass:
-    """PASS and its ablations; the hypernetwork + prompt are kept for hypernetwork transfer."""
+rule search:
+    """Every method answers one question (dense model + data + MACs target -> kept channels). A variant runs
+    its base method under its own label; a control also reads the structure of the method it reuses."""
     input:
-        dense="results/{dataset}/{arch}/seed{seed}/dense/model.pt",
+        unpack(search_inputs),
     output:
-        structure="results/{dataset}/{arch}/seed{seed}/{method}/macs{target}/search/structure.json",
-        search="results/{dataset}/{arch}/seed{seed}/{method}/macs{target}/search/search.json",
-        hypernet="results/{dataset}/{arch}/seed{seed}/{method}/macs{target}/search/hypernetwork.pt",
+        structure=SEARCH_DIR + "/structure.json",
+        search=SEARCH_DIR + "/search.json",
     wildcard_constraints:
-        method="|".join(PASS_METHODS),
+        method="|".join(m for m in METHODS if LABELS[m] not in PASS_METHODS) or "__none__",
     params:
         settings=settings_search,
+        args=search_args,
         out=lambda wc, output: os.path.dirname(output.structure),
     log:
-        "results/logs/search/{dataset}/{arch}/seed{seed}/{method}/macs{target}.log",
+        LOGS + "/search/{dataset}/{arch}/seed{seed}/{method}/macs{target}.log",
     benchmark:
-        "results/benchmarks/search/{dataset}/{arch}/seed{seed}/{method}/macs{target}.tsv"
+        BENCH + "/search/{dataset}/{arch}/seed{seed}/{method}/macs{target}.tsv"
     threads: config["resources"]["search"]["threads"]
     resources:
         **resources_of("search"),
@@ -25,32 +23,16 @@ rule search_pass:
         "../../environment.yml"
     shell:
         "passprune search --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
-        " --method {wildcards.method} --target {wildcards.target} --dense {input.dense}"
-        " --settings {params.settings:q} --out {params.out} > {log} 2>&1"
+        " {params.args} --target {wildcards.target} --dense {input.dense}"
+        " --settings {params.settings:q} --threads {threads} --out {params.out} > {log} 2>&1"
 
 
-rule search_baseline:
-    """Every other method: same question (dense model + data + MACs target -> kept channels)."""
-    input:
-        dense="results/{dataset}/{arch}/seed{seed}/dense/model.pt",
+use rule search as search_pass with:
+    # PASS and its ablations (and their variants) also keep the hypernetwork + prompt: hypernetwork
+    # transfer and prompted fine-tuning read it
     output:
-        structure="results/{dataset}/{arch}/seed{seed}/{method}/macs{target}/search/structure.json",
-        search="results/{dataset}/{arch}/seed{seed}/{method}/macs{target}/search/search.json",
+        structure=SEARCH_DIR + "/structure.json",
+        search=SEARCH_DIR + "/search.json",
+        hypernet=SEARCH_DIR + "/hypernetwork.pt",
     wildcard_constraints:
-        method="|".join(_BASELINES),
-    params:
-        settings=settings_search,
-        out=lambda wc, output: os.path.dirname(output.structure),
-    log:
-        "results/logs/search/{dataset}/{arch}/seed{seed}/{method}/macs{target}.log",
-    benchmark:
-        "results/benchmarks/search/{dataset}/{arch}/seed{seed}/{method}/macs{target}.tsv"
-    threads: config["resources"]["search"]["threads"]
-    resources:
-        **resources_of("search"),
-    conda:
-        "../../environment.yml"
-    shell:
-        "passprune search --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
-        " --method {wildcards.method} --target {wildcards.target} --dense {input.dense}"
-        " --settings {params.settings:q} --out {params.out} > {log} 2>&1"
+        method="|".join(m for m in METHODS if LABELS[m] in PASS_METHODS) or "__none__",
