@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
 from typing import Collection, Mapping, Sequence
 
 import numpy as np
@@ -402,8 +403,8 @@ class PruningSpace:
                 raise ValueError(f"structure has invalid indices for group {gid} (size {size})")
 
 
-class ChannelMasker:
-    """Multiplies each group's output activations by its current mask via forward hooks.
+class HookMasker(ABC):
+    """Forward hooks that multiply channels by each group's current mask; subclasses say where.
 
     Masks may carry gradients (PASS's straight-through masks): the hooks read ``self.masks`` at every
     forward, so a search loop only swaps tensors. Use as a context manager to remove the hooks.
@@ -413,21 +414,18 @@ class ChannelMasker:
         self.space = space
         self.model = model or space.model
         self.masks: dict[str, torch.Tensor] = {}
-        mods = dict(self.model.named_modules())
-        self._hooks = []
-        for g in space.groups:
-            for point in g.mask_at:
-                self._hooks.append(mods[point].register_forward_hook(self._hook_for(g.id)))
+        self._hooks = self._install(dict(self.model.named_modules()))
 
-    def _hook_for(self, gid: str):
-        def hook(_mod, _inp, out):
-            m = self.masks.get(gid)
-            if m is None:
-                return out
-            shape = (1, -1) + (1,) * (out.dim() - 2)
-            return out * m.to(out.dtype).view(shape)
+    @abstractmethod
+    def _install(self, modules: dict[str, nn.Module]) -> list:
+        """Register the hooks (ChannelMasker: at the writers' norm outputs; passnet's ReaderMasker: at the
+        readers' inputs) and return their handles."""
 
-        return hook
+    def _scaled(self, gid: str, x: torch.Tensor) -> torch.Tensor | None:
+        m = self.masks.get(gid)
+        if m is None:
+            return None
+        return x * m.to(x.dtype).view((1, -1) + (1,) * (x.dim() - 2))
 
     def set(self, masks: Mapping[str, torch.Tensor]) -> None:
         self.masks = dict(masks)
@@ -437,11 +435,25 @@ class ChannelMasker:
             h.remove()
         self._hooks = []
 
-    def __enter__(self) -> "ChannelMasker":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+class ChannelMasker(HookMasker):
+    """Multiplies each group's output activations (after its norm layer) by its current mask."""
+
+    def _install(self, modules: dict[str, nn.Module]) -> list:
+        def hook_for(gid: str):
+            def hook(_mod, _inp, out):
+                scaled = self._scaled(gid, out)
+                return out if scaled is None else scaled
+
+            return hook
+
+        return [modules[point].register_forward_hook(hook_for(g.id)) for g in self.space.groups for point in g.mask_at]
 
 
 def prune_model(model: nn.Module, example_inputs: torch.Tensor, structure: Structure) -> nn.Module:

@@ -15,51 +15,24 @@ channel's real activation x_j, also for a pruned channel.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
-import torch
 import torch.nn as nn
 
-from ...structure import PruningSpace
+from ...structure import HookMasker
 
 
-class ReaderMasker:
+class ReaderMasker(HookMasker):
     """Multiplies the input channels of every layer that reads a group by the group's current mask.
 
     Same interface as ``structure.ChannelMasker`` (``set``, context manager); masks may carry gradients.
     """
 
-    def __init__(self, space: PruningSpace, model: nn.Module | None = None) -> None:
-        self.space = space
-        self.model = model or space.model
-        self.masks: dict[str, torch.Tensor] = {}
-        mods = dict(self.model.named_modules())
-        self._hooks = []
-        for layer in space.layers:
-            if layer.in_group is not None:
-                self._hooks.append(mods[layer.name].register_forward_pre_hook(self._hook_for(layer.in_group)))
+    def _install(self, modules: dict[str, nn.Module]) -> list:
+        def hook_for(gid: str):
+            def hook(_mod, args):
+                scaled = self._scaled(gid, args[0])
+                return None if scaled is None else (scaled,) + tuple(args[1:])
 
-    def _hook_for(self, gid: str):
-        def hook(_mod, args):
-            m = self.masks.get(gid)
-            if m is None:
-                return None
-            x = args[0]
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            return (x * m.to(x.dtype).view(shape),) + tuple(args[1:])
+            return hook
 
-        return hook
-
-    def set(self, masks: Mapping[str, torch.Tensor]) -> None:
-        self.masks = dict(masks)
-
-    def remove(self) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
-
-    def __enter__(self) -> "ReaderMasker":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
+        return [modules[layer.name].register_forward_pre_hook(hook_for(layer.in_group))
+                for layer in self.space.layers if layer.in_group is not None]
