@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 study=${1:?usage: scripts/snapshot.sh STUDY   (a folder under results/, e.g. embedded-default)}
 src="results/$study"
 [ -f "$src/reports/README.md" ] || { echo "no finished report in $src/reports/ (run the study first)" >&2; exit 1; }
+mkdir -p reports
 dst="reports/$study"
 tmp=$(mktemp -d "reports/.${study}.XXXXXX")
 cp -r "$src/reports/." "$tmp/"
