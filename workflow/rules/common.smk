@@ -157,10 +157,7 @@ def _check_methods(cfg):
 
 def claims_path(claims):
     """A claims file given relative to the working directory, else to the repository (config/claims.yaml)."""
-    for p in (claims, os.path.join(workflow.basedir, claims)):
-        if os.path.exists(p):
-            return os.path.abspath(p) if p != claims else p
-    return None
+    return next((p for p in (claims, os.path.join(workflow.basedir, claims)) if os.path.exists(p)), None)
 
 
 _check_semantics(config)
