@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_torch_save, atomic_write_json, provenance, read_json
+from .files import atomic_torch_save, atomic_write_json, provenance, read_json
 
 DEFAULT_DATA_ROOT = "data"
 
@@ -456,7 +456,7 @@ def cmd_report(a: argparse.Namespace) -> None:
 
 def cmd_claims(a: argparse.Namespace) -> None:
     """Print every claim's verdicts (overview, then one row per comparison) and how they were made."""
-    from .io import atomic_write_text
+    from .files import atomic_write_text
     from .report.aggregate import read_summary
     from .report.verdicts import claims_markdown, overview_markdown, selection_rule_text
     from .stats.claims import decision_rule_text, evaluate_claims, load_claims
@@ -506,6 +506,11 @@ def cmd_track_close(a: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- argument parsing
+#: Modules that register their own subcommands (``add_commands(subparsers)``), so tools such as
+#: ``track-sync`` or ``prefetch`` keep their arguments next to their code instead of growing this file.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="passprune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="stage", required=True)
@@ -570,6 +575,10 @@ def get_parser() -> argparse.ArgumentParser:
     q.add_argument("--state-file", required=True)
     q.add_argument("--status", choices=["FINISHED", "FAILED"], required=True)
     q.set_defaults(fn=cmd_track_close)
+    for module in COMMAND_MODULES:  # subcommands that live beside the concept they serve
+        import importlib
+
+        importlib.import_module(f"passprune.{module}").add_commands(sub)
     return p
 
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .io import atomic_torch_save
+from .files import atomic_torch_save
 
 
 @dataclass

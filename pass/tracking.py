@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_json, read_json
+from .files import atomic_write_json, read_json
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 DEFAULT_URI = "sqlite:///results/mlflow.db"

@@ -110,7 +110,7 @@ def load_fashion_mnist_tensors(
     (whose import alone pulls in torch._dynamo) cost several seconds per job. A cache that cannot be read
     (truncated, corrupted) is rebuilt from the raw files.
     """
-    from ..io import atomic_torch_save
+    from ..files import atomic_torch_save
 
     cache = Path(root) / "FashionMNIST" / DECODED_CACHE
     if cache.is_file():

@@ -3,7 +3,7 @@
 Why a separate layer: the per-job files are the pipeline's ground truth, and everything a reader sees
 (tables, plots, README) is *derived* from them by these pure functions, so a report can always be rebuilt
 from the files alone.  The modules deliberately import neither torch nor the rest of ``passprune`` (only
-the torch-free :mod:`passprune.stats` and :mod:`passprune.io`), so a report can be regenerated on a laptop
+the torch-free :mod:`passprune.stats` and :mod:`passprune.files`), so a report can be regenerated on a laptop
 that only has pandas/matplotlib/seaborn/tabulate (+ scipy/statsmodels/jsonschema for the claims).
 
 * :mod:`passprune.report.aggregate` -- metrics.json files -> one tidy row per run (``summary.csv``).

@@ -7,7 +7,7 @@ channels) do not fit a tidy row and stay in the per-run files, which the layer-w
 Malformed input is an error rather than a skipped row, because a silently missing run would bias the
 mean over seeds without anyone noticing.  The same reasoning rejects duplicate runs.
 
-The atomic-write helpers live here (not in :mod:`passprune.io`) so that the report layer does not import
+The atomic-write helpers live here (not in :mod:`passprune.files`) so that the report layer does not import
 torch: a report must be rebuildable on a machine that only has the plotting stack.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 
 #: Columns every summary has, in this order (other scalar keys follow alphabetically).
 SUMMARY_COLUMNS: tuple[str, ...] = (

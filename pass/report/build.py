@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 from .aggregate import has_source, read_summary
 from .figures import NoData, plot_acc_vs_macs, plot_before_after, plot_claims_forest, plot_layerwise, plot_search_cost
 from .tables import dense_mask, write_search_cost, write_tables

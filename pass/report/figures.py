@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..io import atomic_write
+from ..files import atomic_write
 from .aggregate import has_source, load_metrics
 from .tables import FAMILY_ORDER, dense_mask
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 from .aggregate import has_source
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 from ..stats.claims import BEST_BASELINE, VERDICTS, decision_rule_text, verdict_counts
 from .tables import _render
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from ...engine import evaluate
-from ...io import atomic_torch_save
+from ...files import atomic_torch_save
 from .prompt import PadPrompt
 
 

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...engine import evaluate, recalibrate_bn
-from ...io import atomic_torch_save
+from ...files import atomic_torch_save
 from ...structure import PruningSpace, Structure
 from .. import SearchContext, SearchResult, cost, register_method
 from .encoder import ConstantState, PromptEncoder
