@@ -20,31 +20,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .files import atomic_torch_save
+from .settings import TrainSettings
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation settings; one instance per stage (pretrain, finetune, sparsity training)."""
-
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine | onecycle | constant
-    label_smoothing: float = 0.1
-    eval_batch_size: int = 512
-    augment: bool = True  # random translate + flip (the dataset's own recipe)
-    max_steps_per_epoch: int | None = None  # caps an epoch (tests, smoke runs)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+#: The optimisation settings live with every other stage setting (one home for defaults); the engine's name
+#: for them is kept because every training loop reads ``TrainConfig``.
+TrainConfig = TrainSettings
 
 
 @dataclass

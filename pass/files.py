@@ -53,6 +53,27 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+def read_json_checked(path: str | os.PathLike, kind: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object another job wrote, with an error naming the file and the fix when it is missing,
+    truncated or corrupted (a half-copied results folder, a full disk), or lacks a key this reader needs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} {path}: no such file; run the job that writes it (snakemake rebuilds it)")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{kind} {path} is truncated or corrupted (not valid JSON: {err}); delete it and rerun "
+                         "the job that writes it") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{kind} {path}: expected a JSON object, got {type(obj).__name__}; delete it and rerun "
+                         "the job that writes it")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise ValueError(f"{kind} {path} lacks {missing}; it was not written by this version of passprune's "
+                         "search, or is damaged: delete it and rerun the job that writes it")
+    return obj
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)

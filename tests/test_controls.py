@@ -176,7 +176,7 @@ def test_cost_columns(study):
 
 
 def test_scratch_reinitialises_and_trains_the_total_budget(study):
-    from passprune.cli import load_dense, load_pruned
+    from passprune.checkpoint import load_dense, load_pruned
 
     root, dense_dir, metrics = study
     sc = metrics["scratch"]

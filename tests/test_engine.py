@@ -82,7 +82,7 @@ def test_bn_recalibration_touches_only_statistics(fmnist_small):
 
 
 def test_unknown_training_option_is_rejected():
-    with pytest.raises(ValueError, match="unknown training options"):
+    with pytest.raises(ValueError, match="unknown keys"):
         TrainConfig.from_dict({"epochs": 1, "learning_rate": 0.1})
 
 

@@ -347,7 +347,8 @@ def test_prompt_at_eval_finetunes_and_tests_with_the_prompt(tmp_path):
     the no-prompt numbers equal the headline ones."""
     import json
 
-    from passprune.cli import load_pruned, main
+    from passprune.checkpoint import load_pruned
+    from passprune.cli import main
     from passprune.data import load_dataset
     from passprune.engine import evaluate
 

@@ -205,7 +205,9 @@ def test_mlflow_has_one_run_per_job(study):
 def test_pruned_models_load_and_reproduce_their_accuracy(study, monkeypatch):
     import torch
 
-    from passprune.cli import _data, load_pruned
+    from passprune.checkpoint import load_pruned
+    from passprune.settings import DataSettings
+    from passprune.stages.common import load_data
     from passprune.engine import evaluate
 
     workdir, _ = study
@@ -218,7 +220,7 @@ def test_pruned_models_load_and_reproduce_their_accuracy(study, monkeypatch):
         model.eval()
         with torch.no_grad():
             out = model(torch.zeros(ck["input_shape"]))
-        data = _data(m["settings"], m["dataset"], m["seed"])
+        data = load_data(DataSettings(**m["settings"]["data"]), m["dataset"], m["seed"])
         assert out.shape == (1, data.num_classes)
         assert sum(p.numel() for p in model.parameters()) == m["params"], f
         res = evaluate(model, data.test, torch.device("cpu"), 512)

@@ -8,7 +8,7 @@
   returns the structure and marks it ``reinit``; ``passprune finetune`` then builds the architecture anew
   with a seed-derived initialisation, prunes it to the structure and trains it with the same total budget
   the pruned-and-fine-tuned models' weights saw (the dense pretraining + the shared fine-tuning; see
-  ``passprune.cli.cmd_finetune``).
+  ``passprune.stages.finetune.run_finetune``).
 
 Both read the reference from ``SearchContext.reference``: the parsed ``structure.json`` that
 ``passprune search --reference PATH`` names. Their option ``reference`` (default ``"pass"``) names the

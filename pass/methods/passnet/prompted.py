@@ -61,7 +61,7 @@ def load_prompt(hypernetwork_pt: str | Path) -> PadPrompt | None:
 
 
 class FinetunePrompt:
-    """What ``cmd_finetune`` needs for ``prompt_at_eval``; inert (``active`` False) when it does not apply."""
+    """What the finetune stage (``passprune.stages.finetune``) needs for ``prompt_at_eval``; inert (``active`` False) when it does not apply."""
 
     def __init__(self, prompt: PadPrompt | None, lr: float) -> None:
         self.prompt, self.lr = prompt, float(lr)

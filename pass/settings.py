@@ -1,0 +1,182 @@
+"""Typed settings of every job stage: the one home of their defaults.
+
+The workflow resolves the study config into one JSON object per job (``--settings``), holding only what that
+job depends on, so Snakemake reruns exactly the jobs whose settings changed. This module turns that object
+into dataclasses, rejecting unknown keys with the key's full name, so a misspelt option fails at the start of
+the job instead of being silently ignored by a ``.get(key, default)`` deep in the code. The config schema
+(``workflow/schemas/config.schema.yaml``) validates the study file before any job runs; its per-stage
+properties must equal these fields (``tests/test_settings.py`` checks both directions, and that every
+``default:`` the schema states equals the dataclass's).
+
+Torch-free on purpose: the report layer and ``passprune list`` read it without loading PyTorch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def parse(cls: type[T], given: dict[str, Any] | None, where: str) -> T:
+    """``cls(**given)`` with a clear error on an unknown key or a non-object value (``where`` names it)."""
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise ValueError(f"settings {where}: expected an object, got {type(given).__name__} {given!r}")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"settings {where}: unknown keys {unknown}; known: {sorted(known)}")
+    return cls(**given)
+
+
+def defaults_of(cls: type) -> dict[str, Any]:
+    """Field name -> default value (what ``passprune list`` prints and the schema test compares)."""
+    out = {}
+    for f in fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which images a job sees. The validation split is carved from the training set (checkpoints are chosen
+    on it, never on test); ``train_subset`` / ``test_subset`` are counts or fractions of what remains."""
+
+    root: str = "data"
+    val_size: int | float = 0.1
+    train_subset: int | float | None = None
+    test_subset: int | float | None = None
+    image_size: int | None = None  # None: the dataset's native resolution
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How the dense network is built (pretraining only; later stages rebuild it from its checkpoint)."""
+
+    width: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False  # start from torchvision's ImageNet weights (torchvision archs only)
+    weights_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings; one instance per training phase (pretrain, finetune, sparsity training)."""
+
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | onecycle | constant
+    label_smoothing: float = 0.1
+    eval_batch_size: int = 512
+    augment: bool = True  # random translate + flip (the dataset's own recipe)
+    max_steps_per_epoch: int | None = None  # caps an epoch (short budgets, smoke runs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, where: str = "train") -> "TrainSettings":
+        return parse(cls, d, where)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "onecycle", "constant"):
+            raise ValueError(f"settings train.schedule: {self.schedule!r}; use cosine, onecycle or constant")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings(TrainSettings):
+    """The one fine-tuning budget every method gets, plus the BN re-estimation every pruned net gets first
+    (a fine-tuning option only: a dense model's BN statistics are its own)."""
+
+    bn_recalibration_batches: int = 20
+
+    def train(self) -> TrainSettings:
+        """The optimisation part, for the training loop."""
+        d = dataclasses.asdict(self)
+        d.pop("bn_recalibration_batches")
+        return TrainSettings(**d)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Shared by every method's search: the batch size of its data and the per-group pruning ceiling."""
+
+    batch_size: int = 128
+    max_prune_frac: float = 0.9  # no dependency group loses more than this fraction of its channels
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """Dense-vs-pruned latency, measured interleaved in the fine-tuning job."""
+
+    enabled: bool = True
+    batch_sizes: tuple[int, ...] = (1, 64)
+    repeats: int = 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything one job reads from ``--settings`` (the sections a stage does not use stay at defaults).
+
+    ``tracking`` stays a plain mapping: it is the MLflow mirror's own business (``passprune.tracking``), and
+    it reaches jobs through the environment, not through settings that decide reruns.
+    """
+
+    device: str = "auto"
+    threads: int | None = None
+    keep_checkpoints: bool = False  # keep a finished job's resume checkpoint (debugging); off: it is removed
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    method_options: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, stage: str) -> "JobSettings":
+        """Parse one job's settings. ``train`` means the pretraining recipe for ``pretrain`` and the shared
+        fine-tuning budget (with ``bn_recalibration_batches``) for ``finetune``."""
+        d = dict(d or {})
+        known = {"device", "threads", "keep_checkpoints", "data", "model", "train", "search", "latency",
+                 "method_options", "tracking"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"settings: unknown keys {unknown}; known: {sorted(known)}")
+        kw: dict[str, Any] = {k: d[k] for k in ("device", "threads", "keep_checkpoints", "tracking") if k in d}
+        kw["data"] = parse(DataSettings, d.get("data"), "data")
+        kw["model"] = parse(ModelSettings, d.get("model"), "model")
+        kw["search"] = parse(SearchSettings, d.get("search"), "search")
+        kw["latency"] = parse(LatencySettings, d.get("latency"), "latency")
+        kw["method_options"] = dict(d.get("method_options") or {})
+        if stage == "finetune":
+            kw["finetune"] = parse(FinetuneSettings, d.get("train"), "train (finetune)")
+        else:
+            if "bn_recalibration_batches" in (d.get("train") or {}):
+                raise ValueError("settings train: bn_recalibration_batches is a fine-tuning option (BN re-estimation "
+                                 f"of a pruned net), not a {stage} one; set it under finetune")
+            kw["train"] = parse(TrainSettings, d.get("train"), "train")
+        return cls(**kw, raw=d)
+
+
+#: Stage sections in the order ``passprune list`` prints them, with the config key each comes from.
+SECTIONS: dict[str, type] = {
+    "data": DataSettings,
+    "pretrain.train": TrainSettings,
+    "finetune": FinetuneSettings,
+    "search": SearchSettings,
+    "latency": LatencySettings,
+}

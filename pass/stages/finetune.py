@@ -1,0 +1,228 @@
+"""Stage ``finetune``: physical pruning, the shared fine-tuning budget, evaluation, cost and latency."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import build, example_input, load_dense, save_pruned
+from ..files import provenance, read_json_checked
+from ..records import write_record
+from ..settings import TrainSettings
+from .common import Job, drop_checkpoint, fingerprint, log_outputs, start_job
+from .search import COST_KEYS
+
+
+@dataclass(kw_only=True)
+class FinetuneJob(Job):
+    target: float
+    dense: Path  # dense model.pt of this dataset
+    search: Path  # search folder with structure.json and search.json
+    label: str | None = None  # method name to report (transfer runs)
+    source_dataset: str | None = None  # source task of a transferred structure
+    structure_only: bool = False  # only the kept channels from --search, this dataset's dense weights
+
+
+# ----------------------------------------------------------------------------- cost and the scratch control
+def dense_metrics_of(dense_path: str | Path) -> dict[str, Any] | None:
+    """The dense model's metrics.json (written next to its model.pt by ``pretrain``), or None."""
+    path = Path(dense_path).with_name("metrics.json")
+    return read_json_checked(path, "dense metrics") if path.is_file() else None
+
+
+def pretrain_recipe(dense_metrics: dict[str, Any]) -> TrainSettings:
+    """The dense model's own training recipe, from the settings its metrics.json recorded."""
+    recipe = dict((dense_metrics.get("settings") or {}).get("train") or {})
+    recipe.pop("bn_recalibration_batches", None)  # a fine-tuning option, never a pretraining one
+    return TrainSettings.from_dict(recipe, "train (the dense model's recorded pretraining recipe)")
+
+
+def dense_pretrain_steps(dense_metrics: dict[str, Any] | None) -> int | None:
+    """Optimiser steps the dense model was trained for: epochs run (its history) x steps per epoch (its recipe
+    and training-set size). None when the dense metrics are missing or incomplete."""
+    from ..engine import _steps_per_epoch
+
+    if not dense_metrics:
+        return None
+    if isinstance(dense_metrics.get("train_steps"), int):
+        return dense_metrics["train_steps"]
+    n, history = dense_metrics.get("n_train"), dense_metrics.get("history")
+    if n is None or history is None:
+        return None
+    cfg = pretrain_recipe(dense_metrics)
+    return len(history) * _steps_per_epoch(int(n), cfg) if cfg.epochs > 0 else 0
+
+
+def scratch_init_seed(seed: int) -> int:
+    """The fresh initialisation of ``scratch`` comes from a seed derived from the run's seed, and differs from
+    the dense model's own initialisation (``torch.manual_seed(seed)``): re-using that one would be the
+    lottery-ticket "original initialisation" experiment, not training from scratch."""
+    return int(fingerprint("scratch-init", seed), 16) % (2**31 - 1)
+
+
+def fresh_model(arch: str, model_kwargs: dict[str, Any], seed: int):
+    """A freshly initialised dense architecture (seed-derived init), the global RNG left as it was."""
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(scratch_init_seed(seed))
+        return build(arch, model_kwargs)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def cost_columns(search: dict[str, Any], structure_only: bool, weight_train: tuple[int, int] | None) -> dict:
+    """Flat cost columns of metrics.json from search.json (top-level keys, else the method's info)."""
+    info = search.get("info") or {}
+    cost = {k: search.get(k, info.get(k)) for k in COST_KEYS}
+    if weight_train is not None:  # scratch: its own training before the shared fine-tuning
+        cost["weight_train_steps"], cost["weight_train_images"] = weight_train
+    elif search.get("weights", "dense") == "dense" or structure_only:  # fine-tuning starts from dense weights
+        cost["weight_train_steps"] = cost["weight_train_images"] = 0
+    return cost
+
+
+def _read_search(search_dir: Path, arch: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """structure.json and search.json of a search folder, checked to belong to ``arch``."""
+    structure = read_json_checked(search_dir / "structure.json", "structure", ("arch", "kept", "group_sizes"))
+    search = read_json_checked(search_dir / "search.json", "search record", ("method", "family", "weights",
+                                                                          "search_seconds"))
+    if structure["arch"] != arch:
+        raise ValueError(f"structure {search_dir / 'structure.json'} is for {structure['arch']}, not {arch}: a "
+                         "structure only applies to the architecture it was searched on")
+    return structure, search
+
+
+def run_finetune(job: FinetuneJob) -> dict[str, Any]:
+    """Prune physically, fine-tune with the shared budget, evaluate; record the run's cost.
+
+    Cost columns: ``search_*`` from search.json; ``weight_train_*`` the training the weights had before the
+    shared fine-tuning (sparsity training; 0 when fine-tuning starts from the dense weights);
+    ``finetune_*``; ``total_weight_steps`` = ``weight_train_steps`` + ``finetune_steps``.
+
+    ``scratch`` (search.json ``weights: "scratch"``, Liu et al. 2019): the architecture is built afresh with
+    a seed-derived initialisation (:func:`scratch_init_seed`), pruned to the structure, and trained with the
+    same total budget the pruned-and-fine-tuned models' weights saw: first the dense model's own pretraining
+    recipe (epochs, lr, schedule, augmentation from the dense metrics.json's ``settings.train``), then the
+    shared fine-tuning. Two phases rather than one run with the epochs summed, because that reproduces what
+    the inherited weights went through step for step (the pretraining's learning rate and schedule, then the
+    fine-tuning's), even when the two recipes differ in batch size or schedule; the only differences left
+    are the initialisation and the structure being fixed from the start. Its ``weight_train_*`` is the first
+    phase, so ``total_weight_steps`` is all its training (= ``dense_pretrain_steps`` + ``finetune_steps``).
+    Its ``top1_before_ft`` is the fresh initialisation's accuracy after the shared BN re-estimation: about
+    chance, by construction. The dense model's own ImageNet pretraining (``pretrained: true``) is not
+    counted in that budget.
+    """
+    from ..engine import evaluate, recalibrate_bn, train
+    from ..methods.passnet.prompted import FinetunePrompt
+    from ..metrics import interleaved_latency
+    from ..structure import PruningSpace, conv_linear_macs, count_macs_params, prune_model
+    from ..tracking import JobRun
+
+    t0, device, data = start_job(job)
+    search_dir = Path(job.search)
+    structure, search = _read_search(search_dir, job.arch)
+    dense, dense_ck = load_dense(job.dense)
+    dense_metrics = dense_metrics_of(job.dense)
+    scratch = search["weights"] == "scratch"
+    start = dense
+    if scratch:
+        if not dense_metrics or not (dense_metrics.get("settings") or {}).get("train"):
+            raise FileNotFoundError(f"scratch needs the dense model's metrics.json next to --dense {job.dense} (its "
+                                    "pretraining recipe settings.train and history set the training budget)")
+        start = fresh_model(dense_ck["arch"], dense_ck["model_kwargs"], job.seed)
+    elif search["weights"] != "dense" and not job.structure_only:
+        start, _ = load_dense(search_dir / search["weights"])
+    x0 = example_input(data)
+    kept = structure["kept"]
+    pruned = prune_model(copy.deepcopy(start).cpu().eval(), x0, kept).to(device)
+    vp = FinetunePrompt.from_search(search_dir, search, job.structure_only)  # PASS's prompt_at_eval (else inert)
+    net = vp.wrap(pruned)  # what is evaluated and fine-tuned: pruned(x + V) with prompt_at_eval, else pruned
+    space = PruningSpace(copy.deepcopy(dense).cpu(), x0)
+    ft = job.settings.finetune
+    recal = ft.bn_recalibration_batches
+    cfg = ft.train()
+    method = job.label or search["method"]
+    family = f"{search['family'].split('-')[0]}-transfer" if job.source_dataset else search["family"]
+    out = job.out
+    tags = job.tags(method=method, target=job.target, family=family, source=job.source_dataset)
+    run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{method}/macs{job.target}"
+    with JobRun(job.settings.tracking, run_name, tags, job.raw) as run:
+        raw_val = evaluate(net, data.val, device, cfg.eval_batch_size)
+        recalibrate_bn(net, data.train, device, recal, cfg.batch_size, job.seed)
+        before_val = evaluate(net, data.val, device, cfg.eval_batch_size)
+        before_test = evaluate(net, data.test, device, cfg.eval_batch_size)
+        before_test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, before_test)
+        pre = None
+        if scratch:  # phase 1: the dense model's pretraining recipe, from the fresh init; phase 2 is below
+            pre_cfg = pretrain_recipe(dense_metrics)
+            pre = train(pruned, data, pre_cfg, device=device, seed=job.seed, checkpoint=out / "scratch_ckpt.pt",
+                        on_epoch=lambda r: run.log_metrics({f"scratch_{k}": v for k, v in r.items() if k != "epoch"},
+                                                           r["epoch"]),
+                        desc=f"scratch {method}@{job.target}",
+                        fingerprint=fingerprint("scratch", job.dataset, job.arch, job.seed, job.raw, kept, pre_cfg,
+                                                search["search_seconds"]))
+        res = train(net, data, cfg, device=device, seed=job.seed, checkpoint=out / "finetune_ckpt.pt",
+                    **vp.train_kwargs(pruned),
+                    on_epoch=lambda r: run.log_metrics(r, r["epoch"]), desc=f"finetune {method}@{job.target}",
+                    fingerprint=fingerprint(job.dataset, job.arch, job.seed, job.raw, kept, search["search_seconds"]))
+        test = evaluate(net, data.test, device, cfg.eval_batch_size)
+        test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, test)
+        p_cpu = copy.deepcopy(pruned).cpu().to(memory_format=torch.contiguous_format).eval()
+        d_cpu = copy.deepcopy(dense).cpu().eval()
+        macs = conv_linear_macs(p_cpu, x0)
+        dense_macs = conv_linear_macs(d_cpu, x0)
+        macs_tp, params = count_macs_params(p_cpu, x0)
+        dense_macs_tp, dense_params = count_macs_params(d_cpu, x0)
+        lat = job.settings.latency
+        latency = {}
+        if lat.enabled:
+            latency = interleaved_latency(d_cpu.to(device), p_cpu.to(device), tuple(x0.shape[1:]), device,
+                                          batch_sizes=lat.batch_sizes, repeats=lat.repeats)
+            p_cpu, d_cpu = p_cpu.cpu(), d_cpu.cpu()
+        bs_main = max(lat.batch_sizes) if latency else None
+        metrics = {
+            "stage": "finetune", "dataset": job.dataset, "arch": job.arch, "seed": job.seed, "method": method,
+            "family": family, "target": job.target, "source": job.source_dataset,
+            "top1": test["top1"], "top1_before_ft": before_test["top1"], "val_top1": res.best_val_top1,
+            "val_top1_before_ft": before_val["top1"], "val_top1_before_ft_no_recal": raw_val["top1"],
+            "bn_recalibration_batches": recal, "best_epoch": res.best_epoch,
+            "macs": macs, "dense_macs": dense_macs, "macs_ratio": macs / dense_macs, "speedup_macs": dense_macs / macs,
+            "macs_tp": macs_tp, "params": params, "dense_params": dense_params, "dense_macs_tp": dense_macs_tp,
+            "speedup_latency": latency.get(f"speedup_latency_bs{bs_main}") if latency else None,
+            **latency, "device": str(device),
+            "search_seconds": search["search_seconds"], "finetune_seconds": res.seconds,
+            "search_info": {k: v for k, v in search.get("info", {}).items() if k != "history"},
+            "kept_channels": {g: len(v) for g, v in kept.items()}, "group_sizes": structure["group_sizes"],
+            "group_order": [g.id for g in space.groups], "history": res.history,
+            "settings": job.raw, "provenance": provenance(),
+        }
+        costs = cost_columns(search, job.structure_only, (pre.steps, pre.images) if pre is not None else None)
+        wts = costs["weight_train_steps"]
+        metrics.update({
+            "base_method": search.get("base_method", search["method"]), "method_options": search.get("options"),
+            "select_on_val": (search.get("options") or {}).get("select_on_val"),
+            "search_job_seconds": search.get("job_seconds"), **costs,
+            "finetune_steps": res.steps, "finetune_images": res.images,
+            "total_weight_steps": wts + res.steps if wts is not None else None,
+            "dense_pretrain_steps": dense_pretrain_steps(dense_metrics),
+            "start_weights": "scratch" if scratch else "dense" if start is dense else "search",
+        })
+        if pre is not None:
+            metrics.update({"scratch_init_seed": scratch_init_seed(job.seed), "scratch_history": pre.history,
+                            "scratch_val_top1": pre.best_val_top1})
+        metrics.update(vp.metrics(test_np, before_test_np))
+        vp.save(out)
+        save_pruned(out / "model.pt", job.arch, dense_ck["model_kwargs"], kept, p_cpu, list(x0.shape))
+        metrics["wall_seconds"] = time.time() - t0
+        write_record(out / "metrics.json", metrics)
+        drop_checkpoint(job.settings, out / "finetune_ckpt.pt")
+        drop_checkpoint(job.settings, out / "scratch_ckpt.pt")
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        log_outputs(run, out)
+    print(f"{method} at {job.target} on {job.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
+          f"({metrics['speedup_macs']:.2f}x MACs)")
+    return metrics
