@@ -116,10 +116,16 @@ def cmd_track_close(a: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- argument parsing
 #: Modules that register their own subcommands (``add_commands(subparsers)``), so tools such as
 #: ``track-sync`` or ``prefetch`` keep their arguments next to their code instead of growing this file.
-COMMAND_MODULES: tuple[str, ...] = ("tracking_cli",)
+COMMAND_MODULES: tuple[str, ...] = ("tracking_cli", "prefetch", "estimate")
 
 
-def get_parser() -> argparse.ArgumentParser:
+#: The subcommands defined in this file. A job stage never imports the command modules above: that keeps
+#: every job's start-up short, and a tool module that fails to import cannot break the pipeline's stages.
+CORE_COMMANDS = frozenset({"pretrain", "search", "finetune", "aggregate", "report", "claims", "list",
+                           "track-init", "track-close"})
+
+
+def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="passprune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="stage", required=True)
 
@@ -183,7 +189,7 @@ def get_parser() -> argparse.ArgumentParser:
     q.add_argument("--state-file", required=True)
     q.add_argument("--status", choices=["FINISHED", "FAILED"], required=True)
     q.set_defaults(fn=cmd_track_close)
-    for module in COMMAND_MODULES:  # subcommands that live beside the concept they serve
+    for module in COMMAND_MODULES if with_modules else ():  # subcommands that live beside their concept
         import importlib
 
         importlib.import_module(f"passprune.{module}").add_commands(sub)
@@ -191,7 +197,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = get_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((x for x in argv if not x.startswith("-")), None)
+    args = get_parser(with_modules=command not in CORE_COMMANDS).parse_args(argv)
     try:
         args.fn(args)
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
