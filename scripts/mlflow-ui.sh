@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Browse the study's MLflow runs: a local MLflow server over results/mlflow.db on http://127.0.0.1:${PORT:-5000}
-# (loopback only; pass --host 0.0.0.0 yourself to expose it). Job runs are nested under one run per study.
+# Browse the studies' MLflow runs: a local MLflow server over results/mlflow.db on http://127.0.0.1:${PORT:-5000}
+# (loopback only; pass --host 0.0.0.0 yourself to expose it). One experiment per study (<experiment>/<study>),
+# job runs nested under its study run. Artifacts are served from the folder that holds the database
+# (results/<study>/mlflow/...), so a moved results folder works: MLFLOW_TRACKING_URI=sqlite:////new/place/mlflow.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true
-exec "${PASSPRUNE_VENV:-.venv}/bin/mlflow" server --backend-store-uri "${MLFLOW_TRACKING_URI:-sqlite:///results/mlflow.db}" \
-  --host 127.0.0.1 --port "${PORT:-5000}" --workers 1 "$@"
+uri="${MLFLOW_TRACKING_URI:-sqlite:///results/mlflow.db}"
+case "$uri" in
+  sqlite:///*) dest="$(dirname "${uri#sqlite:///}")" ;;  # sqlite:///rel/x.db -> rel, sqlite:////abs/x.db -> /abs
+  *) dest="${MLFLOW_ARTIFACTS_DESTINATION:-results}" ;;
+esac
+exec "${PASSPRUNE_VENV:-.venv}/bin/mlflow" server --backend-store-uri "$uri" --artifacts-destination "$dest" \
+  --serve-artifacts --host 127.0.0.1 --port "${PORT:-5000}" --workers 1 "$@"
