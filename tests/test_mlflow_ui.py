@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from passprune.files import atomic_write_json
 from passprune.tracking import JobRun, init_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,25 +33,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _finetune_files(results: Path, study: str, method: str, top1: float) -> Path:
+    """A fine-tuning job's files as ``passprune finetune`` writes them (metrics.json with its history and
+    structure), and its Snakemake log."""
+    out = results / study / "fashion_mnist" / "resnet20" / "seed0" / method / "macs0.3"
+    groups = {"conv1": 8, "layer1.0": 8, "layer2.0": 16, "layer3.0": 32}
+    atomic_write_json(out / "metrics.json", {
+        "stage": "finetune", "dataset": "fashion_mnist", "arch": "resnet20", "seed": 0, "method": method,
+        "family": "baseline", "target": 0.3, "source": None, "top1": top1, "macs_ratio": 0.3,
+        "history": [{"epoch": e, "val_top1": top1 - 3 + e, "train_loss": 1.0 / e} for e in (1, 2, 3)],
+        "kept_channels": {g: max(1, n // 3) for g, n in groups.items()}, "group_sizes": groups,
+        "group_order": list(groups), "settings": {"train": {"lr": 0.02}}})
+    log = results / study / "logs" / "finetune" / "fashion_mnist" / "resnet20" / "seed0" / method / "macs0.3.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"finetune {method}@0.3 epoch 3/3 val_top1 {top1:.2f}\n")
+    return out
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A study of three jobs logged by our tracking code, served by `mlflow server` on 127.0.0.1."""
+    """A study of three jobs logged by our tracking code (JobRun + log_outputs, as the stages do), served by
+    scripts/mlflow-ui.sh on 127.0.0.1 with its artifacts from results/<study>/mlflow/."""
     root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    state = init_study(uri, "passprune-ui", "ui-study", root / "study.json")
-    settings = {"enabled": True, "uri": uri, "state_file": str(root / "study.json")}
+    results = root / "results"
+    uri = f"sqlite:///{results}/mlflow.db"
+    state_file = results / "ui-study" / "mlflow_study.json"
+    state = init_study(uri, "passprune-ui", "ui-study", state_file)
+    settings = {"enabled": True, "uri": uri, "state_file": str(state_file)}
     for method, top1 in (("pass", 81.5), ("l1", 84.0), ("random", 80.25)):
-        with JobRun(settings, f"fashion_mnist/resnet20/seed0/{method}/macs0.3", {"stage": "finetune", "method": method},
-                    {"train": {"lr": 0.02}}) as run:
-            run.log_metrics({"top1": top1, "macs_ratio": 0.3})
+        out = _finetune_files(results, "ui-study", method, top1)
+        with JobRun(settings, f"fashion_mnist/resnet20/seed0/{method}/macs0.3",
+                    {"stage": "finetune", "dataset": "fashion_mnist", "arch": "resnet20", "seed": 0, "method": method,
+                     "target": 0.3, "family": "baseline"}, {"train": {"lr": 0.02}}) as run:
+            for e in (1, 2, 3):
+                run.log_metrics({"val_top1": top1 - 3 + e, "train_loss": 1.0 / e, "epoch": e}, e)
+            run.log_outputs(out)
     port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PORT": str(port),
+           "PASSPRUNE_VENV": str(Path(sys.executable).parent.parent)}
     log = open(root / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1", "--default-artifact-root", str(root / "artifacts")],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(["bash", str(Path(__file__).resolve().parent.parent / "scripts" / "mlflow-ui.sh")],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    deadline = time.time() + 120
     while True:
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
@@ -58,15 +84,15 @@ def server(tmp_path_factory):
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"mlflow server did not come up:\n{(root / 'server.log').read_text()[-3000:]}")
         time.sleep(0.5)
-    yield {"base": base, "state": state, "root": root}
-    proc.terminate()
+    yield {"base": base, "state": state, "root": root, "uri": uri, "results": results}
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
     log.close()
 
 
@@ -83,6 +109,25 @@ def test_rest_api_lists_the_study_runs(server):
     assert metrics["l1"]["top1"] == 84.0
     parents = {next(t["value"] for t in run["data"]["tags"] if t["key"] == "mlflow.parentRunId") for run in runs}
     assert parents == {server["state"]["parent_run_id"]}
+
+
+def test_rest_api_serves_a_job_runs_metrics_and_artifacts(server):
+    """Through the server, as the UI reads them: the epoch curve and the files, from the relative artifact root."""
+    from mlflow.tracking import MlflowClient
+
+    exp = server["state"]["experiment_id"]
+    run = MlflowClient(server["uri"]).search_runs([exp], filter_string="tags.method = 'pass'")[0]
+    rid = run.info.run_id
+    with urllib.request.urlopen(f"{server['base']}/api/2.0/mlflow/metrics/get-history?run_id={rid}"
+                                "&metric_key=val_top1", timeout=30) as r:
+        assert sorted((m["step"], m["value"]) for m in json.load(r)["metrics"]) == [(1, 79.5), (2, 80.5), (3, 81.5)]
+    with urllib.request.urlopen(f"{server['base']}/api/2.0/mlflow/artifacts/list?run_id={rid}", timeout=30) as r:
+        assert {f["path"] for f in json.load(r)["files"]} == {"metrics.json", "kept_ratio.png", "job.log"}
+    with urllib.request.urlopen(f"{server['base']}/get-artifact?path=metrics.json&run_uuid={rid}", timeout=30) as r:
+        served = r.read()
+    local = server["results"] / "ui-study" / "fashion_mnist" / "resnet20" / "seed0" / "pass" / "macs0.3" / "metrics.json"
+    assert served == local.read_bytes()
+    assert (server["results"] / "ui-study" / "mlflow" / rid / "artifacts" / "kept_ratio.png").is_file()
 
 
 def test_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
@@ -110,11 +155,22 @@ def test_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
     # One job's run page: its name, its params and its metrics.
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{server['root']}/mlflow.db")
+    client = MlflowClient(server["uri"])
     l1 = client.search_runs([exp], filter_string="tags.method = 'l1'")[0]
     page = render(f"{server['base']}/#/experiments/{exp}/runs/{l1.info.run_id}")
     assert "fashion_mnist/resnet20/seed0/l1/macs0.3" in page
-    assert "train.lr" in page and "top1" in page and "84" in page
+    assert "train.lr" in page and "top1" in page and "84" in page and "val_top1" in page
+    # ...and its artifacts tab: the files, the kept-ratio plot and the job's log, served from results/<study>/mlflow/
+    arts = render(f"{server['base']}/#/experiments/{exp}/runs/{l1.info.run_id}/artifacts")
+    for name in ("metrics.json", "kept_ratio.png", "job.log"):
+        assert name in arts, arts[-1500:]
+    shot = tmp_path / "run.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}",
+                    f"{server['base']}/#/experiments/{exp}/runs/{l1.info.run_id}/artifacts"],
+                   capture_output=True, timeout=180)
+    keep = os.environ.get("PASSPRUNE_UI_SCREENSHOT")
+    if keep:
+        Path(keep).with_name("run-" + Path(keep).name).write_bytes(shot.read_bytes())
     shot = tmp_path / "ui.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=180)
     assert shot.exists() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
