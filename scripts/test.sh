@@ -14,5 +14,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
   export PASSPRUNE_REQUIRE_BROWSER=1
+  # a real PostgreSQL for the MLflow server tests (Debian's; the tests start a private cluster on loopback)
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    echo "[test] installing Debian's postgresql for the MLflow server tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  export PASSPRUNE_REQUIRE_POSTGRES=1
 fi
 python -m pytest "$@"
