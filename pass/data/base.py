@@ -66,9 +66,11 @@ class DatasetNotFoundError(FileNotFoundError):
         self.dataset = name
         self.looked_in = [str(p) for p in looked_in]
         self.how_to_get = how_to_get
+        from ..downloads import PREFETCH_HINT
+
         paths = "\n".join(f"  - {p}" for p in self.looked_in)
         super().__init__(
-            f"dataset {name!r} not found. Looked in:\n{paths}\nHow to get it: {how_to_get}"
+            f"dataset {name!r} not found. Looked in:\n{paths}\nHow to get it: {how_to_get}\nNote: {PREFETCH_HINT}"
         )
 
 

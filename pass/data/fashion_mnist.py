@@ -62,13 +62,17 @@ def _decompress_atomically(src: Path, dst: Path) -> None:
         raise
 
 
-def prepare_fashion_mnist_raw(root: str | Path, *, debian_dir: Path = DEBIAN_DIR, download: bool = True) -> str:
+def prepare_fashion_mnist_raw(root: str | Path, *, debian_dir: Path = DEBIAN_DIR, download: bool | None = None) -> str:
     """Make sure ``<root>/FashionMNIST/raw/`` holds the four decompressed IDX files.
 
     Returns how they were obtained (``"raw"``, ``"debian"`` or ``"download"``), for logging.
     Raises :class:`DatasetNotFoundError` naming both searched paths if nothing works.
-    ``debian_dir``/``download`` exist so the offline failure path can be tested without a network.
+    ``debian_dir``/``download`` exist so the offline failure path can be tested without a network; ``download``
+    None = only inside ``passprune prefetch`` (:mod:`passprune.downloads`: jobs never download).
     """
+    from ..downloads import downloads_allowed
+
+    download = downloads_allowed() if download is None else download
     root = Path(root)
     raw = _raw_dir(root)
     if _have_raw(raw):
@@ -101,7 +105,7 @@ def prepare_fashion_mnist_raw(root: str | Path, *, debian_dir: Path = DEBIAN_DIR
 
 
 def load_fashion_mnist_tensors(
-    root: str | Path, *, debian_dir: Path = DEBIAN_DIR, download: bool = True
+    root: str | Path, *, debian_dir: Path = DEBIAN_DIR, download: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """``(train_x, train_y, test_x, test_y, classes)``; images uint8 ``(N, 1, 28, 28)``.
 

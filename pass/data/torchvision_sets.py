@@ -54,14 +54,17 @@ def _read_cifar_pickles(folder: Path, files: list[str]) -> tuple[torch.Tensor, t
 
 
 def load_cifar_tensors(
-    cls: type, root: str | Path, *, download: bool = True, name: str = "cifar10"
+    cls: type, root: str | Path, *, download: bool | None = None, name: str = "cifar10"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Load a torchvision CIFAR class's files into memory: ``(train_x, train_y, test_x, test_y, classes)``.
 
     ``cls`` is ``torchvision.datasets.CIFAR10`` or ``CIFAR100``; its ``_check_integrity`` (md5 of
     every batch) decides whether the files on disk are usable, otherwise it downloads them when
-    ``download`` is true.
+    ``download`` is true (None: only inside ``passprune prefetch``; jobs never download).
     """
+    from ..downloads import downloads_allowed
+
+    download = downloads_allowed() if download is None else download
     root = Path(root)
     probe = cls.__new__(cls)  # only for _check_integrity, which needs root + class attributes
     probe.root = os.fspath(root)
@@ -154,10 +157,15 @@ def _classes(ds: Any) -> list[str]:
 
 
 def load_transfer(
-    name: str, root: str | Path, *, image_size: int | None = None, num_workers: int = 0, download: bool = True
+    name: str, root: str | Path, *, image_size: int | None = None, num_workers: int = 0, download: bool | None = None
 ) -> DatasetSource:
-    """Open one of the transfer sets; see the module docstring for the split protocol."""
+    """Open one of the transfer sets; see the module docstring for the split protocol. ``download`` None: only
+    inside ``passprune prefetch`` (jobs never download)."""
     from torchvision import datasets as D
+
+    from ..downloads import downloads_allowed
+
+    download = downloads_allowed() if download is None else download
 
     root = Path(root)
     r = os.fspath(root)

@@ -97,8 +97,15 @@ def load_imagenet_weights(model: nn.Module, arch: str, in_channels: int = 3, wei
     other missing or mis-shaped tensor is an error: a silent partial load would look like a
     pretrained run but is not one.
     """
+    from ..downloads import PREFETCH_HINT, downloads_allowed
+
     url = IMAGENET_WEIGHTS[arch].url
     path = weights_cache_path(arch, weights_dir)
+    if not os.path.isfile(path) and not downloads_allowed():  # a job: fail now, never reach for the network
+        raise RuntimeError(
+            f"cannot load ImageNet weights for {arch!r}: {path} is missing. Fix: {PREFETCH_HINT}; or copy "
+            f"{os.path.basename(path)} (from {url}) to {path} by hand."
+        )
     try:
         state = torch.hub.load_state_dict_from_url(
             url, model_dir=weights_dir, map_location="cpu", progress=False, weights_only=True

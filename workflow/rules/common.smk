@@ -19,6 +19,9 @@ PASS_METHODS = ["pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_n
 # gets that structure as an input, so Snakemake orders the jobs.
 REFERENCE_METHODS = ["random_widths", "scratch"]
 DEFAULT_REFERENCE = "pass"
+# dataset_overrides.<dataset>: data keys (image_size, root, ...) are merged onto `data`; these are the
+# dataset's own training settings (stage section > batch_size > the study's; see _stage_train).
+OVERRIDE_STAGE_KEYS = ("pretrained", "batch_size", "pretrain", "finetune", "search")
 
 
 def run_methods(cfg):
@@ -93,6 +96,7 @@ def _check_semantics(cfg):
     if "bn_recalibration_batches" in cfg["pretrain"]["train"]:
         errors.append("pretrain.train: bn_recalibration_batches is a finetune-only option (BN re-estimation of a "
                       "pruned net); move it to finetune")
+    errors += _check_dataset_training(cfg)
     # Pretrained starts (passprune.models.build_model raises at run time otherwise): ImageNet weights exist only
     # for these archs (= passprune.models.IMAGENET_WEIGHTS; tests/test_config.py checks that) and only at width 1.0.
     imagenet_archs = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")
@@ -112,6 +116,63 @@ def _check_semantics(cfg):
     errors += _check_methods(cfg)
     if errors:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def search_section(cfg, dataset):
+    """`search` for a dataset: the study's, then the dataset's batch_size, then its own search section."""
+    ov = cfg.get("dataset_overrides", {}).get(dataset, {})
+    return {**cfg["search"], **({"batch_size": ov["batch_size"]} if "batch_size" in ov else {}), **ov.get("search", {})}
+
+
+def train_images(cfg, dataset):
+    """Images in the training split of a dataset's jobs (passprune.datasizes; carved as the jobs carve it)."""
+    from passprune.datasizes import split_sizes
+
+    ov = cfg.get("dataset_overrides", {}).get(dataset, {})
+    data = {**cfg["data"], **{k: v for k, v in ov.items() if k not in OVERRIDE_STAGE_KEYS}}
+    return split_sizes(dataset, data["val_size"], data.get("train_subset"), data.get("test_subset"))["train"]
+
+
+def search_steps(cfg, dataset):
+    """PASS-family search length in steps from `search.epochs` (None when no epochs are given): epochs x the full
+    batches one epoch of the dataset's training split holds at its search batch size (PASS drops the last
+    partial batch)."""
+    s = search_section(cfg, dataset)
+    return s["epochs"] * (train_images(cfg, dataset) // s["batch_size"]) if s.get("epochs") else None
+
+
+def _check_dataset_training(cfg):
+    """Per-dataset training settings (dataset_overrides.<dataset>.pretrain/.finetune/.search, search.epochs)."""
+    from passprune.datasizes import SIZES
+
+    errors = []
+    for name, ov in cfg.get("dataset_overrides", {}).items():
+        if "bn_recalibration_batches" in ov.get("pretrain", {}):
+            errors.append(f"dataset_overrides.{name}.pretrain: bn_recalibration_batches is a finetune-only option; "
+                          f"move it to dataset_overrides.{name}.finetune")
+    epochs_given = cfg["search"].get("epochs") or any(
+        ov.get("search", {}).get("epochs") for ov in cfg.get("dataset_overrides", {}).values())
+    if not epochs_given:
+        return errors
+    pass_labels = [l for l, base in run_methods(cfg).items() if base in PASS_METHODS]
+    for label in pass_labels:
+        if "steps" in method_options(cfg, label):
+            where = f"variants.{label}.options" if label in cfg.get("variants", {}) else f"methods.{label}"
+            errors.append(f"{where}.steps: the search length is also given in epochs (search.epochs or "
+                          "dataset_overrides.*.search.epochs); keep one of the two")
+    used = set(cfg["datasets"]) | {x for t in cfg.get("transfer", []) for x in (t["source"], t["target"])}
+    for d in sorted(used):
+        s = search_section(cfg, d)
+        if not s.get("epochs") or not pass_labels:
+            continue
+        if d not in SIZES:
+            errors.append(f"search.epochs: dataset {d!r} has no train size in pass/datasizes.py (SIZES); add it")
+            continue
+        n = train_images(cfg, d)
+        if n < s["batch_size"]:
+            errors.append(f"search.epochs: {d}'s training split has {n} images, fewer than its search batch size "
+                          f"{s['batch_size']}, so an epoch holds no full batch; lower the batch size")
+    return errors
 
 
 def _check_methods(cfg):
@@ -201,10 +262,28 @@ wildcard_constraints:
     dense_id=r"[0-9a-f]{12}",
 
 
+def _override(dataset):
+    return config.get("dataset_overrides", {}).get(dataset, {})
+
+
 def _data_settings(dataset):
     d = dict(config["data"])
-    d.update({k: v for k, v in config.get("dataset_overrides", {}).get(dataset, {}).items() if k != "pretrained"})
+    d.update({k: v for k, v in _override(dataset).items() if k not in OVERRIDE_STAGE_KEYS})
     return d
+
+
+def _stage_train(dataset, stage):
+    """The training recipe of a dataset's `pretrain` or `finetune` jobs: the study's (pretrain.train / finetune),
+    then the dataset's batch_size, then its own section (dataset_overrides.<dataset>.pretrain / .finetune)."""
+    base = config["pretrain"]["train"] if stage == "pretrain" else config["finetune"]
+    ov = _override(dataset)
+    if "batch_size" not in ov and stage not in ov:
+        return base  # unchanged object: the settings (and dense digests) of configs without overrides stay as they were
+    t = dict(base)
+    if "batch_size" in ov:
+        t["batch_size"] = ov["batch_size"]
+    t.update(ov.get(stage, {}))
+    return t
 
 
 # Where jobs log (MLflow): handed over in the environment, not in the jobs' settings, so that a change of
@@ -219,7 +298,7 @@ def _common(dataset, stage):
 
 def _model(dataset, arch):
     m = dict(config["arch_settings"].get(arch, {}))
-    pre = config.get("dataset_overrides", {}).get(dataset, {}).get("pretrained", config["pretrain"]["pretrained"])
+    pre = _override(dataset).get("pretrained", config["pretrain"]["pretrained"])
     return {"width": m.get("width", 1.0), "kwargs": m.get("kwargs", {}), "pretrained": pre,
             "weights_dir": config["pretrain"].get("weights_dir")}
 
@@ -227,7 +306,7 @@ def _model(dataset, arch):
 def _pretrain_settings(dataset, arch):
     s = _common(dataset, "pretrain")
     s["model"] = _model(dataset, arch)
-    s["train"] = config["pretrain"]["train"]
+    s["train"] = _stage_train(dataset, "pretrain")
     return s
 
 
@@ -262,15 +341,19 @@ def settings_pretrain(wc):
 
 
 def settings_search(wc, method=None):
+    label = method or wc.method
     s = _common(wc.dataset, "search")
-    s["search"] = config["search"]
-    s["method_options"] = method_options(config, method or wc.method)
+    s["search"] = {k: v for k, v in search_section(config, wc.dataset).items() if k != "epochs"}  # -> steps below
+    s["method_options"] = method_options(config, label)
+    steps = search_steps(config, wc.dataset) if LABELS.get(label) in PASS_METHODS else None
+    if steps is not None:
+        s["method_options"] = {**s["method_options"], "steps": steps}
     return json.dumps(s, sort_keys=True)
 
 
 def settings_finetune(wc):
     s = _common(wc.dataset, "finetune")
-    s["train"] = config["finetune"]
+    s["train"] = _stage_train(wc.dataset, "finetune")
     s["latency"] = config["latency"]
     return json.dumps(s, sort_keys=True)
 

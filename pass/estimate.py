@@ -1,0 +1,256 @@
+"""``passprune estimate``: what a config costs before it is submitted -- jobs per rule and device-hours.
+
+How: the jobs are the ones Snakemake plans (:mod:`passprune.plan`, the dry run), each with its resolved settings;
+each job's work is counted in images from those settings and the dataset's split sizes (:mod:`passprune.datasizes`):
+
+* pretrain: ``epochs x full batches x batch`` training images (forward + backward) on the dense net, plus the
+  validation split every epoch and the test split once (forward);
+* search: PASS and its ablations ``steps x batch`` training images through the (masked) dense net, plus the
+  BN re-estimation and the final validation; sparsity-learning baselines their ``epochs`` of training; Taylor its
+  ``batches``; weight criteria (L1, FPGM, random) nothing worth counting;
+* finetune (and structure transfer): the fine-tuning budget on the pruned net, whose cost per image is the dense
+  one times the MACs target; the scratch control also replays the dense model's pretraining epochs; plus the
+  evaluations before / after and the latency runs;
+
+then turned into seconds with the images/s that ``bench/throughput.py`` measured for that architecture, scaled to
+the job's resolution by the ratio of conv+linear MACs per image, plus a fixed start-up time per job. Every figure
+says which device it comes from: CPU-derived hours are what this repository ships (no GPU was lent when it was
+written) and are an upper bound for a GPU; ``python bench/throughput.py --device cuda`` on a GPU node adds GPU
+figures, which the estimate then prefers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .datasizes import size_of, split_sizes, steps_per_epoch
+
+THROUGHPUT = Path(__file__).resolve().parents[1] / "bench" / "throughput.json"
+#: Families whose search length is ``steps`` of the search batch (PASS, its ablations, hypernetwork transfer).
+STEP_FAMILIES = ("pass", "pass-ablation", "pass-transfer")
+#: Seconds every job spends outside its images (interpreter, data and model loading): an assumption, stated.
+DEFAULT_OVERHEAD_S = 60.0
+#: Rules that run no model (summary table, report): counted as jobs, costed at zero device time.
+NO_MODEL_RULES = ("aggregate", "report", "all")
+
+
+@dataclass(frozen=True)
+class Work:
+    """A job's images: ``train`` (forward + backward) and ``eval`` (forward), both on a net of ``macs_factor``
+    times the dense MACs (1 = dense), at ``resolution`` px."""
+
+    train: float
+    eval: float
+    macs_factor: float
+    resolution: int
+
+
+@dataclass
+class JobCost:
+    rule: str
+    dataset: str
+    arch: str
+    label: str | None
+    target: float | None
+    resolution: int
+    train_images: float
+    eval_images: float
+    seconds: float
+    macs: float  # multiply-accumulates: forward MACs per image x (3 per training image, 1 per evaluated image)
+
+
+class Throughput:
+    """Seconds per image of an architecture at a resolution, from one device's entry of bench/throughput.json."""
+
+    def __init__(self, path: str | Path = THROUGHPUT, device: str | None = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist; measure it: python bench/throughput.py [--device cuda]")
+        devices = json.loads(path.read_text()).get("devices", {})
+        if not devices:
+            raise ValueError(f"{path} holds no measurements; run python bench/throughput.py")
+        self.device = device or ("cuda" if "cuda" in devices else "cpu" if "cpu" in devices else sorted(devices)[0])
+        if self.device not in devices:
+            raise KeyError(f"{path} has no {self.device!r} measurements (it has {sorted(devices)}); run "
+                           f"python bench/throughput.py --device {self.device}")
+        self.entry = devices[self.device]
+        self.path = path
+        self._macs: dict[tuple[str, int], float] = {}
+
+    def describe(self) -> str:
+        m = self.entry.get("machine", {})
+        what = m.get("gpu") or f"{m.get('cpu', '?')}, {self.entry.get('threads')} thread(s)"
+        kind = "GPU" if self.device == "cuda" else "CPU-derived (no GPU was measured; not GPU-hours)"
+        return f"{kind}: {what}, measured {self.entry.get('measured_at', '?')} ({self.path.name})"
+
+    def _record(self, arch: str, resolution: int) -> dict[str, Any]:
+        recs = self.entry.get("archs", {}).get(arch)
+        if not recs:
+            raise KeyError(f"{self.path}: no {self.device} throughput for {arch!r}; run "
+                           f"python bench/throughput.py --device {self.device} --archs {arch}")
+        return min(recs, key=lambda r: abs(math.log(r["resolution"] / resolution)))  # the nearest resolution
+
+    def macs(self, arch: str, resolution: int) -> float:
+        """Conv+linear MACs per image (100 classes, as measured), counted by passprune.structure."""
+        key = (arch, resolution)
+        if key not in self._macs:
+            import torch
+
+            from .models import build_model
+            from .structure import conv_linear_macs
+
+            self._macs[key] = conv_linear_macs(build_model(arch, num_classes=100),
+                                               torch.zeros(1, 3, resolution, resolution))
+        return self._macs[key]
+
+    def seconds_per_image(self, arch: str, resolution: int, mode: str) -> float:
+        """1 / measured images/s, times the MACs ratio between ``resolution`` and the measured one."""
+        rec = self._record(arch, resolution)
+        ratio = 1.0 if rec["resolution"] == resolution else self.macs(arch, resolution) / rec["macs_per_image"]
+        return ratio / rec[f"{mode}_images_per_s"]
+
+
+# ----------------------------------------------------------------------------- work per job
+def _splits(job) -> tuple[dict[str, int], int]:
+    d = job.settings.get("data", {})
+    sizes = split_sizes(job.dataset, d.get("val_size", 0.1), d.get("train_subset"), d.get("test_subset"))
+    return sizes, int(d.get("image_size") or size_of(job.dataset).image_size)
+
+
+def _training(train: dict[str, Any], n: dict[str, int]) -> tuple[float, float]:
+    """(train, eval) images of one run of passprune.engine.train: full batches each epoch, val after each epoch."""
+    epochs, bs = int(train.get("epochs", 1)), int(train.get("batch_size", 128))
+    if epochs == 0:
+        return 0.0, float(n["val"])
+    return float(epochs * steps_per_epoch(n["train"], bs, train.get("max_steps_per_epoch")) * bs), float(epochs * n["val"])
+
+
+def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    from .methods import get_method
+
+    spec = get_method(base)
+    return spec.family, {**spec.defaults, **(given or {})}
+
+
+def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, dict[str, Any]]) -> Work:
+    """The images one planned job processes. ``bases`` maps (dataset, arch, seed, label, target) to the registered
+    method of that run (from the plan's search jobs); ``dense_train`` (dataset, arch) to the pretraining recipe."""
+    n, res = _splits(job)
+    if job.stage == "pretrain":
+        train, ev = _training(job.settings.get("train", {}), n)
+        return Work(train, ev + n["test"], 1.0, res)
+    if job.stage == "search":
+        family, o = _method_options(job.method, job.settings.get("method_options", {}))
+        bs = int(job.settings.get("search", {}).get("batch_size", 128))
+        if family in STEP_FAMILIES:
+            recal = int(o.get("bn_recalibration_batches", 0)) * bs
+            ev = float(recal + n["val"])
+            if o.get("select_on_val"):  # a candidate every log_every steps after the budget anneal
+                ev *= 1 + o["steps"] * (1 - o.get("anneal_frac", 0)) / max(1, o.get("log_every", 1))
+            return Work(float(o["steps"] * bs), ev, 1.0, res)
+        if "epochs" in o:  # sparsity learning (slimming, GReg, DepGraph and their _tp variants)
+            train, ev = _training({"epochs": o["epochs"], "batch_size": bs,
+                                   "max_steps_per_epoch": o.get("max_steps_per_epoch")}, n)
+            return Work(train, ev, 1.0, res)
+        if "batches" in o:  # Taylor: gradients over minibatches
+            return Work(float(o["batches"] * bs), 0.0, 1.0, res)
+        return Work(0.0, 0.0, 1.0, res)  # weight criteria: seconds
+    if job.stage == "finetune":
+        t = job.settings.get("train", {})
+        f = float(job.target or 1.0)
+        train, ev = _training(t, n)
+        if bases.get((job.dataset, job.arch, job.seed, job.label, job.target)) == "scratch":
+            more, more_ev = _training(dense_train.get((job.dataset, job.arch), {}), n)
+            train, ev = train + more, ev + more_ev
+        recal = int(t.get("bn_recalibration_batches", 0)) * int(t.get("batch_size", 128))
+        lat = job.settings.get("latency", {})
+        # the latency runs time the dense net and the pruned one: (1 + f) dense-equivalents per image, over f
+        latency = lat.get("repeats", 20) * sum(lat.get("batch_sizes", [])) * (1 + f) / f if lat.get("enabled") else 0.0
+        # before fine-tuning: val (raw), BN re-estimation, val + test; after: test; latency: dense + pruned nets
+        return Work(train, ev + recal + 2 * n["val"] + 2 * n["test"] + latency, f, res)
+    return Work(0.0, 0.0, 1.0, res)
+
+
+# ----------------------------------------------------------------------------- the estimate
+def _run_label(job) -> str | None:
+    """The run folder's method name ({method} in results/<study>/<dataset>/<arch>/seed<s>/<method>/macs<t>)."""
+    if "--out" not in job.argv:
+        return job.label
+    parts = Path(job.argv[job.argv.index("--out") + 1]).parts
+    return parts[-3] if job.stage == "search" else parts[-2]
+
+
+def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_S) -> dict[str, Any]:
+    """Per-job seconds and per-rule totals of a :class:`passprune.plan.Plan`."""
+    bases = {(j.dataset, j.arch, j.seed, _run_label(j), j.target): j.method for j in plan.jobs if j.stage == "search"}
+    dense = {(j.dataset, j.arch): j.settings.get("train", {}) for j in plan.jobs if j.stage == "pretrain"}
+    costs: list[JobCost] = []
+    for j in plan.jobs:
+        w = job_work(j, bases, dense) if j.stage in ("pretrain", "search", "finetune") else Work(0, 0, 1, 0)
+        seconds, macs = overhead_s, 0.0
+        if w.train or w.eval:
+            seconds += w.macs_factor * (w.train * throughput.seconds_per_image(j.arch, w.resolution, "train")
+                                        + w.eval * throughput.seconds_per_image(j.arch, w.resolution, "eval"))
+            macs = w.macs_factor * throughput.macs(j.arch, w.resolution) * (3 * w.train + w.eval)  # bwd ~ 2x fwd
+        costs.append(JobCost(j.rule, j.dataset, j.arch, _run_label(j), j.target, w.resolution, w.train, w.eval,
+                             seconds, macs))
+    rules: dict[str, dict[str, float]] = {}
+    for rule, count in plan.counts.items():
+        mine = [c for c in costs if c.rule == rule]
+        hours = sum(c.seconds for c in mine) / 3600
+        rules[rule] = {"jobs": count, "hours": hours, "max_job_hours": max((c.seconds for c in mine), default=0) / 3600,
+                       "macs": sum(c.macs for c in mine)}
+    by_pair: dict[str, float] = {}
+    for c in costs:
+        by_pair[f"{c.dataset}/{c.arch}"] = by_pair.get(f"{c.dataset}/{c.arch}", 0.0) + c.seconds / 3600
+    return {"configfile": plan.configfile, "device": throughput.device, "throughput": throughput.describe(),
+            "overhead_s_per_job": overhead_s, "rules": rules, "total_jobs": sum(plan.counts.values()),
+            "total_hours": sum(r["hours"] for r in rules.values()), "total_macs": sum(r["macs"] for r in rules.values()),
+            "by_dataset_arch_hours": by_pair,
+            "jobs": [asdict(c) for c in costs]}
+
+
+def render(est: dict[str, Any]) -> str:
+    unit = "GPU-hours" if est["device"] == "cuda" else "CPU-hours"
+    lines = [f"passprune estimate: {est['configfile']}",
+             f"throughput: {est['throughput']}",
+             f"(+ {est['overhead_s_per_job']:.0f} s start-up per job, an assumption)", "",
+             f"{'rule':26} {'jobs':>7} {unit:>12} {'longest job (h)':>16} {'PetaMACs':>10}"]
+    for rule, r in est["rules"].items():
+        lines.append(f"{rule:26} {r['jobs']:7d} {r['hours']:12.1f} {r['max_job_hours']:16.2f} {r['macs'] / 1e15:10.1f}")
+    lines.append(f"{'total':26} {est['total_jobs']:7d} {est['total_hours']:12.1f} {'':16} {est['total_macs'] / 1e15:10.1f}")
+    lines.append("PetaMACs: the work itself, device-independent (forward MACs x 3 per training image, x 1 per "
+                 "evaluated one); hours = that work at the measured images/s")
+    lines += ["", f"by dataset/arch ({unit}):"]
+    lines += [f"  {k:28} {v:10.1f}" for k, v in sorted(est["by_dataset_arch_hours"].items(), key=lambda kv: -kv[1])]
+    if est["device"] != "cuda":
+        lines += ["", "These hours are CPU-derived: images/s measured on a CPU at small resolutions, scaled by MACs. "
+                  "A GPU is far faster; on a GPU node run `python bench/throughput.py --device cuda`, then estimate "
+                  "again (it prefers the cuda entry)."]
+    return "\n".join(lines)
+
+
+def cmd_estimate(a: argparse.Namespace) -> None:
+    from .files import atomic_write_json
+    from .plan import dry_run
+
+    throughput = Throughput(a.throughput, a.device)
+    est = estimate(dry_run(a.configfile, workdir=a.workdir), throughput, a.overhead_s)
+    print(render(est))
+    if a.json:
+        atomic_write_json(a.json, est)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    q = sub.add_parser("estimate", help="jobs per rule and device-hours of a config, from measured throughput")
+    q.add_argument("--configfile", default=None, help="the study config (default: config/config.yaml)")
+    q.add_argument("--throughput", default=str(THROUGHPUT), help="bench/throughput.json (python bench/throughput.py)")
+    q.add_argument("--device", default=None, choices=["cpu", "cuda"], help="whose figures (default: cuda if measured)")
+    q.add_argument("--overhead-s", type=float, default=DEFAULT_OVERHEAD_S, help="start-up seconds per job")
+    q.add_argument("--workdir", default=None, help="count only the jobs still missing there (default: the full grid)")
+    q.add_argument("--json", default=None, help="also write the estimate (with every job's figures) to this file")
+    q.set_defaults(fn=cmd_estimate)
