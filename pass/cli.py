@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     args = get_parser(with_modules=command not in CORE_COMMANDS).parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError, FloatingPointError) as err:
         # Clear, one-line errors for bad input; the traceback is still there with PASSPRUNE_DEBUG=1.
         import os
 

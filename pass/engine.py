@@ -131,6 +131,9 @@ def train(
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                           weight_decay=cfg.weight_decay)
+    if cfg.epochs > 0 and len(data.train) < cfg.batch_size:  # drop_last: not one step would be taken
+        raise ValueError(f"the training split has {len(data.train)} images, fewer than one batch ({cfg.batch_size}): "
+                         "raise data.train_subset or lower the batch size")
     steps = _steps_per_epoch(len(data.train), cfg)
     sched = make_scheduler(opt, cfg, steps * cfg.epochs)
     aux_sched = _aux_scheduler(aux_optimizer, cfg, steps * cfg.epochs) if aux_optimizer is not None else None

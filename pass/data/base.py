@@ -580,6 +580,12 @@ def load_dataset(
     test_pos = torch.arange(int(src.test_targets.numel()))
     if test_subset is not None:
         test_pos, _ = stratified_select(src.test_targets, test_subset, _rng(seed, 2))
+    for split, pos, key, value in (("training", train_pos, "train_subset", train_subset),
+                                   ("validation", val_pos, "val_size", val_size),
+                                   ("test", test_pos, "test_subset", test_subset)):
+        if pos.numel() == 0:  # an empty split would "train" on nothing and report chance as a result
+            raise ValueError(f"{name}: data.{key}={value!r} leaves the {split} split empty; give a count >= 1 or a "
+                             "larger fraction (config data: or dataset_overrides:)")
     return DataBundle(
         name=src.name,
         train=src.make_split("train", train_pos, src.train_targets[train_pos]),

@@ -126,8 +126,13 @@ def load_fashion_mnist_tensors(
     from torchvision.datasets import FashionMNIST
 
     prepare_fashion_mnist_raw(root, debian_dir=debian_dir, download=download)
-    train = FashionMNIST(str(root), train=True, download=False)
-    test = FashionMNIST(str(root), train=False, download=False)
+    try:
+        train = FashionMNIST(str(root), train=True, download=False)
+        test = FashionMNIST(str(root), train=False, download=False)
+    except Exception as err:  # noqa: BLE001  (torchvision's IDX reader fails in many ways on a damaged file)
+        raise ValueError(f"fashion_mnist: the raw files in {_raw_dir(Path(root))} are truncated or corrupted "
+                         f"({type(err).__name__}: {err}); delete that folder and rerun: they are extracted again "
+                         "from Debian's dataset-fashion-mnist package (or `passprune prefetch` downloads them)") from None
     d = {"train_x": train.data.unsqueeze(1).contiguous(), "train_y": train.targets.long(),
          "test_x": test.data.unsqueeze(1).contiguous(), "test_y": test.targets.long(), "classes": list(train.classes)}
     atomic_torch_save(d, cache)

@@ -96,6 +96,19 @@ def _read_search(search_dir: Path, arch: str) -> tuple[dict[str, Any], dict[str,
     return structure, search
 
 
+def _check_fits(structure: dict[str, Any], space, path: Path, dense: Path) -> None:
+    """A structure names channels of one network's dependency groups: it must be that network's (same groups,
+    same channel counts; another width or a modified architecture would prune the wrong channels)."""
+    sizes = {g.id: g.size for g in space.groups}
+    if {str(k): int(v) for k, v in structure["group_sizes"].items()} != sizes:
+        diff = sorted(set(sizes) ^ set(structure["group_sizes"]))[:3] or [
+            g for g in sizes if structure["group_sizes"].get(g) != sizes[g]][:3]
+        raise ValueError(f"structure {path} does not fit the dense model {dense}: their dependency groups differ "
+                         f"(e.g. {diff}); it was searched on another network (another width or dataset's "
+                         "input channels): rerun its search on this dense model")
+    space.validate(structure["kept"])
+
+
 def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     """Prune physically, fine-tune with the shared budget, evaluate; record the run's cost.
 
@@ -138,10 +151,11 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
         start, _ = load_dense(search_dir / search["weights"])
     x0 = example_input(data)
     kept = structure["kept"]
+    space = PruningSpace(copy.deepcopy(dense).cpu(), x0)
+    _check_fits(structure, space, search_dir / "structure.json", job.dense)
     pruned = prune_model(copy.deepcopy(start).cpu().eval(), x0, kept).to(device)
     vp = FinetunePrompt.from_search(search_dir, search, job.structure_only)  # PASS's prompt_at_eval (else inert)
     net = vp.wrap(pruned)  # what is evaluated and fine-tuned: pruned(x + V) with prompt_at_eval, else pruned
-    space = PruningSpace(copy.deepcopy(dense).cpu(), x0)
     ft = job.settings.finetune
     recal = ft.bn_recalibration_batches
     cfg = ft.train()
