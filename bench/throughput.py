@@ -4,7 +4,9 @@ Why: a compute budget for a config (jobs x images x seconds per image) is only a
 so they are measured here, on the machine at hand, for the project's own models and training step (SGD,
 cross-entropy, forward + backward; evaluation = forward in eval mode, no gradients), not taken from a paper.
 
-On a CPU the step is measured at small resolutions (a 224-px ResNet-50 step takes many seconds per image on two
+On a CPU the rates are also given per second of CPU time the process got (``*_images_per_cpu_s``; one
+thread by default), which a machine shared with other jobs does not distort the way it distorts wall time;
+``passprune estimate`` uses those (core-hours). On a CPU the step is measured at small resolutions (a 224-px ResNet-50 step takes many seconds per image on two
 cores); `passprune estimate` scales a figure to the config's resolution by the ratio of conv+linear MACs per
 image (``passprune.structure.conv_linear_macs``). Two resolutions per ImageNet-stem network let a reader see
 how well that scaling holds (``scaling_check`` in the output). On a GPU, measure at the real resolution:
@@ -99,13 +101,15 @@ def measure(arch: str, resolution: int, batch_size: int, steps: int, warmup: int
         for _ in range(warmup):
             fn()
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             fn()
         _sync(device)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         out[f"{name}_images_per_s"] = steps * batch_size / seconds
         out[f"{name}_macs_per_s"] = steps * batch_size * macs / seconds  # forward MACs/s (fwd+bwd ~ 3x that)
+        if device.type == "cpu":  # per second of CPU time this process got: fair on a machine shared with other jobs
+            out[f"{name}_images_per_cpu_s"] = steps * batch_size / cpu_seconds
     return out
 
 
@@ -131,9 +135,10 @@ def run(device_name: str, archs: list[str], batch_size: int | None, steps: int, 
     for arch, recs in results.items():  # how far the MACs-ratio scaling is from a second measurement
         if len(recs) >= 2:
             lo, hi = recs[0], recs[-1]
-            predicted = lo["train_images_per_s"] * lo["macs_per_image"] / hi["macs_per_image"]
+            key = "train_images_per_cpu_s" if "train_images_per_cpu_s" in lo else "train_images_per_s"
+            predicted = lo[key] * lo["macs_per_image"] / hi["macs_per_image"]
             checks[arch] = {"from_px": lo["resolution"], "to_px": hi["resolution"],
-                            "measured_over_predicted_train": hi["train_images_per_s"] / predicted}
+                            "measured_over_predicted_train": hi[key] / predicted}
     return {
         "machine": _machine(device), "threads": threads if device.type == "cpu" else None,
         "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -84,7 +84,7 @@ class Throughput:
     def describe(self) -> str:
         m = self.entry.get("machine", {})
         what = m.get("gpu") or f"{m.get('cpu', '?')}, {self.entry.get('threads')} thread(s)"
-        kind = "GPU" if self.device == "cuda" else "CPU-derived (no GPU was measured; not GPU-hours)"
+        kind = "GPU" if self.device == "cuda" else "CPU-derived core-hours (no GPU was measured; not GPU-hours)"
         return f"{kind}: {what}, measured {self.entry.get('measured_at', '?')} ({self.path.name})"
 
     def _record(self, arch: str, resolution: int) -> dict[str, Any]:
@@ -111,7 +111,12 @@ class Throughput:
         """1 / measured images/s, times the MACs ratio between ``resolution`` and the measured one."""
         rec = self._record(arch, resolution)
         ratio = 1.0 if rec["resolution"] == resolution else self.macs(arch, resolution) / rec["macs_per_image"]
-        return ratio / rec[f"{mode}_images_per_s"]
+        return ratio / self.images_per_s(rec, mode)
+
+    @staticmethod
+    def images_per_s(rec: dict[str, Any], mode: str) -> float:
+        """Per second of CPU time where measured (a shared CPU distorts wall time), else per wall second."""
+        return rec.get(f"{mode}_images_per_cpu_s") or rec[f"{mode}_images_per_s"]
 
 
 # ----------------------------------------------------------------------------- work per job
@@ -130,9 +135,14 @@ def _training(train: dict[str, Any], n: dict[str, int]) -> tuple[float, float]:
 
 
 def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The method's family and its options with defaults; a method this installation does not register (a config
+    written for a newer passprune) is costed from the options the config gives, and named in the output."""
     from .methods import get_method
 
-    spec = get_method(base)
+    try:
+        spec = get_method(base)
+    except KeyError:
+        return "unknown", dict(given or {})
     return spec.family, {**spec.defaults, **(given or {})}
 
 
@@ -188,6 +198,8 @@ def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_
     """Per-job seconds and per-rule totals of a :class:`passprune.plan.Plan`."""
     bases = {(j.dataset, j.arch, j.seed, _run_label(j), j.target): j.method for j in plan.jobs if j.stage == "search"}
     dense = {(j.dataset, j.arch): j.settings.get("train", {}) for j in plan.jobs if j.stage == "pretrain"}
+    from .methods import list_methods
+
     costs: list[JobCost] = []
     for j in plan.jobs:
         w = job_work(j, bases, dense) if j.stage in ("pretrain", "search", "finetune") else Work(0, 0, 1, 0)
@@ -211,11 +223,12 @@ def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_
             "overhead_s_per_job": overhead_s, "rules": rules, "total_jobs": sum(plan.counts.values()),
             "total_hours": sum(r["hours"] for r in rules.values()), "total_macs": sum(r["macs"] for r in rules.values()),
             "by_dataset_arch_hours": by_pair,
+            "unregistered_methods": sorted({j.method for j in plan.jobs if j.method} - set(list_methods())),
             "jobs": [asdict(c) for c in costs]}
 
 
 def render(est: dict[str, Any]) -> str:
-    unit = "GPU-hours" if est["device"] == "cuda" else "CPU-hours"
+    unit = "GPU-hours" if est["device"] == "cuda" else "core-hours"
     lines = [f"passprune estimate: {est['configfile']}",
              f"throughput: {est['throughput']}",
              f"(+ {est['overhead_s_per_job']:.0f} s start-up per job, an assumption)", "",
@@ -227,10 +240,13 @@ def render(est: dict[str, Any]) -> str:
                  "evaluated one); hours = that work at the measured images/s")
     lines += ["", f"by dataset/arch ({unit}):"]
     lines += [f"  {k:28} {v:10.1f}" for k, v in sorted(est["by_dataset_arch_hours"].items(), key=lambda kv: -kv[1])]
+    if est["unregistered_methods"]:
+        lines += ["", f"not registered in this passprune (costed from the config's options only; a job would fail): "
+                  f"{est['unregistered_methods']}"]
     if est["device"] != "cuda":
-        lines += ["", "These hours are CPU-derived: images/s measured on a CPU at small resolutions, scaled by MACs. "
-                  "A GPU is far faster; on a GPU node run `python bench/throughput.py --device cuda`, then estimate "
-                  "again (it prefers the cuda entry)."]
+        lines += ["", "These hours are CPU-derived: one CPU core's images/s, measured at small resolutions and scaled "
+                  "by MACs; they are not GPU-hours. On a GPU node run `python bench/throughput.py --device cuda`, then "
+                  "estimate again (it prefers the cuda entry)."]
     return "\n".join(lines)
 
 

@@ -141,7 +141,7 @@ def dataset_item(name: str, root: str | os.PathLike, download: bool) -> Item:
 
     from .data.fashion_mnist import DEBIAN_DIR, RAW_FILES
 
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().absolute()  # relative roots are the jobs' working directory: run from there
     existed = {p for p, _ in _md5_checks(name, root) if p.is_file()}
     ok, detail = _verify_md5(name, root)
     if not ok:  # a corrupt file is reported, never silently replaced
