@@ -18,11 +18,17 @@ FAST = {  # the smallest settings that still run every code path of each method
     "pass_norecur": {"steps": 3, "bn_recalibration_batches": 1},
     "pass_uniform": {"steps": 3, "bn_recalibration_batches": 1},
     "pass_nostats": {"steps": 3, "bn_recalibration_batches": 1},
+    "taylor_tp": {"batches": 1},
+    "bn_scale_tp": {"epochs": 1, "max_steps_per_epoch": 2},
+    "depgraph_tp": {"epochs": 1, "max_steps_per_epoch": 2},
+    "greg_tp": {"epochs": 1, "max_steps_per_epoch": 2, "update_every": 1},
+    # the published baselines (faithful.py); tests/test_faithful_baselines.py checks what makes them faithful
     "taylor": {"batches": 1},
-    "bn_scale": {"epochs": 1, "max_steps_per_epoch": 2},
-    "depgraph": {"epochs": 1, "max_steps_per_epoch": 2},
-    "greg": {"epochs": 1, "max_steps_per_epoch": 2, "update_every": 1},
+    "slimming": {"epochs": 1, "max_steps_per_epoch": 2},
+    "greg": {"epochs": 1, "max_steps_per_epoch": 2},
+    "depgraph": {"epochs": 1, "max_steps_per_epoch": 2, "steps": 20},
 }
+ONE_SHOT = ("random", "l1", "l1_tp", "l1_uniform_tp", "fpgm", "fpgm_tp")  # no data, no training: zero cost
 # transfer and the controls (which need a reference structure: tests/test_controls.py) have their own tests
 METHODS = [m for m in list_methods() if m != "pass_hypertransfer" and get_method(m).family != "control"]
 COST_KEYS = ("search_steps", "search_images", "weight_train_steps", "weight_train_images")
@@ -30,7 +36,7 @@ COST_KEYS = ("search_steps", "search_images", "weight_train_steps", "weight_trai
 
 def test_every_method_has_fast_settings_or_no_options():
     for m in METHODS:
-        assert m in FAST or not get_method(m).defaults or m in ("l1", "l1_uniform", "fpgm"), m
+        assert m in FAST or not get_method(m).defaults or m in ONE_SHOT, m
 
 
 def run(method, model, data, target, tmp_path, seed=0, **extra):
@@ -63,7 +69,7 @@ def test_method_meets_target_with_valid_structure(method, arch, fmnist_small, tm
     assert physical.shape == (2, 10)
 
 
-@pytest.mark.parametrize("method", ["random", "l1", "taylor", "pass", "bn_scale"])
+@pytest.mark.parametrize("method", ["random", "l1", "taylor", "pass", "bn_scale_tp", "slimming", "depgraph"])
 def test_same_seed_same_structure(method, fmnist_small, tmp_path):
     a = run(method, small_model("resnet20"), fmnist_small, 0.4, tmp_path / "a", seed=3)[1].structure
     b = run(method, small_model("resnet20"), fmnist_small, 0.4, tmp_path / "b", seed=3)[1].structure
@@ -77,7 +83,7 @@ def test_random_depends_on_seed(fmnist_small, tmp_path):
 
 
 def test_uniform_baseline_prunes_every_group_alike(fmnist_small, tmp_path):
-    space, res = run("l1_uniform", small_model("resnet56"), fmnist_small, 0.5, tmp_path)
+    space, res = run("l1_uniform_tp", small_model("resnet56"), fmnist_small, 0.5, tmp_path)
     ratios = [len(res.structure[g.id]) / g.size for g in space.groups]
     assert max(ratios) - min(ratios) <= 2.0 / min(g.size for g in space.groups) + 1e-9
 
@@ -85,7 +91,7 @@ def test_uniform_baseline_prunes_every_group_alike(fmnist_small, tmp_path):
 def test_sparsity_methods_change_weights_and_report_cost(fmnist_small, tmp_path):
     model = small_model("resnet20")
     before = copy.deepcopy(model.state_dict())
-    _, res = run("bn_scale", model, fmnist_small, 0.5, tmp_path)
+    _, res = run("bn_scale_tp", model, fmnist_small, 0.5, tmp_path)
     assert res.weights_changed
     assert res.info["sparsity_epochs"] == 1 and res.info["sparsity_seconds"] > 0
     assert res.info["weight_train_steps"] == res.info["search_steps"] == 2  # max_steps_per_epoch
@@ -100,9 +106,9 @@ def test_method_reports_its_cost(method, fmnist_small, tmp_path):
     its own, in passnet)."""
     _, res = run(method, small_model("resnet20"), fmnist_small, 0.5, tmp_path)
     assert all(isinstance(res.info.get(k), int) for k in COST_KEYS), res.info
-    if method in ("random", "l1", "l1_uniform", "fpgm"):
+    if method in ONE_SHOT:
         assert all(res.info[k] == 0 for k in COST_KEYS)
-    elif method == "taylor":
+    elif method in ("taylor", "taylor_tp"):
         assert res.info["search_steps"] == 1 and res.info["search_images"] == 16
         assert res.info["weight_train_steps"] == res.info["weight_train_images"] == 0
     else:  # sparsity training: its steps are both search cost and training of the weights

@@ -92,5 +92,5 @@ def get_method(name: str) -> MethodSpec:
 
 
 def _load() -> None:
-    from . import controls, importance, sparsity  # noqa: F401  (registration side effects)
+    from . import controls, faithful, importance, sparsity  # noqa: F401  (registration side effects)
     from .passnet import search  # noqa: F401

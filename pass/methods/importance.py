@@ -1,4 +1,5 @@
-"""One-shot importance baselines: random, L1 (global and layer-uniform), first-order Taylor, FPGM.
+"""One-shot importance baselines: random, and the Torch-Pruning-style ``*_tp`` criteria (L1 global and
+layer-uniform, first-order Taylor, FPGM). The published methods under the plain names are in ``faithful.py``.
 
 Scores come from Torch-Pruning's importance classes evaluated on our dependency groups (an importance is
 a callable from a group to per-channel scores); selection under the MACs budget is the shared
@@ -27,27 +28,32 @@ def random_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
-@register_method("l1", family="baseline", summary="filter L1 norm (group-summed), global ranking", p=1)
+@register_method("l1_tp", family="baseline",
+                 summary="Torch-Pruning style: L1 norm summed over the coupled group, mean-normalised, global ranking",
+                 p=1)
 def l1_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
     return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
-@register_method("l1_uniform", family="baseline",
-                 summary="filter L1 norm, the same pruning ratio in every group (Li et al. 2017)", p=1)
+@register_method("l1_uniform_tp", family="baseline",
+                 summary="Torch-Pruning style: L1 norm summed over the coupled group, the same ratio in every group",
+                 p=1)
 def l1_uniform_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
     return SearchResult(ctx.space.select_uniform(scores, ctx.target), cost())
 
 
-@register_method("fpgm", family="baseline", summary="filter pruning via geometric median (He et al. 2019)", p=2)
+@register_method("fpgm_tp", family="baseline",
+                 summary="Torch-Pruning style FPGM: geometric-median distance over the coupled group, global ranking",
+                 p=2)
 def fpgm_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.FPGMImportance(p=ctx.options["p"]))
     return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
-@register_method("taylor", family="baseline",
-                 summary="first-order Taylor |w * dL/dw| accumulated over training batches (Molchanov et al.)",
+@register_method("taylor_tp", family="baseline",
+                 summary="Torch-Pruning style Taylor: |w * dL/dw| of gradients summed over batches, global ranking",
                  batches=8)
 def taylor_method(ctx: SearchContext) -> SearchResult:
     model = ctx.model.to(ctx.device)

@@ -1,5 +1,7 @@
-"""Baselines that first *train* the dense model towards sparsity, then rank channels:
-network slimming (BN-scale L1), DepGraph's group-norm sparsity learning, and growing regularisation.
+"""Torch-Pruning-style ``*_tp`` baselines that first *train* the dense model towards sparsity, then rank
+channels in one shot: BN-scale L1 (``bn_scale_tp``), DepGraph's group-norm sparsity learning
+(``depgraph_tp``) and Torch-Pruning's growing regularisation (``greg_tp``). The published methods
+(network slimming, GReg-1, DepGraph with progressive pruning) are in ``faithful.py`` under the plain names.
 
 The regularisers are Torch-Pruning's pruners' ``regularize`` (called after every backward pass of the
 shared training loop); the ranking and the exact MACs budget are ours, shared with every method. Because
@@ -45,8 +47,8 @@ def _ignored(ctx: SearchContext):
     return [dict(ctx.model.named_modules())[ctx.space.classifier]]
 
 
-@register_method("bn_scale", family="baseline",
-                 summary="network slimming: L1 on BN scales during sparsity training, rank by |gamma| (Liu et al. 2017)",
+@register_method("bn_scale_tp", family="baseline",
+                 summary="Torch-Pruning style slimming: L1 on BN scales, group-normalised |gamma|, global ranking",
                  epochs=1, lr=0.01, reg=1e-4, no_weight_decay=False, max_steps_per_epoch=None)
 def bn_scale_method(ctx: SearchContext) -> SearchResult:
     imp = tp.importance.BNScaleImportance()
@@ -59,8 +61,8 @@ def bn_scale_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
 
 
-@register_method("depgraph", family="baseline",
-                 summary="DepGraph: group-norm sparsity learning, then group L2 ranking (Fang et al. 2023)",
+@register_method("depgraph_tp", family="baseline",
+                 summary="Torch-Pruning style DepGraph: group-norm sparsity learning, then one-shot group L2 ranking",
                  epochs=1, lr=0.01, reg=5e-4, no_weight_decay=False, max_steps_per_epoch=None)
 def depgraph_method(ctx: SearchContext) -> SearchResult:
     imp = tp.importance.GroupMagnitudeImportance(p=2)
@@ -71,8 +73,8 @@ def depgraph_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
 
 
-@register_method("greg", family="baseline",
-                 summary="growing regularisation: an L2 penalty that grows on unimportant groups (Wang et al. 2021)",
+@register_method("greg_tp", family="baseline",
+                 summary="Torch-Pruning GrowingRegPruner: an L2 penalty growing on low-norm channels, target-agnostic",
                  epochs=1, lr=0.01, reg=1e-4, delta_reg=1e-4, update_every=10, no_weight_decay=False,
                  max_steps_per_epoch=None)
 def greg_method(ctx: SearchContext) -> SearchResult:
