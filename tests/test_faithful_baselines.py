@@ -235,3 +235,13 @@ def test_l1_keeps_residual_streams_and_prunes_layers_alike(fmnist_small, tmp_pat
         assert min(l1[i] for i in kept) >= max((l1[i] for i in range(g.size) if i not in kept), default=-1)
     _, free = search("l1", small_model("resnet56"), fmnist_small, 0.5, tmp_path, keep_coupled=False)
     assert any(len(free.structure[g]) < space.by_id[g].size for g in coupled)
+
+
+def test_taylor_averages_over_more_minibatches_than_one_pass(fmnist_small, tmp_path):
+    """The reference averages importance over hundreds of minibatches; a small training split is passed
+    over again until ``batches`` minibatches were seen."""
+    per_pass = len(fmnist_small.train) // 64
+    _, res = search("taylor", small_model("resnet20"), fmnist_small, 0.5, tmp_path, batch_size=64,
+                    batches=per_pass + 3)
+    assert res.info["taylor_batches"] == res.info["search_steps"] == per_pass + 3
+    assert res.info["search_images"] == (per_pass + 3) * 64

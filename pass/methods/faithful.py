@@ -189,16 +189,20 @@ def taylor_gate_importance(ctx: SearchContext, batches: int) -> tuple[dict[str, 
     try:
         with ChannelMasker(space, model) as masker:
             masker.set(gates)
-            for x, y in ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=False, generator=gen,
-                                               device=ctx.device, drop_last=True):
-                if n >= batches:
-                    break
-                loss = F.cross_entropy(model(x), y)
-                grads = torch.autograd.grad(loss, list(gates.values()))
-                for gid, gr in zip(gates, grads):
-                    total[gid] += gr.detach().double().cpu() ** 2  # square per minibatch, then average
-                n += 1
-                images += y.numel()
+            while n < batches:  # as many passes over the training split as ``batches`` needs
+                seen = n
+                for x, y in ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=False, generator=gen,
+                                                   device=ctx.device, drop_last=True):
+                    if n >= batches:
+                        break
+                    loss = F.cross_entropy(model(x), y)
+                    grads = torch.autograd.grad(loss, list(gates.values()))
+                    for gid, gr in zip(gates, grads):
+                        total[gid] += gr.detach().double().cpu() ** 2  # square per minibatch, then average
+                    n += 1
+                    images += y.numel()
+                if n == seen:
+                    break  # not one full batch in the split
     finally:
         with torch.no_grad():
             for k, v in model.named_buffers():
