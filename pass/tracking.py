@@ -19,6 +19,7 @@ an absolute path. With a SQLite store the destination is the folder that holds t
 the server's ``--artifacts-destination`` and artifacts are uploaded through the server. Moving the results
 folder moves the database and the artifacts together, and nothing in the store names the old place.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,9 +30,10 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlparse
 
 from .files import atomic_write_json, read_json
@@ -87,7 +89,7 @@ def local_artifact_destination(uri: str) -> Path:
     """Where ``mlflow-artifacts:/`` points when jobs write the store directly: the SQLite file's folder
     (``results/`` for the default store), else ``results/`` under the working directory."""
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).parent
+        return Path(uri[len("sqlite:///") :]).parent
     return Path("results")
 
 
@@ -130,8 +132,13 @@ def provenance_tags(info: dict[str, Any]) -> dict[str, str]:
     repo = info.get("repo") or str(Path(__file__).resolve().parent.parent)
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if head.returncode == 0:
             tags["passprune.git_commit"] = head.stdout.strip()
             tags["passprune.git_dirty"] = str(bool(dirty.stdout.strip())).lower()
@@ -152,8 +159,11 @@ def provenance_tags(info: dict[str, Any]) -> dict[str, str]:
         import torch
 
         cuda = torch.cuda.is_available()
-        tags["passprune.device_resolved"] = (f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} "
-                                             "visible)") if cuda and wanted != "cpu" else "cpu"
+        tags["passprune.device_resolved"] = (
+            (f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible)")
+            if cuda and wanted != "cpu"
+            else "cpu"
+        )
     except Exception as err:  # noqa: BLE001  (provenance must not stop the study)
         tags["passprune.device_resolved"] = f"unknown ({type(err).__name__})"
     return tags
@@ -167,8 +177,15 @@ def _run_exists(client, run_id: str) -> bool:
         return False
 
 
-def init_study(uri: str, experiment: str, study: str, state_file: str | Path, tags: dict | None = None,
-               config: dict | None = None, reopen: bool = True) -> dict:
+def init_study(
+    uri: str,
+    experiment: str,
+    study: str,
+    state_file: str | Path,
+    tags: dict | None = None,
+    config: dict | None = None,
+    reopen: bool = True,
+) -> dict:
     """Create the store, the study's experiment (artifact root under the study's results) and one study run
     holding the resolved config as parameters, as ``config.json`` and provenance tags; remember their ids in
     ``state_file``.
@@ -191,8 +208,12 @@ def init_study(uri: str, experiment: str, study: str, state_file: str | Path, ta
     chash = config_hash(info["config"]) if info.get("config") else None
     if state_file.exists():
         state = read_json(state_file)
-        if (state.get("experiment_id") == exp_id and state.get("uri") == uri and state.get("config_hash") == chash
-                and _run_exists(client, state["parent_run_id"])):
+        if (
+            state.get("experiment_id") == exp_id
+            and state.get("uri") == uri
+            and state.get("config_hash") == chash
+            and _run_exists(client, state["parent_run_id"])
+        ):
             if reopen:
                 client.update_run(state["parent_run_id"], status="RUNNING")  # a new workflow run of the same study
             return state
@@ -240,9 +261,18 @@ class JobRecord:
 
     def digest(self) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps([self.name, self.tags, self.params,
-                             {k: sorted(map(repr, v)) for k, v in sorted(self.points.items())},
-                             sorted(self.present)], sort_keys=True).encode())
+        h.update(
+            json.dumps(
+                [
+                    self.name,
+                    self.tags,
+                    self.params,
+                    {k: sorted(map(repr, v)) for k, v in sorted(self.points.items())},
+                    sorted(self.present),
+                ],
+                sort_keys=True,
+            ).encode()
+        )
         for name, path in sorted(self.files.items()):
             h.update(name.encode() + file_sha256(path).encode())
         return h.hexdigest()[:24]
@@ -293,15 +323,21 @@ def job_log_candidates(out_dir: Path) -> list[Path]:
         return [out / "pretrain.log"]
     run = out.parent if out.name == "search" else out
     try:
-        macs, method, seed, arch, dataset, study_dir = run.name, run.parent.name, run.parent.parent.name, \
-            run.parents[2].name, run.parents[3].name, run.parents[4]
+        macs, method, seed, arch, dataset, study_dir = (
+            run.name,
+            run.parent.name,
+            run.parent.parent.name,
+            run.parents[2].name,
+            run.parents[3].name,
+            run.parents[4],
+        )
     except IndexError:
         return []
     rel = Path(dataset, arch, seed)
     stage = "search" if out.name == "search" else "finetune"
     cands = [study_dir / "logs" / stage / rel / method / f"{macs}.log"]
     if method.startswith("xfer_"):
-        cands.insert(0, study_dir / "logs" / "transfer" / rel / method[len("xfer_"):] / f"{macs}.log")
+        cands.insert(0, study_dir / "logs" / "transfer" / rel / method[len("xfer_") :] / f"{macs}.log")
     return cands
 
 
@@ -333,9 +369,16 @@ def job_record(out_dir: str | Path, log_models: bool = False, log_file: str | Pa
             return None
         stage = "search"
         name = f"{structure['dataset']}/{structure['arch']}/seed{seed}/{search['method']}/macs{search['target']}/search"
-        tags = {"stage": "search", "dataset": structure["dataset"], "arch": structure["arch"], "seed": seed,
-                "method": search["method"], "base_method": search.get("base_method"), "target": search["target"],
-                "family": search.get("family")}
+        tags = {
+            "stage": "search",
+            "dataset": structure["dataset"],
+            "arch": structure["arch"],
+            "seed": seed,
+            "method": search["method"],
+            "base_method": search.get("base_method"),
+            "target": search["target"],
+            "family": search.get("family"),
+        }
         params = flatten({"options": search.get("options") or {}, **(search.get("settings") or {})})
         final = {k: v for k, v in search.items() if _numeric(v)}
         final.update({k: v for k, v in (search.get("info") or {}).items() if _numeric(v)})
@@ -352,8 +395,13 @@ def job_record(out_dir: str | Path, log_models: bool = False, log_file: str | Pa
         if stage not in ("pretrain", "finetune"):
             return None
         base = f"{metrics['dataset']}/{metrics['arch']}/seed{metrics['seed']}"
-        tags = {"stage": stage, "dataset": metrics["dataset"], "arch": metrics["arch"], "seed": metrics["seed"],
-                "method": metrics.get("method")}
+        tags = {
+            "stage": stage,
+            "dataset": metrics["dataset"],
+            "arch": metrics["arch"],
+            "seed": metrics["seed"],
+            "method": metrics.get("method"),
+        }
         if stage == "pretrain":
             name = f"{base}/dense"
         else:
@@ -365,8 +413,11 @@ def job_record(out_dir: str | Path, log_models: bool = False, log_file: str | Pa
         _history(points, metrics.get("scratch_history"), "epoch", prefix="scratch_", keep_step=False)
         files = {"metrics.json": out / "metrics.json"}
         if metrics.get("kept_channels") and metrics.get("group_sizes"):
-            plot = (metrics["kept_channels"], metrics["group_sizes"],
-                    metrics.get("group_order") or _natural(metrics["kept_channels"]))
+            plot = (
+                metrics["kept_channels"],
+                metrics["group_sizes"],
+                metrics.get("group_order") or _natural(metrics["kept_channels"]),
+            )
         if log_models and (out / "model.pt").is_file():
             present["model.pt"] = out / "model.pt"
         end_path, wall = out / "metrics.json", metrics.get("wall_seconds")
@@ -379,10 +430,19 @@ def job_record(out_dir: str | Path, log_models: bool = False, log_file: str | Pa
     log = Path(log_file) if log_file else next((p for p in job_log_candidates(out) if p.is_file()), None)
     if log is not None and log.is_file():
         present[LOG] = log
-    return JobRecord(out_dir=out, stage=stage, name=name, tags={k: str(v) for k, v in tags.items() if v is not None},
-                     params={k: str(v)[:MAX_PARAM] for k, v in params.items()}, points=points, files=files,
-                     present=present, plot=plot, end_ms=int(end_path.stat().st_mtime * 1000),
-                     wall_seconds=wall if _numeric(wall) else None)
+    return JobRecord(
+        out_dir=out,
+        stage=stage,
+        name=name,
+        tags={k: str(v) for k, v in tags.items() if v is not None},
+        params={k: str(v)[:MAX_PARAM] for k, v in params.items()},
+        points=points,
+        files=files,
+        present=present,
+        plot=plot,
+        end_ms=int(end_path.stat().st_mtime * 1000),
+        wall_seconds=wall if _numeric(wall) else None,
+    )
 
 
 def _natural(names: Iterable[str]) -> list[str]:
@@ -552,8 +612,10 @@ class JobRun:
         self._call("logging metrics", lambda rid: self.client.log_batch(rid, metrics=items))
 
     def log_artifact(self, path: str | Path) -> None:
-        self._call("logging an artifact",
-                   lambda rid: artifact_repo(self.uri, self.run.info.artifact_uri).log_artifact(str(path)))
+        self._call(
+            "logging an artifact",
+            lambda rid: artifact_repo(self.uri, self.run.info.artifact_uri).log_artifact(str(path)),
+        )
 
     def log_outputs(self, out_dir: str | Path) -> None:
         """Log what the job's files in ``out_dir`` say its run holds (see :func:`job_record`). The job's log
@@ -566,12 +628,17 @@ class JobRun:
             print(f"[tracking] {out_dir} holds no finished job's files; nothing logged", file=sys.stderr)
             return
         if record.name != self.run_name:
-            print(f"[tracking] run {self.run_name!r} logs the files of {record.name!r} (their names differ: "
-                  "track-verify will report it)", file=sys.stderr)
-        self._call("logging the job's outputs",
-                   lambda rid: complete_run(self.uri, rid, record, terminate=False, client=self.client))
+            print(
+                f"[tracking] run {self.run_name!r} logs the files of {record.name!r} (their names differ: "
+                "track-verify will report it)",
+                file=sys.stderr,
+            )
+        self._call(
+            "logging the job's outputs",
+            lambda rid: complete_run(self.uri, rid, record, terminate=False, client=self.client),
+        )
 
-    def __enter__(self) -> "JobRun":
+    def __enter__(self) -> JobRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -9,6 +9,7 @@ Which jobs belong to a study: every finished job folder under ``results/<study>/
 folders the workflow lists in ``results/<study>/study.json`` (dense models are shared between studies and
 live under ``results/_dense/``). A job's run is found among the study run's children by its run name.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,9 +19,28 @@ from pathlib import Path
 from typing import Any
 
 from .files import read_json
-from .tracking import (ARTIFACT_DIR, DIGEST_TAG, LOG, MAX_PARAM, PLOT, Conflict, JobRecord, _all_artifacts,
-                       artifact_repo, canon, client_for, complete_run, config_hash, experiment_name, file_sha256,
-                       flatten, init_study, job_record, study_info, tracking_uri)
+from .tracking import (
+    ARTIFACT_DIR,
+    DIGEST_TAG,
+    LOG,
+    MAX_PARAM,
+    PLOT,
+    Conflict,
+    JobRecord,
+    _all_artifacts,
+    artifact_repo,
+    canon,
+    client_for,
+    complete_run,
+    config_hash,
+    experiment_name,
+    file_sha256,
+    flatten,
+    init_study,
+    job_record,
+    study_info,
+    tracking_uri,
+)
 
 STATE_NAME = "mlflow_study.json"
 
@@ -56,8 +76,9 @@ def child_runs(client, exp_id: str, parent_id: str) -> list:
     """Every run under the study run (all pages)."""
     runs, token = [], None
     while True:
-        page = client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
-                                  max_results=1000, page_token=token)
+        page = client.search_runs(
+            [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=1000, page_token=token
+        )
         runs += list(page)
         token = page.token
         if not token:
@@ -101,12 +122,16 @@ def open_study(study_dir: str | Path, uri: str | None = None, create: bool = Tru
     config = info.get("config") or {}
     tracking = config.get("tracking") or {}
     state = read_json(state_file) if state_file.is_file() else {}
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or state.get("uri") or tracking_uri({**tracking, "enabled": True})
+    uri = (
+        uri or os.environ.get("MLFLOW_TRACKING_URI") or state.get("uri") or tracking_uri({**tracking, "enabled": True})
+    )
     study = info.get("study") or state.get("study") or study_dir.name
     experiment = tracking.get("experiment", "passprune")
     if not info and not state:
-        raise FileNotFoundError(f"{state_file.with_name('study.json')} and {state_file.name} are missing: the workflow's "
-                                "onstart writes them; run the study with snakemake first")
+        raise FileNotFoundError(
+            f"{state_file.with_name('study.json')} and {state_file.name} are missing: the workflow's "
+            "onstart writes them; run the study with snakemake first"
+        )
     if create:
         state = init_study(uri, experiment, study, state_file, reopen=False)
     elif state.get("uri") != uri:
@@ -120,8 +145,12 @@ def _find_study_run(client, name: str, study: str, config: dict) -> dict[str, An
     if exp is None:
         raise FileNotFoundError(f"the store has no experiment {name!r}; run `passprune track-sync` to log the study")
     want = f" and tags.`passprune.config_hash` = '{config_hash(config)}'" if config else ""
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`passprune.study` = '{study}'" + want,
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`passprune.study` = '{study}'" + want,
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs:
         raise FileNotFoundError(f"experiment {name!r} has no study run for this config; run `passprune track-sync`")
     return {"uri": None, "experiment_id": exp.experiment_id, "parent_run_id": runs[0].info.run_id, "study": study}
@@ -135,13 +164,24 @@ def sync_study(study: Study, extra_dirs: list[Path] | None = None, out=sys.stdou
     by_name: dict[str, list] = {}
     for r in child_runs(client, state["experiment_id"], state["parent_run_id"]):
         by_name.setdefault(r.info.run_name, []).append(r)
-    counts = {"jobs": len(records), "complete": 0, "created": 0, "completed": 0, "params": 0, "points": 0,
-              "artifacts": 0}
+    counts = {
+        "jobs": len(records),
+        "complete": 0,
+        "created": 0,
+        "completed": 0,
+        "params": 0,
+        "points": 0,
+        "artifacts": 0,
+    }
     for rec in records:
         run = _pick(by_name.get(rec.name, []), rec)
-        if (run is not None and run.data.tags.get(DIGEST_TAG) == rec.digest() and run.info.status == "FINISHED"
-                and set(rec.files) | set(rec.present) <= set(_all_artifacts(artifact_repo(study.uri,
-                                                                                        run.info.artifact_uri)))):
+        if (
+            run is not None
+            and run.data.tags.get(DIGEST_TAG) == rec.digest()
+            and run.info.status == "FINISHED"
+            and set(rec.files) | set(rec.present)
+            <= set(_all_artifacts(artifact_repo(study.uri, run.info.artifact_uri)))
+        ):
             counts["complete"] += 1  # completed for these very files, artifacts still there: nothing to do
             continue
         created = False
@@ -158,11 +198,17 @@ def sync_study(study: Study, extra_dirs: list[Path] | None = None, out=sys.stdou
         counts["created" if created else "completed"] += 1
         for k in ("params", "points", "artifacts"):
             counts[k] += added[k]
-        print(f"  {'created' if created else 'completed'} {rec.name}: +{added['params']} params, "
-              f"+{added['points']} metric points, +{added['artifacts']} artifacts", file=out)
-    print(f"track-sync {study.study_dir}: {counts['jobs']} jobs with files; {counts['complete']} runs already "
-          f"complete, {counts['completed']} completed, {counts['created']} created ({counts['points']} metric "
-          f"points, {counts['artifacts']} artifacts added)", file=out)
+        print(
+            f"  {'created' if created else 'completed'} {rec.name}: +{added['params']} params, "
+            f"+{added['points']} metric points, +{added['artifacts']} artifacts",
+            file=out,
+        )
+    print(
+        f"track-sync {study.study_dir}: {counts['jobs']} jobs with files; {counts['complete']} runs already "
+        f"complete, {counts['completed']} completed, {counts['created']} created ({counts['points']} metric "
+        f"points, {counts['artifacts']} artifacts added)",
+        file=out,
+    )
     return counts
 
 
@@ -211,8 +257,10 @@ def verify_study(study: Study, extra_dirs: list[Path] | None = None, out=sys.std
             have = {(m.step, canon(m.value)) for m in client.get_metric_history(run.info.run_id, key)}
             n_points += len(want & have)
             for step, value in sorted(want - have, key=repr):
-                diffs.append(f"{where}: metric {key} step {step}: files {value}, store "
-                             f"{sorted(v for s, v in have if s == step) or 'missing'}")
+                diffs.append(
+                    f"{where}: metric {key} step {step}: files {value}, store "
+                    f"{sorted(v for s, v in have if s == step) or 'missing'}"
+                )
             for step, value in sorted(have - want, key=repr):
                 if not any(s == step for s, _ in want - have):
                     diffs.append(f"{where}: metric {key} step {step}: store {value}, not in the files")
@@ -235,8 +283,11 @@ def verify_study(study: Study, extra_dirs: list[Path] | None = None, out=sys.std
                 n_art += 1
     for d in diffs:
         print(f"DIFF {d}", file=out)
-    print(f"track-verify {study.study_dir}: {len(records)} jobs, {n_points} metric points and {n_art} artifacts "
-          f"match; {superseded} superseded runs (earlier attempts) ignored; {len(diffs)} differences", file=out)
+    print(
+        f"track-verify {study.study_dir}: {len(records)} jobs, {n_points} metric points and {n_art} artifacts "
+        f"match; {superseded} superseded runs (earlier attempts) ignored; {len(diffs)} differences",
+        file=out,
+    )
     return diffs
 
 

@@ -9,6 +9,7 @@ Run from the folder that holds RESULTS (like the workflow), with PASSPRUNE_TRACK
 forked after one import of MLflow (16 separate imports take minutes on 2 cores); each child is its own
 process with its own MLflow client. Exits 1 if any job failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,17 +45,32 @@ def job(results: Path, study: str, seed: int, epochs: int, sleep: float) -> None
     method = "pass" if seed % 2 == 0 else "l1"
     run_dir = results / study / DATASET / ARCH / f"seed{seed}" / method / f"macs{TARGET:g}"
     rel = Path(DATASET, ARCH, f"seed{seed}", method, f"macs{TARGET:g}.log")
-    raw = {"device": "cpu", "threads": 1, "data": {"root": "data", "val_size": 200}, "tracking": tracking,
-           "search": {"batch_size": 32, "max_prune_frac": 0.9}, "method_options": {"steps": epochs}}
+    raw = {
+        "device": "cpu",
+        "threads": 1,
+        "data": {"root": "data", "val_size": 200},
+        "tracking": tracking,
+        "search": {"batch_size": 32, "max_prune_frac": 0.9},
+        "method_options": {"steps": epochs},
+    }
 
     # --- search: per-step curve, then search.json + structure.json
     _redirect(results / study / "logs" / "search" / rel)
     t0 = time.time()
     options = {"steps": epochs, "log_every": 1, "lr": 0.01}
-    tags = {"stage": "search", "dataset": DATASET, "arch": ARCH, "seed": seed, "method": method,
-            "base_method": method, "target": TARGET, "family": "pass" if method == "pass" else "baseline"}
-    with JobRun(tracking, f"{DATASET}/{ARCH}/seed{seed}/{method}/macs{TARGET}/search", tags,
-                {"options": options, **raw}) as run:
+    tags = {
+        "stage": "search",
+        "dataset": DATASET,
+        "arch": ARCH,
+        "seed": seed,
+        "method": method,
+        "base_method": method,
+        "target": TARGET,
+        "family": "pass" if method == "pass" else "baseline",
+    }
+    with JobRun(
+        tracking, f"{DATASET}/{ARCH}/seed{seed}/{method}/macs{TARGET}/search", tags, {"options": options, **raw}
+    ) as run:
         history = []
         for step in range(1, epochs + 1):
             rec = {"search_loss": 2.3 / step + rng.random() / 100, "search_top1": min(99.0, 10.0 + 3 * step)}
@@ -63,41 +79,93 @@ def job(results: Path, study: str, seed: int, epochs: int, sleep: float) -> None
             print(f"search step {step} loss {rec['search_loss']:.4f}", flush=True)
             time.sleep(sleep)
         kept = {g: sorted(rng.sample(range(n), max(1, int(n * rng.uniform(0.3, 0.9))))) for g, n in GROUPS.items()}
-        search = {"method": method, "base_method": method, "family": tags["family"], "target": TARGET,
-                  "macs_ratio": 0.4987, "search_seconds": time.time() - t0, "search_steps": epochs,
-                  "search_images": 32 * epochs, "weight_train_steps": 0, "weight_train_images": 0, "weights": "dense",
-                  "options": options, "reference": None, "info": {"history": history, "selected_step": epochs},
-                  "provenance": {"passprune": "test"}, "job_seconds": time.time() - t0}
+        search = {
+            "method": method,
+            "base_method": method,
+            "family": tags["family"],
+            "target": TARGET,
+            "macs_ratio": 0.4987,
+            "search_seconds": time.time() - t0,
+            "search_steps": epochs,
+            "search_images": 32 * epochs,
+            "weight_train_steps": 0,
+            "weight_train_images": 0,
+            "weights": "dense",
+            "options": options,
+            "reference": None,
+            "info": {"history": history, "selected_step": epochs},
+            "provenance": {"passprune": "test"},
+            "job_seconds": time.time() - t0,
+        }
         atomic_write_json(run_dir / "search" / "search.json", search)
-        atomic_write_json(run_dir / "search" / "structure.json",
-                          {"arch": ARCH, "dataset": DATASET, "target": TARGET, "method": method,
-                           "base_method": method, "group_sizes": GROUPS, "kept": kept})
+        atomic_write_json(
+            run_dir / "search" / "structure.json",
+            {
+                "arch": ARCH,
+                "dataset": DATASET,
+                "target": TARGET,
+                "method": method,
+                "base_method": method,
+                "group_sizes": GROUPS,
+                "kept": kept,
+            },
+        )
         run.log_metrics({"search_seconds": search["search_seconds"], "macs_ratio": search["macs_ratio"]})
         run.log_outputs(run_dir / "search")
 
     # --- fine-tuning: per-epoch curve, then metrics.json
     _redirect(results / study / "logs" / "finetune" / rel)
     t0 = time.time()
-    tags = {"stage": "finetune", "dataset": DATASET, "arch": ARCH, "seed": seed, "method": method, "target": TARGET,
-            "family": tags["family"]}
+    tags = {
+        "stage": "finetune",
+        "dataset": DATASET,
+        "arch": ARCH,
+        "seed": seed,
+        "method": method,
+        "target": TARGET,
+        "family": tags["family"],
+    }
     ft_raw = {**raw, "train": {"epochs": epochs, "batch_size": 64, "lr": 0.01}}
     with JobRun(tracking, f"{DATASET}/{ARCH}/seed{seed}/{method}/macs{TARGET}", tags, ft_raw) as run:
         history = []
         for epoch in range(1, epochs + 1):
-            rec = {"epoch": epoch, "train_loss": 1.0 / epoch, "train_top1": 50 + epoch / 2,
-                   "val_top1": 50 + epoch / 3 + rng.random(), "val_loss": 1.1 / epoch, "lr": 0.01 / epoch,
-                   "seconds": time.time() - t0}
+            rec = {
+                "epoch": epoch,
+                "train_loss": 1.0 / epoch,
+                "train_top1": 50 + epoch / 2,
+                "val_top1": 50 + epoch / 3 + rng.random(),
+                "val_loss": 1.1 / epoch,
+                "lr": 0.01 / epoch,
+                "seconds": time.time() - t0,
+            }
             history.append(rec)
             run.log_metrics(rec, epoch)
             print(f"finetune epoch {epoch} val_top1 {rec['val_top1']:.2f}", flush=True)
             time.sleep(sleep)
-        metrics = {"stage": "finetune", "dataset": DATASET, "arch": ARCH, "seed": seed, "method": method,
-                   "family": tags["family"], "target": TARGET, "source": None, "top1": 80 + rng.random(),
-                   "top1_before_ft": 40 + rng.random(), "val_top1": max(h["val_top1"] for h in history),
-                   "best_epoch": epochs, "macs": 123456, "dense_macs": 246912, "params": 4321, "history": history,
-                   "kept_channels": {g: len(v) for g, v in kept.items()}, "group_sizes": GROUPS,
-                   "group_order": list(GROUPS), "select_on_val": False, "settings": ft_raw,
-                   "wall_seconds": time.time() - t0}
+        metrics = {
+            "stage": "finetune",
+            "dataset": DATASET,
+            "arch": ARCH,
+            "seed": seed,
+            "method": method,
+            "family": tags["family"],
+            "target": TARGET,
+            "source": None,
+            "top1": 80 + rng.random(),
+            "top1_before_ft": 40 + rng.random(),
+            "val_top1": max(h["val_top1"] for h in history),
+            "best_epoch": epochs,
+            "macs": 123456,
+            "dense_macs": 246912,
+            "params": 4321,
+            "history": history,
+            "kept_channels": {g: len(v) for g, v in kept.items()},
+            "group_sizes": GROUPS,
+            "group_order": list(GROUPS),
+            "select_on_val": False,
+            "settings": ft_raw,
+            "wall_seconds": time.time() - t0,
+        }
         atomic_write_json(run_dir / "metrics.json", metrics)
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         run.log_outputs(run_dir)
@@ -125,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow.tracking  # noqa: F401
 
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=job, args=(a.results, a.study, s, a.epochs, a.sleep))
-             for s in range(a.first_seed, a.first_seed + a.jobs)]
+    procs = [
+        ctx.Process(target=job, args=(a.results, a.study, s, a.epochs, a.sleep))
+        for s in range(a.first_seed, a.first_seed + a.jobs)
+    ]
     for q in procs:
         q.start()
     for q in procs:

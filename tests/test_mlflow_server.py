@@ -7,6 +7,7 @@ PostgreSQL comes from Debian (`scripts/test.sh` installs it as root); the test s
 temporary folder (initdb / pg_ctl, as the `postgres` user when run as root). Without it the tests are skipped,
 unless PASSPRUNE_REQUIRE_POSTGRES=1 (CI), where they fail instead.
 """
+
 from __future__ import annotations
 
 import glob
@@ -67,8 +68,19 @@ def postgres():
         return proc
 
     pg(str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8", "--no-sync")
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "-t", "60", "-o",
-       f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off", "start")
+    pg(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(root / "pg.log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off",
+        "start",
+    )
     try:
         pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
         yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
@@ -90,11 +102,22 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": self.backend, "MLFLOW_ARTIFACTS_DESTINATION": str(self.dest),
-               "PORT": str(self.port), "WORKERS": "1", "PASSPRUNE_VENV": str(Path(sys.executable).parent.parent)}
+        env = {
+            **os.environ,
+            "MLFLOW_BACKEND_STORE_URI": self.backend,
+            "MLFLOW_ARTIFACTS_DESTINATION": str(self.dest),
+            "PORT": str(self.port),
+            "WORKERS": "1",
+            "PASSPRUNE_VENV": str(Path(sys.executable).parent.parent),
+        }
         with open(self.log, "a") as fh:
-            self.proc = subprocess.Popen(["bash", str(REPO / "scripts" / "mlflow-server.sh")], stdout=fh,
-                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["bash", str(REPO / "scripts" / "mlflow-server.sh")],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         deadline = time.time() + 180
         while True:
             try:
@@ -127,25 +150,39 @@ def server(postgres, tmp_path_factory):
 
 def _study(workdir: Path, study: str, uri: str) -> dict:
     """What the workflow's onstart does: the study file, then the store's experiment and study run."""
-    config = {"study": study, "tracking": {"enabled": True, "uri": uri, "experiment": "passprune-test",
-                                            "log_models": False}}
+    config = {
+        "study": study,
+        "tracking": {"enabled": True, "uri": uri, "experiment": "passprune-test", "log_models": False},
+    }
     study_dir = workdir / "results" / study
     study_dir.mkdir(parents=True)
     (study_dir / "study.json").write_text(json.dumps({"study": study, "config": config, "dense_dirs": []}))
     init_study(uri, "passprune-test", study, study_dir / "mlflow_study.json")
-    return {"PASSPRUNE_TRACKING": json.dumps({**config["tracking"], "state_file": f"results/{study}/mlflow_study.json"}),
-            "MLFLOW_TRACKING_URI": uri}
+    return {
+        "PASSPRUNE_TRACKING": json.dumps({**config["tracking"], "state_file": f"results/{study}/mlflow_study.json"}),
+        "MLFLOW_TRACKING_URI": uri,
+    }
 
 
 def _jobs(workdir: Path, study: str, env: dict, n: int, epochs: int, sleep: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(JOBS), "results", study, "--jobs", str(n), "--epochs", str(epochs),
-                             "--sleep", str(sleep)], cwd=workdir, env={**os.environ, **env, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(JOBS), "results", study, "--jobs", str(n), "--epochs", str(epochs), "--sleep", str(sleep)],
+        cwd=workdir,
+        env={**os.environ, **env, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _verify_cli(workdir: Path, study: str, uri: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "passprune.cli", "track-verify", f"results/{study}", "--uri", uri],
-                          cwd=workdir, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "passprune.cli", "track-verify", f"results/{study}", "--uri", uri],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_16_concurrent_jobs_against_postgres_behind_the_server(server, tmp_path, monkeypatch):

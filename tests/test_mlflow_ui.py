@@ -4,6 +4,7 @@ REST API, and its web UI rendered by a real headless Chromium.
 Chromium comes from Debian (`scripts/test.sh` installs it as root). Without it the browser test is skipped,
 unless PASSPRUNE_REQUIRE_BROWSER=1 (CI), where it fails instead.
 """
+
 from __future__ import annotations
 
 import html as html_lib
@@ -38,12 +39,26 @@ def _finetune_files(results: Path, study: str, method: str, top1: float) -> Path
     structure), and its Snakemake log."""
     out = results / study / "fashion_mnist" / "resnet20" / "seed0" / method / "macs0.3"
     groups = {"conv1": 8, "layer1.0": 8, "layer2.0": 16, "layer3.0": 32}
-    atomic_write_json(out / "metrics.json", {
-        "stage": "finetune", "dataset": "fashion_mnist", "arch": "resnet20", "seed": 0, "method": method,
-        "family": "baseline", "target": 0.3, "source": None, "top1": top1, "macs_ratio": 0.3,
-        "history": [{"epoch": e, "val_top1": top1 - 3 + e, "train_loss": 1.0 / e} for e in (1, 2, 3)],
-        "kept_channels": {g: max(1, n // 3) for g, n in groups.items()}, "group_sizes": groups,
-        "group_order": list(groups), "settings": {"train": {"lr": 0.02}}})
+    atomic_write_json(
+        out / "metrics.json",
+        {
+            "stage": "finetune",
+            "dataset": "fashion_mnist",
+            "arch": "resnet20",
+            "seed": 0,
+            "method": method,
+            "family": "baseline",
+            "target": 0.3,
+            "source": None,
+            "top1": top1,
+            "macs_ratio": 0.3,
+            "history": [{"epoch": e, "val_top1": top1 - 3 + e, "train_loss": 1.0 / e} for e in (1, 2, 3)],
+            "kept_channels": {g: max(1, n // 3) for g, n in groups.items()},
+            "group_sizes": groups,
+            "group_order": list(groups),
+            "settings": {"train": {"lr": 0.02}},
+        },
+    )
     log = results / study / "logs" / "finetune" / "fashion_mnist" / "resnet20" / "seed0" / method / "macs0.3.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"finetune {method}@0.3 epoch 3/3 val_top1 {top1:.2f}\n")
@@ -62,18 +77,38 @@ def server(tmp_path_factory):
     settings = {"enabled": True, "uri": uri, "state_file": str(state_file)}
     for method, top1 in (("pass", 81.5), ("l1", 84.0), ("random", 80.25)):
         out = _finetune_files(results, "ui-study", method, top1)
-        with JobRun(settings, f"fashion_mnist/resnet20/seed0/{method}/macs0.3",
-                    {"stage": "finetune", "dataset": "fashion_mnist", "arch": "resnet20", "seed": 0, "method": method,
-                     "target": 0.3, "family": "baseline"}, {"train": {"lr": 0.02}}) as run:
+        with JobRun(
+            settings,
+            f"fashion_mnist/resnet20/seed0/{method}/macs0.3",
+            {
+                "stage": "finetune",
+                "dataset": "fashion_mnist",
+                "arch": "resnet20",
+                "seed": 0,
+                "method": method,
+                "target": 0.3,
+                "family": "baseline",
+            },
+            {"train": {"lr": 0.02}},
+        ) as run:
             for e in (1, 2, 3):
                 run.log_metrics({"val_top1": top1 - 3 + e, "train_loss": 1.0 / e, "epoch": e}, e)
             run.log_outputs(out)
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PORT": str(port),
-           "PASSPRUNE_VENV": str(Path(sys.executable).parent.parent)}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PORT": str(port),
+        "PASSPRUNE_VENV": str(Path(sys.executable).parent.parent),
+    }
     log = open(root / "server.log", "w")
-    proc = subprocess.Popen(["bash", str(Path(__file__).resolve().parent.parent / "scripts" / "mlflow-ui.sh")],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", str(Path(__file__).resolve().parent.parent / "scripts" / "mlflow-ui.sh")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -97,15 +132,21 @@ def server(tmp_path_factory):
 
 
 def test_rest_api_lists_the_study_runs(server):
-    body = json.dumps({"experiment_ids": [server["state"]["experiment_id"]],
-                       "filter": "tags.stage = 'finetune'"}).encode()
-    req = urllib.request.Request(f"{server['base']}/api/2.0/mlflow/runs/search", data=body,
-                                 headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {"experiment_ids": [server["state"]["experiment_id"]], "filter": "tags.stage = 'finetune'"}
+    ).encode()
+    req = urllib.request.Request(
+        f"{server['base']}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         runs = json.load(r)["runs"]
     assert len(runs) == 3
-    metrics = {next(t["value"] for t in run["data"]["tags"] if t["key"] == "method"):
-               {m["key"]: m["value"] for m in run["data"]["metrics"]} for run in runs}
+    metrics = {
+        next(t["value"] for t in run["data"]["tags"] if t["key"] == "method"): {
+            m["key"]: m["value"] for m in run["data"]["metrics"]
+        }
+        for run in runs
+    }
     assert metrics["l1"]["top1"] == 84.0
     parents = {next(t["value"] for t in run["data"]["tags"] if t["key"] == "mlflow.parentRunId") for run in runs}
     assert parents == {server["state"]["parent_run_id"]}
@@ -118,14 +159,17 @@ def test_rest_api_serves_a_job_runs_metrics_and_artifacts(server):
     exp = server["state"]["experiment_id"]
     run = MlflowClient(server["uri"]).search_runs([exp], filter_string="tags.method = 'pass'")[0]
     rid = run.info.run_id
-    with urllib.request.urlopen(f"{server['base']}/api/2.0/mlflow/metrics/get-history?run_id={rid}"
-                                "&metric_key=val_top1", timeout=30) as r:
+    with urllib.request.urlopen(
+        f"{server['base']}/api/2.0/mlflow/metrics/get-history?run_id={rid}&metric_key=val_top1", timeout=30
+    ) as r:
         assert sorted((m["step"], m["value"]) for m in json.load(r)["metrics"]) == [(1, 79.5), (2, 80.5), (3, 81.5)]
     with urllib.request.urlopen(f"{server['base']}/api/2.0/mlflow/artifacts/list?run_id={rid}", timeout=30) as r:
         assert {f["path"] for f in json.load(r)["files"]} == {"metrics.json", "kept_ratio.png", "job.log"}
     with urllib.request.urlopen(f"{server['base']}/get-artifact?path=metrics.json&run_uuid={rid}", timeout=30) as r:
         served = r.read()
-    local = server["results"] / "ui-study" / "fashion_mnist" / "resnet20" / "seed0" / "pass" / "macs0.3" / "metrics.json"
+    local = (
+        server["results"] / "ui-study" / "fashion_mnist" / "resnet20" / "seed0" / "pass" / "macs0.3" / "metrics.json"
+    )
     assert served == local.read_bytes()
     assert (server["results"] / "ui-study" / "mlflow" / rid / "artifacts" / "kept_ratio.png").is_file()
 
@@ -136,9 +180,20 @@ def test_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
             pytest.fail("chromium is not installed (apt-get install chromium)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     exp = server["state"]["experiment_id"]
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900", "--virtual-time-budget=20000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1400,900",
+        "--virtual-time-budget=20000",
+    ]
 
     def render(url: str) -> str:
         """The page's visible text after its JavaScript ran (tags and React's comment splits removed)."""
@@ -165,9 +220,16 @@ def test_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
     for name in ("metrics.json", "kept_ratio.png", "job.log"):
         assert name in arts, arts[-1500:]
     shot = tmp_path / "run.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}",
-                    f"{server['base']}/#/experiments/{exp}/runs/{l1.info.run_id}/artifacts"],
-                   capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            CHROMIUM,
+            *flags,
+            f"--screenshot={shot}",
+            f"{server['base']}/#/experiments/{exp}/runs/{l1.info.run_id}/artifacts",
+        ],
+        capture_output=True,
+        timeout=180,
+    )
     keep = os.environ.get("PASSPRUNE_UI_SCREENSHOT")
     if keep:
         Path(keep).with_name("run-" + Path(keep).name).write_bytes(shot.read_bytes())

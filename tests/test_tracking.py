@@ -1,6 +1,7 @@
 """MLflow mirror: jobs nest under the study run; a job's run holds what its files hold (and track-verify proves
 it); artifacts live under the study's results and survive moving the folder; 16 concurrent jobs on the SQLite
 store lose nothing; track-sync restores what is missing, idempotently; a broken store never fails a job."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from passprune.files import atomic_write_json
-from passprune.tracking import (JobRun, close_study, init_study, job_log_candidates, job_record,
-                                local_artifact_destination)
+from passprune.tracking import (
+    JobRun,
+    close_study,
+    init_study,
+    job_log_candidates,
+    job_record,
+    local_artifact_destination,
+)
 from passprune.tracking_sync import job_records, open_study, sync_study, verify_study
 
 JOBS = Path(__file__).with_name("mlflow_jobs.py")
@@ -51,8 +58,13 @@ def test_job_runs_nest_under_the_study_and_carry_tags(tmp_path):
 
 def test_study_run_holds_config_and_provenance(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    config = {"study": "prov", "seeds": [0, 1], "finetune": {"lr": 0.01}, "device": "cpu",
-              "tracking": {"enabled": True, "uri": uri, "experiment": "e"}}
+    config = {
+        "study": "prov",
+        "seeds": [0, 1],
+        "finetune": {"lr": 0.01},
+        "device": "cpu",
+        "tracking": {"enabled": True, "uri": uri, "experiment": "e"},
+    }
     study_dir = tmp_path / "results" / "prov"
     study_dir.mkdir(parents=True)
     (study_dir / "study.json").write_text(json.dumps({"study": "prov", "config": config, "dense_dirs": []}))
@@ -88,16 +100,33 @@ def test_log_locations_follow_the_workflow_rules():
 
 def test_job_record_is_derived_from_the_files(tmp_path):
     out = tmp_path / "results" / "_dense" / "fashion_mnist" / "resnet20" / "seed2" / "abcdefabcdef"
-    atomic_write_json(out / "metrics.json", {
-        "stage": "pretrain", "dataset": "fashion_mnist", "arch": "resnet20", "seed": 2, "method": "dense",
-        "top1": 88.5, "macs": 1000, "history": [{"epoch": 1, "val_top1": 70.0}, {"epoch": 2, "val_top1": float("nan")}],
-        "settings": {"train": {"lr": 0.1}}, "flag": True, "provenance": {"torch": "x"}})
+    atomic_write_json(
+        out / "metrics.json",
+        {
+            "stage": "pretrain",
+            "dataset": "fashion_mnist",
+            "arch": "resnet20",
+            "seed": 2,
+            "method": "dense",
+            "top1": 88.5,
+            "macs": 1000,
+            "history": [{"epoch": 1, "val_top1": 70.0}, {"epoch": 2, "val_top1": float("nan")}],
+            "settings": {"train": {"lr": 0.1}},
+            "flag": True,
+            "provenance": {"torch": "x"},
+        },
+    )
     (out / "pretrain.log").write_text("log\n")
     (out / "model.pt").write_bytes(b"weights")
     rec = job_record(out, log_models=True)
     assert rec.name == "fashion_mnist/resnet20/seed2/dense" and rec.stage == "pretrain"
-    assert rec.tags == {"stage": "pretrain", "dataset": "fashion_mnist", "arch": "resnet20", "seed": "2",
-                        "method": "dense"}
+    assert rec.tags == {
+        "stage": "pretrain",
+        "dataset": "fashion_mnist",
+        "arch": "resnet20",
+        "seed": "2",
+        "method": "dense",
+    }
     assert rec.params == {"train.lr": "0.1"}
     assert rec.points["top1"] == {(0, 88.5)} and rec.points["val_top1"] == {(1, 70.0), (2, "nan")}
     assert rec.points["epoch"] == {(1, 1.0), (2, 2.0)} and "flag" not in rec.points
@@ -113,19 +142,45 @@ def sqlite_study(tmp_path_factory):
     uri = "sqlite:///results/mlflow.db"
     config = {"study": "s16", "tracking": {"enabled": True, "uri": uri, "experiment": "t", "log_models": False}}
     (work / "results" / "s16").mkdir(parents=True)
-    (work / "results" / "s16" / "study.json").write_text(json.dumps({"study": "s16", "config": config,
-                                                                    "dense_dirs": []}))
-    env = {"PASSPRUNE_TRACKING": json.dumps({**config["tracking"], "state_file": "results/s16/mlflow_study.json"}),
-           "OMP_NUM_THREADS": "1"}
-    init = subprocess.run([sys.executable, "-m", "passprune.cli", "track-init", "--uri", uri, "--experiment", "t",
-                           "--study", "s16", "--state-file", "results/s16/mlflow_study.json"],
-                          cwd=work, capture_output=True, text=True, timeout=300)
+    (work / "results" / "s16" / "study.json").write_text(
+        json.dumps({"study": "s16", "config": config, "dense_dirs": []})
+    )
+    env = {
+        "PASSPRUNE_TRACKING": json.dumps({**config["tracking"], "state_file": "results/s16/mlflow_study.json"}),
+        "OMP_NUM_THREADS": "1",
+    }
+    init = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "passprune.cli",
+            "track-init",
+            "--uri",
+            uri,
+            "--experiment",
+            "t",
+            "--study",
+            "s16",
+            "--state-file",
+            "results/s16/mlflow_study.json",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert init.returncode == 0, init.stderr[-2000:]
     t0 = time.time()
     import os
 
-    jobs = subprocess.run([sys.executable, str(JOBS), "results", "s16", "--jobs", "16", "--epochs", "8"], cwd=work,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+    jobs = subprocess.run(
+        [sys.executable, str(JOBS), "results", "s16", "--jobs", "16", "--epochs", "8"],
+        cwd=work,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert jobs.returncode == 0, (jobs.stdout + jobs.stderr)[-3000:]
     assert "16 of 16 jobs finished" in jobs.stdout
     return {"work": work, "uri": uri, "seconds": time.time() - t0}
@@ -137,8 +192,13 @@ def test_16_concurrent_jobs_on_sqlite_verify_finds_every_run_and_point(sqlite_st
     assert len(records) == 32 and {r.stage for r in records} == {"search", "finetune"}
     points = sum(r.n_points for r in records)
     assert points > 32 * 8
-    res = subprocess.run([sys.executable, "-m", "passprune.cli", "track-verify", "results/s16"], cwd=work,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "passprune.cli", "track-verify", "results/s16"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     assert f"32 jobs, {points} metric points" in res.stdout and "; 0 differences" in res.stdout
     # every run carries its files, the kept-ratio plot and the job's own log
@@ -178,12 +238,18 @@ def test_verify_reports_losses_and_sync_restores_them_idempotently(sqlite_study,
     seven = runs["fashion_mnist/resnet20/seed7/l1/macs0.5"]
     client.delete_run(seven.info.run_id)
     rec = job_record(work / "results/s16/fashion_mnist/resnet20/seed7/l1/macs0.5")
-    partial = client.create_run(study.state["experiment_id"], run_name=rec.name,
-                                tags={**rec.tags, "mlflow.parentRunId": study.state["parent_run_id"]})
+    partial = client.create_run(
+        study.state["experiment_id"],
+        run_name=rec.name,
+        tags={**rec.tags, "mlflow.parentRunId": study.state["parent_run_id"]},
+    )
     from mlflow.entities import Metric, Param
 
-    client.log_batch(partial.info.run_id, params=[Param(k, v) for k, v in rec.params.items()],
-                     metrics=[Metric(k, float(v), 0, s) for k, pts in rec.points.items() for s, v in pts if 1 <= s <= 3])
+    client.log_batch(
+        partial.info.run_id,
+        params=[Param(k, v) for k, v in rec.params.items()],
+        metrics=[Metric(k, float(v), 0, s) for k, pts in rec.points.items() for s, v in pts if 1 <= s <= 3],
+    )
     diffs = verify_study(study, out=QUIET)
     assert any("seed5/l1/macs0.5: no run" in d for d in diffs), diffs
     assert any("seed6/pass/macs0.5/search" in d and "artifact structure.json missing" in d for d in diffs)
