@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from passprune.io import atomic_write_text
+from passprune.files import atomic_write_text
 from passprune.report.aggregate import SUMMARY_COLUMNS, aggregate, read_summary
 from passprune.report.build import build_report
 from passprune.report.tables import format_cell, latex_escape
@@ -141,7 +141,7 @@ def test_duplicate_runs_are_rejected(tmp_path):
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
-    from passprune.io import atomic_write
+    from passprune.files import atomic_write
 
     target = atomic_write_text(tmp_path / "x.txt", "old")
 
