@@ -360,16 +360,3 @@ def test_default_config_is_loaded_without_configfile(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert _job_counts(out)["aggregate"] == 1
-
-
-def test_paper_grid_lists_every_job(tmp_path):
-    """The cluster grid: 6 datasets x 3 ResNets + VGG-16-BN on the 2 CIFARs, 3 seeds, 13 methods x 3 targets,
-    plus transfer; the dry run lists all of it."""
-    proc, _ = _dry_run(tmp_path, REPO / "config" / "paper.yaml")
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    counts = _job_counts(proc.stdout + proc.stderr)
-    pairs = 6 * 3 + 2  # (dataset, arch) pairs of the main grid
-    assert counts["search"] == pairs * 3 * 8 * 3
-    assert counts["search_pass"] == pairs * 3 * 5 * 3  # transfer sources reuse the grid's PASS searches
-    assert counts["finetune"] == pairs * 3 * 13 * 3 + 3 * 3 * 3  # + hypernetwork-transfer runs
-    assert counts["transfer_structure"] == counts["transfer_hypernet_search"] == 3 * 3 * 3

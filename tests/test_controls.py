@@ -129,8 +129,8 @@ def study(tmp_path_factory):
     ref = search("l1", label="l1_ref") / "structure.json"
     search("random_widths", ref_path=ref, reference="l1")
     search("scratch", ref_path=ref, reference="l1")
-    search("bn_scale", epochs=1, max_steps_per_epoch=2)
-    metrics = {name: finetune(name) for name in ("l1_ref", "random_widths", "scratch", "bn_scale")}
+    search("bn_scale_tp", epochs=1, max_steps_per_epoch=2)
+    metrics = {name: finetune(name) for name in ("l1_ref", "random_widths", "scratch", "bn_scale_tp")}
     return root, dense, metrics
 
 
@@ -150,7 +150,7 @@ def test_label_names_the_run(study):
 
 def test_search_seconds_is_the_methods_own_time(study):
     root, _, metrics = study
-    for name in ("l1_ref", "random_widths", "scratch", "bn_scale"):
+    for name in ("l1_ref", "random_widths", "scratch", "bn_scale_tp"):
         s = _search_json(root, name)
         assert 0 <= s["search_seconds"] < s["job_seconds"], name
         assert metrics[name]["search_seconds"] == s["search_seconds"]
@@ -168,7 +168,7 @@ def test_cost_columns(study):
         assert m["dense_pretrain_steps"] == 2, name
     l1 = metrics["l1_ref"]
     assert l1["search_steps"] == l1["search_images"] == l1["weight_train_steps"] == l1["weight_train_images"] == 0
-    bn = metrics["bn_scale"]
+    bn = metrics["bn_scale_tp"]
     assert bn["weight_train_steps"] == bn["search_steps"] == 2 and bn["weight_train_images"] == 64
     assert bn["start_weights"] == "search"
     assert metrics["random_widths"]["weight_train_steps"] == 0

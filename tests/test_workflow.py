@@ -130,8 +130,7 @@ def test_summary_has_one_row_per_run(study):
     assert len(keys) == len(set(keys)), f"duplicate rows: {keys}"
     assert set(keys) == expected_runs(CFG)
     methods = {r["method"] for r in rows}
-    assert methods == {"dense", "pass", "pass_uniform", "l1", "bn_scale",
-                       "pass_structure_transfer", "pass_hypernet_transfer"}
+    assert methods == {"dense", *CFG["methods"], "pass_structure_transfer", "pass_hypernet_transfer"}
     # the transfer tasks' dense models are trained (the transfer runs need them) but are no rows
     assert not {r["dataset"] for r in rows if r["method"] == "dense"} - set(CFG["datasets"])
     assert list((workdir / "results" / "_dense" / "fashion_mnist_a" / "resnet20" / "seed0").glob("*/model.pt"))
@@ -152,7 +151,7 @@ def test_report_files(study):
     workdir, _ = study
     reports = workdir / STUDY / "reports"
     main = (reports / "tables" / "main.md").read_text()
-    for m in ("dense", "pass", "pass_uniform", "l1", "bn_scale"):
+    for m in ("dense", *CFG["methods"]):
         assert re.search(rf"\|\s*{m}\s*\|", main), f"{m} missing from main.md"
     for name in ("README.md", "tables/main.tex", "tables/main.csv"):
         assert (reports / name).stat().st_size > 0, name
@@ -180,8 +179,9 @@ def test_mlflow_has_one_run_per_job(study):
 
     workdir, _ = study
     client = MlflowClient(f"sqlite:///{(workdir / 'results' / 'mlflow.db').resolve()}")
-    exp = client.get_experiment_by_name(CFG["tracking"]["experiment"])
-    assert exp is not None, f"no experiment {CFG['tracking']['experiment']!r}"
+    name = f"{CFG['tracking']['experiment']}/{CFG['study']}"  # one experiment per study
+    exp = client.get_experiment_by_name(name)
+    assert exp is not None, f"no experiment {name!r}"
     runs = client.search_runs([exp.experiment_id], max_results=10_000)
     state = json.loads((workdir / STUDY / "mlflow_study.json").read_text())
     parent = client.get_run(state["parent_run_id"])
@@ -194,10 +194,17 @@ def test_mlflow_has_one_run_per_job(study):
         return sorted(r.info.run_name for r in jobs if r.data.tags.get("stage") == s)
 
     finetune = _metrics_files(workdir, "finetune")  # fine-tuning and both transfer kinds
-    assert len(stage("finetune")) == len(set(stage("finetune"))) == len(finetune) == 6
+    n = len(CFG["methods"]) + 2  # every method, plus the two transfer kinds (hypernet: its own search on the target)
+    assert len(stage("finetune")) == len(set(stage("finetune"))) == len(finetune) == n
     assert len(stage("pretrain")) == len(_metrics_files(workdir, "pretrain")) == 3
-    assert len(stage("search")) == len(list((workdir / "results").rglob("search/search.json"))) == 6
-    assert len(jobs) == 3 + 6 + 6  # every job but aggregate and report
+    assert len(stage("search")) == len(list((workdir / "results").rglob("search/search.json"))) == n
+    assert len(jobs) == 3 + n + n  # every job but aggregate and report
+    # the store holds what the files hold: every run, parameter, metric point and artifact
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-m", "passprune.cli", "track-verify", STUDY], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     labels = {r.data.tags.get("method") for r in jobs if r.data.tags.get("stage") == "finetune"}
     assert {"pass_structure_transfer", "pass_hypernet_transfer"} <= labels
 
@@ -213,7 +220,7 @@ def test_pruned_models_load_and_reproduce_their_accuracy(study, monkeypatch):
     workdir, _ = study
     monkeypatch.chdir(workdir)  # settings name the data root relative to the workdir
     files = _metrics_files(workdir, "finetune")
-    assert len(files) == 6
+    assert len(files) == len(CFG["methods"]) + 2
     for f in files:
         m = json.loads(f.read_text())
         model, ck = load_pruned(f.parent / "model.pt")
@@ -307,3 +314,17 @@ def test_a_second_study_leaves_the_first_unchanged_and_shares_only_identical_den
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert job_counts(out).get("pretrain") == 1, out[-3000:]
+
+
+def test_the_embedded_default_plans_nothing_inside_this_study(study):
+    """The real pair of the issue, planned: after this study, the embedded default (config/config.yaml) would
+    write only under its own results/embedded-default/ and its own dense folders, never into this study's."""
+    workdir, _ = study
+    ours = {p.parent.relative_to(workdir).as_posix() for p in (workdir / "results" / "_dense").rglob("model.pt")}
+    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    outputs = [o.strip() for line in re.findall(r"output: ([^\n]*)", out) for o in line.split(",")]
+    assert outputs and all(o.startswith(("results/embedded-default/", "results/_dense/")) for o in outputs), outputs
+    assert not [o for o in outputs if o.startswith(f"{STUDY}/")]
+    assert ours and not [o for o in outputs if any(o.startswith(d + "/") for d in ours)], "it would overwrite our dense"

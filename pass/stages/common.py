@@ -95,9 +95,5 @@ def drop_checkpoint(settings: JobSettings, path: Path) -> None:
 
 
 def log_outputs(run, out: Path) -> None:
-    """Mirror the job's output files to its MLflow run (best-effort, like every tracking call)."""
-    fn = getattr(run, "log_outputs", None)
-    if fn is not None:
-        fn(out)
-    elif (out / "structure.json").is_file():
-        run.log_artifact(out / "structure.json")
+    """Mirror the job's output files (records, kept-ratio plot, log) to its MLflow run; best-effort."""
+    run.log_outputs(out)

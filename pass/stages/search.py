@@ -91,7 +91,7 @@ def run_search(job: SearchJob) -> dict[str, Any]:
         search = {"method": label, "base_method": job.method, "family": spec.family, "target": job.target,
                   "macs_ratio": ratio, "search_seconds": seconds, **costs, "weights": weights, "options": options,
                   "reference": str(job.reference) if job.reference else None, "info": info,
-                  "provenance": provenance()}
+                  "settings": job.raw, "provenance": provenance()}
         search["job_seconds"] = time.time() - t0
         atomic_write_json(out / "search.json", search)
         structure = {"arch": job.arch, "dataset": job.dataset, "target": job.target, "method": label,
