@@ -1,7 +1,11 @@
 """Datasets for passprune: one ``load_dataset`` for everything, offline first.
 
-Importing this package registers every dataset in :data:`DATASETS` (the submodules register
-themselves on import), so ``list_datasets()`` is complete after ``import passprune.data``.
+One module per concern: :mod:`.splits` (the ``Split`` protocol, ``DataBundle`` and the two split kinds),
+:mod:`.sources` (what a dataset factory returns, the :data:`DATASETS` registry, class subsets),
+:mod:`.carving` (``load_dataset``: val carved from train, stratified subsets) and :mod:`.transforms`
+(normalisation and augmentation). Importing this package registers every dataset in :data:`DATASETS` (the
+family modules register themselves on import), so ``list_datasets()`` is complete after
+``import passprune.data``.
 
 Typical use::
 
@@ -9,22 +13,13 @@ Typical use::
     for x, y in bundle.train.batches(128, shuffle=True, augment=True, generator=g, device="cuda"):
         ...
 """
+
 from __future__ import annotations
 
 from . import fashion_mnist, folder, torchvision_sets  # noqa: F401  (registration side effects)
-from .base import (
-    DATASETS,
-    DataBundle,
-    DatasetNotFoundError,
-    DatasetSource,
-    FolderSplit,
-    Split,
-    TensorSplit,
-    class_subset,
-    list_datasets,
-    load_dataset,
-    stratified_select,
-)
+from .carving import load_dataset, stratified_select
+from .sources import DATASETS, DatasetNotFoundError, DatasetSource, class_subset, list_datasets
+from .splits import DataBundle, FolderSplit, Split, TensorSplit
 
 __all__ = [
     "DATASETS",

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from .base import DATASETS, DatasetNotFoundError, DatasetSource, folder_source, imagenet_style_transforms
+from .sources import DATASETS, DatasetNotFoundError, DatasetSource, folder_source
+from .transforms import imagenet_style_transforms
 
 __all__ = ["ImageListDataset", "TINY_IMAGENET_URL"]
 
@@ -72,6 +73,19 @@ def _tiny_transforms(size: int) -> tuple[Any, Any]:
     return train, evaluate
 
 
+def _image_list_source(name: str, train_samples: list[tuple[str, int]], test_samples: list[tuple[str, int]],
+                       classes: list[str], transforms: tuple[Any, Any], size: int, num_workers: int) -> DatasetSource:
+    """Train and test ``(path, label)`` lists as a file-backed source; ``transforms`` = ``(train, eval)``."""
+    train_tf, eval_tf = transforms
+    return folder_source(
+        name,
+        ImageListDataset(train_samples, classes), [t for _, t in train_samples],
+        ImageListDataset(test_samples, classes), [t for _, t in test_samples],
+        train_transform=train_tf, eval_transform=eval_tf, image_size=size,
+        class_names=list(classes), num_workers=num_workers,
+    )
+
+
 @DATASETS.register("tiny_imagenet")
 def tiny_imagenet(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
     """Tiny-ImageNet-200 (64 px default); its official val is our test split."""
@@ -98,14 +112,8 @@ def tiny_imagenet(root: Path, *, image_size: int | None = None, num_workers: int
         test_samples.append((str(val_dir / "images" / fname), class_to_idx[wnid]))
     names = _tiny_words(base / "words.txt", wnids)
     size = 64 if image_size is None else int(image_size)
-    train_tf, eval_tf = _tiny_transforms(size)
-    return folder_source(
-        "tiny_imagenet",
-        ImageListDataset(train_samples, names), [t for _, t in train_samples],
-        ImageListDataset(test_samples, names), [t for _, t in test_samples],
-        train_transform=train_tf, eval_transform=eval_tf, image_size=size,
-        class_names=names, num_workers=num_workers,
-    )
+    return _image_list_source("tiny_imagenet", train_samples, test_samples, names, _tiny_transforms(size), size,
+                              num_workers)
 
 
 def _tiny_words(words: Path, wnids: list[str]) -> list[str]:
@@ -143,11 +151,5 @@ def imagenet(root: Path, *, image_size: int | None = None, num_workers: int = 0)
     if not test_samples:
         raise DatasetNotFoundError("imagenet", [f"{val_dir}/<wnid>/*.JPEG"], how)
     size = 224 if image_size is None else int(image_size)
-    train_tf, eval_tf = imagenet_style_transforms(size)
-    return folder_source(
-        "imagenet",
-        ImageListDataset(train_samples, wnids), [t for _, t in train_samples],
-        ImageListDataset(test_samples, wnids), [t for _, t in test_samples],
-        train_transform=train_tf, eval_transform=eval_tf, image_size=size,
-        class_names=list(wnids), num_workers=num_workers,
-    )
+    return _image_list_source("imagenet", train_samples, test_samples, wnids, imagenet_style_transforms(size), size,
+                              num_workers)

@@ -3,7 +3,7 @@
 CIFAR: torchvision only downloads and verifies (``_check_integrity``, the md5 of every batch file);
 the pickles are then read here directly into a uint8 ``(N, 3, 32, 32)`` tensor.  Why not keep
 torchvision's dataset object: it converts to HWC numpy + PIL per sample, which is exactly the slow
-path the in-memory :class:`~passprune.data.base.TensorSplit` avoids.
+path the in-memory :class:`~passprune.data.splits.TensorSplit` avoids.
 
 Transfer sets (food101, dtd, flowers102, oxford_pets, stanford_cars) keep torchvision's dataset for
 file access and use the standard ImageNet recipe (RandomResizedCrop + flip / Resize + CenterCrop),
@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .base import (
-    DATASETS,
-    DatasetNotFoundError,
-    DatasetSource,
-    folder_source,
-    imagenet_style_transforms,
-    tensor_source,
-)
+from .sources import DATASETS, DatasetNotFoundError, DatasetSource, folder_source, tensor_source
+from .transforms import imagenet_style_transforms
 
 __all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "load_cifar_tensors"]
 
@@ -92,26 +87,25 @@ def load_cifar_tensors(
     return tx, ty, vx, vy, classes
 
 
-@DATASETS.register("cifar10")
-def cifar10(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
-    """CIFAR-10: 50k train / 10k test, 10 classes, 3x32x32, in memory."""
-    from torchvision.datasets import CIFAR10
+def _register_cifar(name: str, torchvision_class: str, mean: tuple[float, ...], std: tuple[float, ...],
+                    doc: str) -> None:
+    def factory(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
+        from torchvision import datasets
 
-    del num_workers
-    tx, ty, vx, vy, classes = load_cifar_tensors(CIFAR10, root, name="cifar10")
-    return tensor_source("cifar10", tx, ty, vx, vy, mean=CIFAR10_MEAN, std=CIFAR10_STD,
-                         class_names=classes, pad=4, image_size=image_size)
+        del num_workers  # in memory: nothing to decode
+        tx, ty, vx, vy, classes = load_cifar_tensors(getattr(datasets, torchvision_class), root, name=name)
+        return tensor_source(name, tx, ty, vx, vy, mean=mean, std=std, class_names=classes, pad=4,
+                             image_size=image_size)
+
+    factory.__name__ = name
+    factory.__doc__ = doc
+    DATASETS.register(name)(factory)
 
 
-@DATASETS.register("cifar100")
-def cifar100(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
-    """CIFAR-100: 50k train / 10k test, 100 fine classes, 3x32x32, in memory."""
-    from torchvision.datasets import CIFAR100
-
-    del num_workers
-    tx, ty, vx, vy, classes = load_cifar_tensors(CIFAR100, root, name="cifar100")
-    return tensor_source("cifar100", tx, ty, vx, vy, mean=CIFAR100_MEAN, std=CIFAR100_STD,
-                         class_names=classes, pad=4, image_size=image_size)
+_register_cifar("cifar10", "CIFAR10", CIFAR10_MEAN, CIFAR10_STD,
+                "CIFAR-10: 50k train / 10k test, 10 classes, 3x32x32, in memory.")
+_register_cifar("cifar100", "CIFAR100", CIFAR100_MEAN, CIFAR100_STD,
+                "CIFAR-100: 50k train / 10k test, 100 fine classes, 3x32x32, in memory.")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ that the dependency graph handles. The cost is a few thousand extra parameters.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from . import MODELS, scaled
+from . import MODELS, init_weights_, scaled
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
@@ -63,12 +63,7 @@ class CifarResNet(nn.Module):
         self.num_stages = len(stage_widths)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
