@@ -289,7 +289,7 @@ def test_bn_mode_eval_searches_with_the_dense_statistics(fmnist_small, tmp_path)
 
 
 # ----------------------------------------------------------------------------- checkpoint and resume
-def _resumable_run(data, workdir, *, seed=0, target=0.5, interrupt_at=None):
+def _resumable_run(data, workdir, *, seed=0, target=0.5, interrupt_at=None, extra=None):
     class Interrupted(Exception):
         pass
 
@@ -300,7 +300,7 @@ def _resumable_run(data, workdir, *, seed=0, target=0.5, interrupt_at=None):
     model = small_model("resnet20")
     spec = get_method("pass")
     opts = spec.options({"steps": 6, "log_every": 2, "checkpoint_every": 3, "select_on_val": True,
-                         "bn_recalibration_batches": 1})
+                         "bn_recalibration_batches": 1, **(extra or {})})
     # batch 128: 4 batches per epoch of the 512 training images, so the resumed run skips the 3 batches the
     # checkpoint had used, finishes that epoch and crosses into the next
     ctx = SearchContext(model, PruningSpace(model, X0), data, target, opts, torch.device("cpu"), seed, workdir,
@@ -311,21 +311,24 @@ def _resumable_run(data, workdir, *, seed=0, target=0.5, interrupt_at=None):
         return None
 
 
-def test_search_resumes_from_its_checkpoint_exactly(fmnist_small, tmp_path):
+@pytest.mark.parametrize("extra", [None, {"schedule": "cosine", "weight_decay": 1e-4}], ids=["default", "cosine-wd"])
+def test_search_resumes_from_its_checkpoint_exactly(fmnist_small, tmp_path, extra):
     from passprune.methods.passnet.search import CHECKPOINT
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     # a checkpoint of another search (other target) in the same folder is ignored: a full run from step 0
-    assert _resumable_run(fmnist_small, a, target=0.6, interrupt_at=4) is None
+    assert _resumable_run(fmnist_small, a, target=0.6, interrupt_at=4, extra=extra) is None
     assert torch.load(a / CHECKPOINT, weights_only=False)["progress"]["step"] == 3
-    ref = _resumable_run(fmnist_small, a)
+    ref = _resumable_run(fmnist_small, a, extra=extra)
     assert ref.info["resumed_from_step"] == 0
     # interrupted at step 4 (checkpoint at step 3), then rerun: resumes at 3, ends exactly as a full run
-    assert _resumable_run(fmnist_small, b, interrupt_at=4) is None
+    assert _resumable_run(fmnist_small, b, interrupt_at=4, extra=extra) is None
     ck = torch.load(b / CHECKPOINT, weights_only=False)
     assert ck["progress"]["step"] == 3 and ck["progress"]["epoch_batches"] == 3 and "optimizer" in ck
-    res = _resumable_run(fmnist_small, b)
+    if extra:  # the cosine schedule had lowered the rates by the checkpoint's step
+        assert all(g["lr"] < g["initial_lr"] for g in ck["optimizer"]["param_groups"])
+    res = _resumable_run(fmnist_small, b, extra=extra)
     assert res.info["resumed_from_step"] == 3
     assert res.structure == ref.structure
     for key in ("history", "val_candidates", "selected_step", "search_steps", "search_images", "val_images",

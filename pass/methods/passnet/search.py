@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import json
 import sys
 import time
@@ -62,6 +63,8 @@ PASS_DEFAULTS: dict[str, Any] = dict(
     protect_first=False,  # the first prunable group keeps all its channels
     prompt_at_eval=False,  # fine-tune and test the pruned network with the learned prompt (passprune finetune)
     checkpoint_every=50,  # steps between resumable checkpoints (workdir/search_ckpt.pt); 0 = none
+    weight_decay=0.0,  # Adam's L2 weight decay on theta, w and V (paper.md 2.4: 1e-4 in the paper's protocol)
+    schedule="constant",  # constant | cosine: the learning rates decay to 0 over `steps` (paper's protocol: cosine)
 )
 
 #: Options that cannot change the search's trajectory: a checkpoint written under other values is still valid.
@@ -281,7 +284,11 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
         groups.append({"params": list(searcher.encoder.parameters()), "lr": o["lr"]})
     if "prompt" in train_parts and searcher.prompt is not None:
         groups.append({"params": list(searcher.prompt.parameters()), "lr": o["prompt_lr"]})
-    opt = torch.optim.Adam(groups)
+    if o["schedule"] not in ("constant", "cosine"):
+        raise ValueError(f"pass option schedule: {o['schedule']!r}; use constant or cosine")
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    opt = torch.optim.Adam(groups, weight_decay=o["weight_decay"])
     prompt_delta = searcher.prompt.delta if ("prompt" in train_parts and searcher.prompt is not None) else None
     gen = torch.Generator().manual_seed(ctx.seed)
     run = _Progress(epoch_gen_state=gen.get_state())
@@ -331,6 +338,10 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
                     loss = F.cross_entropy(out, y)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if o["schedule"] == "cosine":  # a function of the step alone, so a resumed search is exact
+                        factor = 0.5 * (1.0 + math.cos(math.pi * run.step / o["steps"]))
+                        for g in opt.param_groups:
+                            g["lr"] = g["initial_lr"] * factor
                     opt.step()
                     run.step += 1
                     run.epoch_batches += 1
