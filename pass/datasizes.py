@@ -50,7 +50,7 @@ def size_of(dataset: str) -> DatasetSize:
 
 
 def _count(size: int | float, n: int, what: str) -> int:
-    """int = count, float = fraction of ``n`` rounded (the rule of passprune.data.base._resolve_count)."""
+    """int = count, float = fraction of ``n`` rounded (the rule of passprune.data.carving._resolve_count)."""
     if isinstance(size, bool) or not isinstance(size, (int, float)):
         raise TypeError(f"{what} must be an int count or a float fraction, got {size!r}")
     return int(round(size * n)) if isinstance(size, float) else int(size)

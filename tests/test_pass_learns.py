@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from passprune.data.base import DataBundle, TensorSplit
+from passprune.data import DataBundle, TensorSplit
 from passprune.engine import evaluate
 from passprune.methods import SearchContext, get_method
 from passprune.structure import PruningSpace
@@ -57,8 +57,9 @@ def synthetic_task(n: int = 1024, seed: int = 0) -> DataBundle:
     def split(a: int, b: int) -> TensorSplit:
         return TensorSplit(pool, idx[a:b], y[a:b], mean=mean, std=std, pad=0, flip=False)
 
-    return DataBundle("synthetic", split(0, 640), split(640, 832), split(832, n), CLASSES, 1, SIZE, mean, std,
-                      [str(c) for c in range(CLASSES)])
+    return DataBundle(name="synthetic", train=split(0, 640), val=split(640, 832), test=split(832, n),
+                      num_classes=CLASSES, in_channels=1, image_size=SIZE, mean=mean, std=std,
+                      class_names=[str(c) for c in range(CLASSES)])
 
 
 @pytest.fixture(scope="module")

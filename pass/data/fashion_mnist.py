@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .base import DATASETS, DatasetNotFoundError, DatasetSource, class_subset, tensor_source
+from .sources import DATASETS, DatasetNotFoundError, DatasetSource, class_subset, tensor_source
 
 __all__ = ["DEBIAN_DIR", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "prepare_fashion_mnist_raw"]
 
