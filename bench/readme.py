@@ -1,0 +1,168 @@
+"""Writes bench/README.md from the stored parts (bench/figures/*.json): machine, command, figures, verdicts.
+
+Why generated: the figures must be the ones the scripts printed, never numbers pasted by hand; a part that
+was not run (or could not be measured) says so instead of showing stale or invented figures.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+
+from common import BENCH_DIR, EMBEDDED_DEFAULT_JOBS, EMBEDDED_DEFAULT_WALL_S, REPO, load_part, machine
+
+PARTS = ["train", "startup", "latency", "rules", "dryrun", "mlflow"]
+VERDICT = {True: "**met**", False: "**not met**", None: "no goal set (figure reported)"}
+
+
+def git_state() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "pass", "workflow", "Snakefile", "config")
+    return f"{head}" + (" with uncommitted changes in pass/, workflow/ or config/ (other work in progress)" if dirty
+                        else "")
+
+
+def headline(name: str, p: dict) -> str:
+    """One line per part for the summary table, from the part's own figures."""
+    f = p.get("figures") or {}
+    if not f:
+        return "not measured (see the part)"
+    if name == "train":
+        return (f"engine / bare images/s = **{f['ratio']:.3f}** in CPU time ({f['ratio_wall']:.3f} in wall time), "
+                f"median of {len(f['pairs'])} interleaved pairs")
+    if name == "startup":
+        return (f"**{f['overhead_cpu_on']:.1f} CPU s** per `passprune search --method random` job beyond the method "
+                f"itself (tracking on; {f['overhead_wall_on']:.1f} s wall under load)")
+    if name == "latency":
+        vals = [(k, v[f"bs{bs}"]["speedup_per_macs"]) for k, v in f.items() for bs in (1, 64)]
+        lo, hi = min(vals, key=lambda kv: kv[1]), max(vals, key=lambda kv: kv[1])
+        return (f"latency speed-up / MACs speed-up from **{lo[1]:.2f}** ({lo[0]}) to **{hi[1]:.2f}** ({hi[0]}) "
+                f"over {len(f)} arch x target pairs")
+    if name == "rules":
+        return (f"{f['benchmarked_jobs']} benchmarked jobs, **{f['job_seconds_sum']:.0f} s** summed wall "
+                f"(" + ", ".join(f"{r} {v['seconds']:.0f} s" for r, v in
+                                 sorted(f["per_rule"].items(), key=lambda kv: -kv[1]["seconds"])) + ")")
+    if name == "dryrun":
+        return f"**{min(f['wall']):.0f} s** wall ({min(f['cpu']):.0f} CPU s) for **{f['jobs']}** jobs"
+    if name == "mlflow":
+        ms, cpu = f["log_metrics_ms"], f.get("log_metrics_cpu_ms", {})
+        return "log_metrics: " + ", ".join(f"**{v:.0f} ms** wall, {cpu.get(k, float('nan')):.0f} ms CPU ({k})"
+                                           for k, v in ms.items())
+    return ""
+
+
+def startup_share(startup: dict, rules: dict | None) -> str:
+    """Part 2's per-job overhead as a share of the embedded default; from part 4's benchmark files when that
+    part found a finished run (so it follows a rerun of ``bash bench/run.sh rules``), else the README's figures."""
+    per_job = startup["figures"]["overhead_cpu_on"]
+    rf = (rules or {}).get("figures") or {}
+    n_jobs, job_sum = rf.get("jobs") or EMBEDDED_DEFAULT_JOBS, rf.get("job_seconds_sum")
+    wall = EMBEDDED_DEFAULT_WALL_S
+    source = "part 4's benchmark files" if rf else "the README's figures, part 4 not measured"
+    text = (f"Share of the embedded default ({n_jobs} jobs, {wall} s on the 2-core CI machine; {source}): "
+            f"{per_job:.1f} s x {n_jobs} jobs = {per_job * n_jobs:.0f} s of job time")
+    if job_sum:
+        text += f", {100 * per_job * n_jobs / job_sum:.0f}% of the {job_sum:.0f} s its benchmarked jobs took in all"
+    text += (f"; at 2 jobs at a time about {per_job * n_jobs / 2:.0f} s, {100 * per_job * n_jobs / 2 / wall:.0f}% "
+             f"of its {wall} s wall time. (Not every job is a `passprune` process with torch, and an idle machine's "
+             "per-job figure is smaller than this loaded one's, so this is an upper estimate.)")
+    return text
+
+
+def easy_wins(startup: dict | None) -> str:
+    """What the start-up figures point at, with the measured CPU seconds of each stage."""
+    if not startup or not startup.get("figures"):
+        return "_Part 2 not measured; no figures to point at._"
+    c = startup["figures"]["probe_cpu"]
+    tv, ml, op = c.get("import torchvision", 0), c.get("import mlflow", 0), c.get("MLflow run opened", 0)
+    torch_s = c.get("import torch", 0)
+    off, on = startup["figures"]["overhead_cpu_off"], startup["figures"]["overhead_cpu_on"]
+    return f"""Measured in part 2 (CPU seconds per job; the probe's rows):
+
+1. **torchvision is imported by every job, for nothing** ({tv:.1f} s). `pass/models/__init__.py` imports
+   `imagenet` and `mobilenet` at package import, and those import `torchvision.models`, whose `ops` pull in
+   `torch._dynamo`. A ResNet-20 job never uses them. Change: register `resnet18`, `resnet34`, `resnet50` and
+   `mobilenet_v2` as lazy entries (a small factory in `__init__` that imports `.imagenet` / `.mobilenet` on
+   first call), and make `IMAGENET_WEIGHTS` a function that imports them when `pretrained=True` is asked for.
+   (The data side already does this: `pass/data/folder.py` imports torchvision inside functions.)
+2. **mlflow is imported even with tracking off.** `JobRun.log_params` and `JobRun.log_metrics` in
+   `pass/tracking.py` run `from mlflow.entities import ...` *before* `_call` finds that there is no run, so a
+   job with `tracking: {{enabled: false}}` still pays the mlflow import ({ml:.1f} s). Change: begin both methods
+   with `if self.run is None or self.broken: return`. Seen in a profile of `passprune search --method random`
+   with tracking off (cProfile: `tracking.py log_metrics -> mlflow/__init__`), and in part 2's figures: the
+   job costs {off:.1f} CPU s with tracking off against {on:.1f} s with it on.
+3. **With tracking on, each job pays the mlflow import ({ml:.1f} s) and a SQLite store set-up ({op:.1f} s,
+   'MLflow run opened')**, about as much as `import torch` ({torch_s:.1f} s). Not an easy win: it would take
+   jobs that only write files and one `passprune track-sync` at the end of the study to mirror them (the
+   tracking module already restores runs from files that way after a failure).
+4. `import torch` itself ({torch_s:.1f} s, a CUDA build) is the floor: on this machine, loaded as it was, it
+   alone exceeds the 1.5 s goal. Items 1-3 together would remove about {tv + ml + op:.1f} of the job's
+   {on:.1f} CPU s; the goal itself is out of reach here whatever passprune does."""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--command", default="bash bench/run.sh")
+    a = ap.parse_args()
+    parts = {n: load_part(n) for n in PARTS}
+    m = machine()
+    stored = [p for p in parts.values() if p]
+    loads = [x for p in stored for x in (p["load_before"], p["load_after"])]
+    dates = sorted(p["machine"]["date_utc"] for p in stored)
+    total_s = sum(p["seconds"] for p in stored)
+    out = ["# Benchmarks", "",
+           "Figures printed by the scripts in this folder, not timed tests; this file is generated by "
+           "`bench/readme.py` from `bench/figures/*.json` (one file per part). Issue 12, item 5.", "",
+           "## How to run", "",
+           "```bash",
+           "bash bench/run.sh            # every part, then this README",
+           "bash bench/run.sh rules      # part 4 only, after a finished run of config/config.yaml",
+           "bash bench/run.sh dryrun     # part 5 only (config/paper.yaml)",
+           "```", "",
+           f"This file was last written by `{a.command}`; each part below names the command that measured it. "
+           f"Parts stored: {', '.join(n for n, p in parts.items() if p) or 'none'}; their run time in all: "
+           f"{total_s / 60:.1f} min (under the load stated below).", "",
+           "## Machine", "",
+           f"- CPU: {m['cpu']} ({m['cores']} cores, `lscpu`); torch {m['torch']}; Python {m['python']}",
+           f"- Taken: {dates[0] if dates else '-'} to {dates[-1] if dates else '-'}; code at {git_state()}",
+           ]
+    if loads:
+        out.append(
+            f"- **Load**: figures were taken while other programs shared the machine: 1-minute load averages "
+            f"{min(loads):.1f} to {max(loads):.1f} on {m['cores']} cores (a load equal to the core count means every "
+            "core busy). Absolute wall times are inflated by it; the robust figures are the interleaved ratios "
+            "(parts 1 and 3) and the CPU seconds (parts 2, 5 and 6), though CPU seconds grow under contention too "
+            "(shared caches, a virtual machine's stolen cycles), so even they overstate an idle machine's times.")
+    out += ["", "## Summary", "", "| part | goal (issue 12) | measured | goal met? |", "|---|---|---|---|"]
+    for n, p in parts.items():
+        if p:
+            out.append(f"| {p['title']} | {p['goal']} | {headline(n, p)} | {VERDICT[p['met']]} |")
+        else:
+            out.append(f"| {n} | | not run yet (`bash bench/run.sh {n}`) | |")
+    for n, p in parts.items():
+        out += ["", f"## {p['title'] if p else n}", ""]
+        if not p:
+            out.append(f"_Not run yet: `bash bench/run.sh {n}`._")
+            continue
+        out += [p["table"], ""]
+        out += [f"- {note}" for note in p["notes"]]
+        if n == "startup" and p.get("figures"):
+            out.append(f"- {startup_share(p, parts['rules'])}")
+        out += [f"- Goal: {p['goal']}: {VERDICT[p['met']]}.",
+                f"- Command: `{p['command']}` ({p['seconds']:.0f} s; load {p['load_before']} -> {p['load_after']}; "
+                f"{p['machine']['date_utc']})."]
+    out += ["", "## Easy wins for the start-up overhead (not applied: `pass/` belongs to other work)", "",
+            easy_wins(parts["startup"])]
+    tp = BENCH_DIR / "throughput.json"
+    if tp.is_file():
+        out += ["", "## Per-architecture training throughput", "",
+                "`bench/throughput.py` (`bash bench/run.sh throughput`) measures images/s per registry architecture for "
+                "`passprune estimate`; its figures are in `bench/throughput.json`."]
+    (BENCH_DIR / "README.md").write_text("\n".join(out) + "\n")
+    print(f"\nwrote {BENCH_DIR / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
