@@ -126,6 +126,7 @@ def test_regulariser_shrinks_what_it_penalises(method, fmnist_small, tmp_path):
         runs[label] = measure(model)
     (pen_reg, rest_reg), (pen_twin, rest_twin) = runs["reg"], runs["twin"]
     penalised, rest = pen_reg / pen_twin, rest_reg / rest_twin
+    print(f"{method}: penalised norms x{penalised:.3f} of the twin's, the rest x{rest:.3f}")
     assert penalised < 0.8, (method, penalised, rest)  # the penalised norms shrank by > 20% against the twin
     assert penalised < 0.85 * rest, (method, penalised, rest)  # and clearly more than what is not penalised
 
