@@ -34,7 +34,7 @@ onerror:
 
 
 rule all:
+    default_target: True
     input:
         SUMMARY,
         REPORT_FILES,
-    default_target: True

@@ -5,6 +5,7 @@ must be rerun alone (``bash bench/run.sh rules`` after the lead's embedded-defau
 paper grid changes). Each part stores its own figures and table; ``bench/readme.py`` assembles
 ``bench/README.md`` from whatever parts are stored, so rerunning one part never loses another's figures.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ grid is by far the largest DAG; a dry run that takes minutes makes every interac
 user runs it, from the repository root, in a fresh process each time (each run pays the imports; ``--repeats 2`` says whether the filesystem cache matters). Reruns on its own:
 ``bash bench/run.sh dryrun``, since config/paper.yaml is still being changed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ def dry_run(config: str) -> tuple[float, float, int, dict[str, int], str]:
     """Wall s, CPU s, job count, jobs per rule, and the last lines of output on failure."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
-    p = subprocess.run(["snakemake", "-n", "--quiet", "rules", "--configfile", config], capture_output=True,
-                       text=True, cwd=REPO)
+    p = subprocess.run(
+        ["snakemake", "-n", "--quiet", "rules", "--configfile", config], capture_output=True, text=True, cwd=REPO
+    )
     wall = time.time() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -41,12 +43,20 @@ def measure(config: str, repeats: int) -> Part:
     rows.append(["median", f"**{median(walls):.1f}**", f"{median(cpus):.1f}"])
     table = md_table(["`snakemake -n --configfile " + config + "`", "wall s", "CPU s"], rows)
     per_rule = ", ".join(f"{k} {v}" for k, v in stats.items())
-    notes = [f"Jobs planned: **{total}** ({per_rule}).",
-             "Snakemake counts the jobs still to run in this checkout: the whole grid where none of its outputs "
-             "exist.",
-             f"{repeats} runs in a row, each a fresh process; CPU s is the process's user + system time."]
-    return Part("dryrun", f"5. Dry-run time of the paper grid ({config})", "none set in the issue (a figure to "
-                "report)", None, table, notes, {"wall": walls, "cpu": cpus, "jobs": total, "per_rule": stats})
+    notes = [
+        f"Jobs planned: **{total}** ({per_rule}).",
+        "Snakemake counts the jobs still to run in this checkout: the whole grid where none of its outputs exist.",
+        f"{repeats} runs in a row, each a fresh process; CPU s is the process's user + system time.",
+    ]
+    return Part(
+        "dryrun",
+        f"5. Dry-run time of the paper grid ({config})",
+        "none set in the issue (a figure to report)",
+        None,
+        table,
+        notes,
+        {"wall": walls, "cpu": cpus, "jobs": total, "per_rule": stats},
+    )
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ widths an L1 ranking picks on a trained network differ, so these are figures for
 Inputs: 32x32 RGB for the CIFAR-style architectures (their native size), 64x64 RGB for the ImageNet
 ResNets (224x224 would take minutes per architecture on 2 CPU cores); 10 classes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,32 +58,64 @@ def measure(archs: list[str], repeats_bs1: int, repeats_bs64: int, threads: int)
             macs_ratio = space.structure_macs_ratio(found[t])
             res = {}
             for bs, reps in ((1, repeats_bs1), (64, repeats_bs64)):
-                res.update(interleaved_latency(dense, pruned, (3, size, size), torch.device("cpu"), batch_sizes=(bs,),
-                                               repeats=reps, warmup=2))
+                res.update(
+                    interleaved_latency(
+                        dense, pruned, (3, size, size), torch.device("cpu"), batch_sizes=(bs,), repeats=reps, warmup=2
+                    )
+                )
             fig = {"input": size, "macs_ratio": macs_ratio, "dense_mmacs": space.dense_macs / 1e6}
             cells = [arch, f"{size}x{size}", f"{space.dense_macs / 1e6:.0f}", t, f"{1 / macs_ratio:.2f}x"]
             for bs in (1, 64):
                 sp = res[f"speedup_latency_bs{bs}"]
-                fig[f"bs{bs}"] = {"dense_ms": res[f"latency_ms_dense_bs{bs}"], "pruned_ms": res[f"latency_ms_bs{bs}"],
-                                  "speedup": sp, "speedup_per_macs": sp * macs_ratio}
-                cells += [f"{res[f'latency_ms_dense_bs{bs}']:.1f} / {res[f'latency_ms_bs{bs}']:.1f}", f"{sp:.2f}x",
-                          f"**{sp * macs_ratio:.2f}**"]
+                fig[f"bs{bs}"] = {
+                    "dense_ms": res[f"latency_ms_dense_bs{bs}"],
+                    "pruned_ms": res[f"latency_ms_bs{bs}"],
+                    "speedup": sp,
+                    "speedup_per_macs": sp * macs_ratio,
+                }
+                cells += [
+                    f"{res[f'latency_ms_dense_bs{bs}']:.1f} / {res[f'latency_ms_bs{bs}']:.1f}",
+                    f"{sp:.2f}x",
+                    f"**{sp * macs_ratio:.2f}**",
+                ]
             rows.append(cells)
             figures[f"{arch}@{t}"] = fig
             print(" | ".join(str(c) for c in cells), flush=True)
-    table = md_table(["arch", "input", "dense MMACs", "target", "MACs speed-up",
-                      "bs1 ms dense / pruned", "bs1 latency speed-up", "bs1 speed-up / MACs speed-up",
-                      "bs64 ms dense / pruned", "bs64 latency speed-up", "bs64 speed-up / MACs speed-up"], rows)
-    notes = [f"CPU, torch threads {threads}, batch 1 ({repeats_bs1} interleaved pairs) and 64 ({repeats_bs64} pairs) "
-             "after 2 warm-up runs each; latencies are medians, speed-ups medians of per-pair ratios.",
-             "Structures: group L1 norms ranked globally by `PruningSpace.select_global` (max_prune_frac 0.9) on a "
-             "fresh initialisation; "
-             "MACs are passprune's conv+linear count of that structure.",
-             "The dense network is timed again beside each target's pruned one: the gap between its two rows shows "
-             "how far shared load moved the absolute times; the interleaved speed-ups are the robust figures.",
-             "GPU: not measured (no GPU was lent to this task)."]
-    return Part("latency", "3. Latency speed-up / MACs speed-up per architecture (CPU)",
-                "none set in the issue (a figure to report)", None, table, notes, figures)
+    table = md_table(
+        [
+            "arch",
+            "input",
+            "dense MMACs",
+            "target",
+            "MACs speed-up",
+            "bs1 ms dense / pruned",
+            "bs1 latency speed-up",
+            "bs1 speed-up / MACs speed-up",
+            "bs64 ms dense / pruned",
+            "bs64 latency speed-up",
+            "bs64 speed-up / MACs speed-up",
+        ],
+        rows,
+    )
+    notes = [
+        f"CPU, torch threads {threads}, batch 1 ({repeats_bs1} interleaved pairs) and 64 ({repeats_bs64} pairs) "
+        "after 2 warm-up runs each; latencies are medians, speed-ups medians of per-pair ratios.",
+        "Structures: group L1 norms ranked globally by `PruningSpace.select_global` (max_prune_frac 0.9) on a "
+        "fresh initialisation; "
+        "MACs are passprune's conv+linear count of that structure.",
+        "The dense network is timed again beside each target's pruned one: the gap between its two rows shows "
+        "how far shared load moved the absolute times; the interleaved speed-ups are the robust figures.",
+        "GPU: not measured (no GPU was lent to this task).",
+    ]
+    return Part(
+        "latency",
+        "3. Latency speed-up / MACs speed-up per architecture (CPU)",
+        "none set in the issue (a figure to report)",
+        None,
+        table,
+        notes,
+        figures,
+    )
 
 
 def main() -> None:
@@ -90,8 +123,12 @@ def main() -> None:
     ap.add_argument("--archs", nargs="*", default=None, help="default: every registered architecture")
     ap.add_argument("--repeats-bs1", type=int, default=10)
     ap.add_argument("--repeats-bs64", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline's fine-tuning jobs measure "
-                                                           "latency with 1 in the embedded default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (the pipeline's fine-tuning jobs measure latency with 1 in the embedded default)",
+    )
     a = ap.parse_args()
     run_part("latency", lambda: measure(a.archs or list_models(), a.repeats_bs1, a.repeats_bs64, a.threads))
 

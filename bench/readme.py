@@ -3,6 +3,7 @@
 Why generated: the figures must be the ones the scripts printed, never numbers pasted by hand; a part that
 was not run (or could not be measured) says so instead of showing stale or invented figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ def git_state() -> str:
 
     head = git("rev-parse", "--short", "HEAD")
     dirty = git("status", "--porcelain", "--", "pass", "workflow", "Snakefile", "config")
-    return f"{head}" + (" with uncommitted changes in pass/, workflow/ or config/ (other work in progress)" if dirty
-                        else "")
+    return f"{head}" + (
+        " with uncommitted changes in pass/, workflow/ or config/ (other work in progress)" if dirty else ""
+    )
 
 
 def headline(name: str, p: dict) -> str:
@@ -30,26 +32,38 @@ def headline(name: str, p: dict) -> str:
     if not f:
         return "not measured (see the part)"
     if name == "train":
-        return (f"engine / bare images/s = **{f['ratio']:.3f}** in CPU time ({f['ratio_wall']:.3f} in wall time), "
-                f"median of {len(f['pairs'])} interleaved pairs")
+        return (
+            f"engine / bare images/s = **{f['ratio']:.3f}** in CPU time ({f['ratio_wall']:.3f} in wall time), "
+            f"median of {len(f['pairs'])} interleaved pairs"
+        )
     if name == "startup":
-        return (f"**{f['overhead_cpu_on']:.1f} CPU s** per `passprune search --method random` job beyond the method "
-                f"itself (tracking on; {f['overhead_wall_on']:.1f} s wall under load)")
+        return (
+            f"**{f['overhead_cpu_on']:.1f} CPU s** per `passprune search --method random` job beyond the method "
+            f"itself (tracking on; {f['overhead_wall_on']:.1f} s wall under load)"
+        )
     if name == "latency":
         vals = [(k, v[f"bs{bs}"]["speedup_per_macs"]) for k, v in f.items() for bs in (1, 64)]
         lo, hi = min(vals, key=lambda kv: kv[1]), max(vals, key=lambda kv: kv[1])
-        return (f"latency speed-up / MACs speed-up from **{lo[1]:.2f}** ({lo[0]}) to **{hi[1]:.2f}** ({hi[0]}) "
-                f"over {len(f)} arch x target pairs")
+        return (
+            f"latency speed-up / MACs speed-up from **{lo[1]:.2f}** ({lo[0]}) to **{hi[1]:.2f}** ({hi[0]}) "
+            f"over {len(f)} arch x target pairs"
+        )
     if name == "rules":
-        return (f"{f['benchmarked_jobs']} benchmarked jobs, **{f['job_seconds_sum']:.0f} s** summed wall "
-                f"(" + ", ".join(f"{r} {v['seconds']:.0f} s" for r, v in
-                                 sorted(f["per_rule"].items(), key=lambda kv: -kv[1]["seconds"])) + ")")
+        return (
+            f"{f['benchmarked_jobs']} benchmarked jobs, **{f['job_seconds_sum']:.0f} s** summed wall "
+            f"("
+            + ", ".join(
+                f"{r} {v['seconds']:.0f} s" for r, v in sorted(f["per_rule"].items(), key=lambda kv: -kv[1]["seconds"])
+            )
+            + ")"
+        )
     if name == "dryrun":
         return f"**{min(f['wall']):.0f} s** wall ({min(f['cpu']):.0f} CPU s) for **{f['jobs']}** jobs"
     if name == "mlflow":
         ms, cpu = f["log_metrics_ms"], f.get("log_metrics_cpu_ms", {})
-        return "log_metrics: " + ", ".join(f"**{v:.0f} ms** wall, {cpu.get(k, float('nan')):.0f} ms CPU ({k})"
-                                           for k, v in ms.items())
+        return "log_metrics: " + ", ".join(
+            f"**{v:.0f} ms** wall, {cpu.get(k, float('nan')):.0f} ms CPU ({k})" for k, v in ms.items()
+        )
     return ""
 
 
@@ -61,13 +75,17 @@ def startup_share(startup: dict, rules: dict | None) -> str:
     n_jobs, job_sum = rf.get("jobs") or EMBEDDED_DEFAULT_JOBS, rf.get("job_seconds_sum")
     wall = EMBEDDED_DEFAULT_WALL_S
     source = "part 4's benchmark files" if rf else "the README's figures, part 4 not measured"
-    text = (f"Share of the embedded default ({n_jobs} jobs, {wall} s on the 2-core CI machine; {source}): "
-            f"{per_job:.1f} s x {n_jobs} jobs = {per_job * n_jobs:.0f} s of job time")
+    text = (
+        f"Share of the embedded default ({n_jobs} jobs, {wall} s on the 2-core CI machine; {source}): "
+        f"{per_job:.1f} s x {n_jobs} jobs = {per_job * n_jobs:.0f} s of job time"
+    )
     if job_sum:
         text += f", {100 * per_job * n_jobs / job_sum:.0f}% of the {job_sum:.0f} s its benchmarked jobs took in all"
-    text += (f"; at 2 jobs at a time about {per_job * n_jobs / 2:.0f} s, {100 * per_job * n_jobs / 2 / wall:.0f}% "
-             f"of its {wall} s wall time. (Not every job is a `passprune` process with torch, and an idle machine's "
-             "per-job figure is smaller than this loaded one's, so this is an upper estimate.)")
+    text += (
+        f"; at 2 jobs at a time about {per_job * n_jobs / 2:.0f} s, {100 * per_job * n_jobs / 2 / wall:.0f}% "
+        f"of its {wall} s wall time. (Not every job is a `passprune` process with torch, and an idle machine's "
+        "per-job figure is smaller than this loaded one's, so this is an upper estimate.)"
+    )
     return text
 
 
@@ -112,29 +130,37 @@ def main() -> None:
     loads = [x for p in stored for x in (p["load_before"], p["load_after"])]
     dates = sorted(p["machine"]["date_utc"] for p in stored)
     total_s = sum(p["seconds"] for p in stored)
-    out = ["# Benchmarks", "",
-           "Figures printed by the scripts in this folder, not timed tests; this file is generated by "
-           "`bench/readme.py` from `bench/figures/*.json` (one file per part). Issue 12, item 5.", "",
-           "## How to run", "",
-           "```bash",
-           "bash bench/run.sh            # every part, then this README",
-           "bash bench/run.sh rules      # part 4 only, after a finished run of config/config.yaml",
-           "bash bench/run.sh dryrun     # part 5 only (config/paper.yaml)",
-           "```", "",
-           f"This file was last written by `{a.command}`; each part below names the command that measured it. "
-           f"Parts stored: {', '.join(n for n, p in parts.items() if p) or 'none'}; their run time in all: "
-           f"{total_s / 60:.1f} min (under the load stated below).", "",
-           "## Machine", "",
-           f"- CPU: {m['cpu']} ({m['cores']} cores, `lscpu`); torch {m['torch']}; Python {m['python']}",
-           f"- Taken: {dates[0] if dates else '-'} to {dates[-1] if dates else '-'}; code at {git_state()}",
-           ]
+    out = [
+        "# Benchmarks",
+        "",
+        "Figures printed by the scripts in this folder, not timed tests; this file is generated by "
+        "`bench/readme.py` from `bench/figures/*.json` (one file per part). Issue 12, item 5.",
+        "",
+        "## How to run",
+        "",
+        "```bash",
+        "bash bench/run.sh            # every part, then this README",
+        "bash bench/run.sh rules      # part 4 only, after a finished run of config/config.yaml",
+        "bash bench/run.sh dryrun     # part 5 only (config/paper.yaml)",
+        "```",
+        "",
+        f"This file was last written by `{a.command}`; each part below names the command that measured it. "
+        f"Parts stored: {', '.join(n for n, p in parts.items() if p) or 'none'}; their run time in all: "
+        f"{total_s / 60:.1f} min (under the load stated below).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']} ({m['cores']} cores, `lscpu`); torch {m['torch']}; Python {m['python']}",
+        f"- Taken: {dates[0] if dates else '-'} to {dates[-1] if dates else '-'}; code at {git_state()}",
+    ]
     if loads:
         out.append(
             f"- **Load**: figures were taken while other programs shared the machine: 1-minute load averages "
             f"{min(loads):.1f} to {max(loads):.1f} on {m['cores']} cores (a load equal to the core count means every "
             "core busy). Absolute wall times are inflated by it; the robust figures are the interleaved ratios "
             "(parts 1 and 3) and the CPU seconds (parts 2, 5 and 6), though CPU seconds grow under contention too "
-            "(shared caches, a virtual machine's stolen cycles), so even they overstate an idle machine's times.")
+            "(shared caches, a virtual machine's stolen cycles), so even they overstate an idle machine's times."
+        )
     out += ["", "## Summary", "", "| part | goal (issue 12) | measured | goal met? |", "|---|---|---|---|"]
     for n, p in parts.items():
         if p:
@@ -150,16 +176,26 @@ def main() -> None:
         out += [f"- {note}" for note in p["notes"]]
         if n == "startup" and p.get("figures"):
             out.append(f"- {startup_share(p, parts['rules'])}")
-        out += [f"- Goal: {p['goal']}: {VERDICT[p['met']]}.",
-                f"- Command: `{p['command']}` ({p['seconds']:.0f} s; load {p['load_before']} -> {p['load_after']}; "
-                f"{p['machine']['date_utc']})."]
-    out += ["", "## Easy wins for the start-up overhead (not applied: `pass/` belongs to other work)", "",
-            easy_wins(parts["startup"])]
+        out += [
+            f"- Goal: {p['goal']}: {VERDICT[p['met']]}.",
+            f"- Command: `{p['command']}` ({p['seconds']:.0f} s; load {p['load_before']} -> {p['load_after']}; "
+            f"{p['machine']['date_utc']}).",
+        ]
+    out += [
+        "",
+        "## Easy wins for the start-up overhead (not applied: `pass/` belongs to other work)",
+        "",
+        easy_wins(parts["startup"]),
+    ]
     tp = BENCH_DIR / "throughput.json"
     if tp.is_file():
-        out += ["", "## Per-architecture training throughput", "",
-                "`bench/throughput.py` (`bash bench/run.sh throughput`) measures images/s per registry architecture for "
-                "`passprune estimate`; its figures are in `bench/throughput.json`."]
+        out += [
+            "",
+            "## Per-architecture training throughput",
+            "",
+            "`bench/throughput.py` (`bash bench/run.sh throughput`) measures images/s per registry architecture for "
+            "`passprune estimate`; its figures are in `bench/throughput.json`.",
+        ]
     (BENCH_DIR / "README.md").write_text("\n".join(out) + "\n")
     print(f"\nwrote {BENCH_DIR / 'README.md'}")
 

@@ -12,6 +12,7 @@ one TSV (``s`` = wall seconds, ``cpu_time``, ``max_rss`` ...). The study's own a
 files of an older config are not counted. A dense model shared with an earlier study was trained by that
 study, which its TSV's date shows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,11 +55,19 @@ def planned_benchmarks(config: str) -> tuple[list[tuple[str, Path]], int]:
 def measure(study: str, config: str) -> Part:
     bench_dir = REPO / "results" / study / "benchmarks"
     if not bench_dir.is_dir():
-        msg = (f"no benchmark files: {bench_dir.relative_to(REPO)} does not exist (the embedded default has not been "
-               f"run in this checkout). Run `bash scripts/run.sh`, then `bash bench/run.sh rules`.")
-        return Part("rules", f"4. Per-rule wall times of the embedded default ({config})",
-                    "none set in the issue (figures); the study itself should end within 10 minutes", None,
-                    "_not measured_", [msg], {})
+        msg = (
+            f"no benchmark files: {bench_dir.relative_to(REPO)} does not exist (the embedded default has not been "
+            f"run in this checkout). Run `bash scripts/run.sh`, then `bash bench/run.sh rules`."
+        )
+        return Part(
+            "rules",
+            f"4. Per-rule wall times of the embedded default ({config})",
+            "none set in the issue (figures); the study itself should end within 10 minutes",
+            None,
+            "_not measured_",
+            [msg],
+            {},
+        )
     planned, dag_jobs = planned_benchmarks(config)
     files = [(rule, p) for rule, p in planned if p.is_file()]
     missing = len(planned) - len(files)
@@ -75,27 +84,61 @@ def measure(study: str, config: str) -> Part:
         cpu = sum(r.get("cpu_time", 0.0) for r in recs)
         top = max(recs, key=lambda r: r["s"])
         total, total_cpu = total + s, total_cpu + cpu
-        rows.append([rule, len(recs), f"{s:.0f}", f"{s / len(recs):.1f}", f"{top['s']:.0f} ({'/'.join(Path(top['name']).with_suffix('').parts[-3:])})", f"{cpu:.0f}", f"{max(r['max_rss'] for r in recs):.0f}"])
-    rows.append(["**all benchmarked jobs**", sum(len(v) for v in per_rule.values()), f"**{total:.0f}**", "", "",
-                 f"{total_cpu:.0f}", ""])
+        rows.append(
+            [
+                rule,
+                len(recs),
+                f"{s:.0f}",
+                f"{s / len(recs):.1f}",
+                f"{top['s']:.0f} ({'/'.join(Path(top['name']).with_suffix('').parts[-3:])})",
+                f"{cpu:.0f}",
+                f"{max(r['max_rss'] for r in recs):.0f}",
+            ]
+        )
+    rows.append(
+        [
+            "**all benchmarked jobs**",
+            sum(len(v) for v in per_rule.values()),
+            f"**{total:.0f}**",
+            "",
+            "",
+            f"{total_cpu:.0f}",
+            "",
+        ]
+    )
     mtimes = [r["mtime"] for v in per_rule.values() for r in v]
     newest, oldest = max(mtimes), min(mtimes)
     span = newest - oldest
     fmt = lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")  # noqa: E731
     table = md_table(["rule", "jobs", "wall s (sum)", "mean s", "longest s (job)", "CPU s (sum)", "max RSS MB"], rows)
     n_jobs = sum(len(v) for v in per_rule.values())
-    notes = [f"From the {len(files)} benchmark TSVs of the {len(planned)} benchmarked jobs the config plans "
-             f"({missing} missing; the DAG has {dag_jobs} jobs in all), written between {fmt(oldest)} and {fmt(newest)} (span {span / 60:.1f} "
-             "min; a dense model shared with an earlier study carries that study's date).",
-             "Rules without a `benchmark:` directive (track-init, aggregate, report) are not in these files.",
-             f"The jobs' summed wall time is {total:.0f} s; at 2 jobs at a time that is about {total / 2:.0f} s of "
-             f"wall, against the README's {EMBEDDED_DEFAULT_WALL_S} s for the whole study."]
-    figures = {"jobs": dag_jobs or n_jobs, "benchmarked_jobs": n_jobs, "missing": missing, "job_seconds_sum": total, "cpu_seconds_sum": total_cpu,
-               "per_rule": {r: {"jobs": len(v), "seconds": sum(x["s"] for x in v)} for r, v in per_rule.items()},
-               "first_written": fmt(oldest), "last_written": fmt(newest)}
-    return Part("rules", f"4. Per-rule wall times of the embedded default ({config})",
-                "none set in the issue (figures); the study itself should end within 10 minutes", None, table, notes,
-                figures)
+    notes = [
+        f"From the {len(files)} benchmark TSVs of the {len(planned)} benchmarked jobs the config plans "
+        f"({missing} missing; the DAG has {dag_jobs} jobs in all), written between {fmt(oldest)} and {fmt(newest)} (span {span / 60:.1f} "
+        "min; a dense model shared with an earlier study carries that study's date).",
+        "Rules without a `benchmark:` directive (track-init, aggregate, report) are not in these files.",
+        f"The jobs' summed wall time is {total:.0f} s; at 2 jobs at a time that is about {total / 2:.0f} s of "
+        f"wall, against the README's {EMBEDDED_DEFAULT_WALL_S} s for the whole study.",
+    ]
+    figures = {
+        "jobs": dag_jobs or n_jobs,
+        "benchmarked_jobs": n_jobs,
+        "missing": missing,
+        "job_seconds_sum": total,
+        "cpu_seconds_sum": total_cpu,
+        "per_rule": {r: {"jobs": len(v), "seconds": sum(x["s"] for x in v)} for r, v in per_rule.items()},
+        "first_written": fmt(oldest),
+        "last_written": fmt(newest),
+    }
+    return Part(
+        "rules",
+        f"4. Per-rule wall times of the embedded default ({config})",
+        "none set in the issue (figures); the study itself should end within 10 minutes",
+        None,
+        table,
+        notes,
+        figures,
+    )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ Measured two ways, interleaved, on a small dense model pretrained once into a te
 * ``bench/startup_probe.py``: the same steps one at a time, up to the first training step;
 * baselines: ``python -c pass`` and ``python -c "import torch"``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,14 +49,46 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, floa
 def prepare(tmp: Path) -> tuple[Path, dict, dict]:
     """One tiny dense model (5 training steps: its accuracy is irrelevant here) and an MLflow store."""
     dense = tmp / "dense"
-    settings = {"model": MODEL, "data": {**DATA, "test_subset": 500}, "tracking": {"enabled": False},
-                "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 5, "augment": False}}
-    _run(["passprune", "pretrain", "--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "0",
-          "--settings", json.dumps(settings), "--threads", "2", "--out", str(dense)])
+    settings = {
+        "model": MODEL,
+        "data": {**DATA, "test_subset": 500},
+        "tracking": {"enabled": False},
+        "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 5, "augment": False},
+    }
+    _run(
+        [
+            "passprune",
+            "pretrain",
+            "--dataset",
+            "fashion_mnist",
+            "--arch",
+            "resnet20",
+            "--seed",
+            "0",
+            "--settings",
+            json.dumps(settings),
+            "--threads",
+            "2",
+            "--out",
+            str(dense),
+        ]
+    )
     uri = f"sqlite:///{tmp}/mlflow.db"
     state = tmp / "mlflow_study.json"
-    _run(["passprune", "track-init", "--uri", uri, "--experiment", "bench", "--study", "bench",
-          "--state-file", str(state)])
+    _run(
+        [
+            "passprune",
+            "track-init",
+            "--uri",
+            uri,
+            "--experiment",
+            "bench",
+            "--study",
+            "bench",
+            "--state-file",
+            str(state),
+        ]
+    )
     tracking_on = {"enabled": True, "uri": uri, "experiment": "bench", "state_file": str(state)}
     base = {"model": MODEL, "data": DATA, "search": {"batch_size": 64, "max_prune_frac": 0.9}, "threads": 1}
     return dense / "model.pt", {**base, "tracking": {"enabled": False}}, {**base, "tracking": tracking_on}
@@ -63,12 +96,38 @@ def prepare(tmp: Path) -> tuple[Path, dict, dict]:
 
 def search_job(dense: Path, settings: dict, out: Path) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
-    wall, cpu, _ = _run(["passprune", "search", "--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "0",
-                         "--method", "random", "--target", "0.3", "--dense", str(dense), "--settings",
-                         json.dumps(settings), "--threads", "1", "--out", str(out)])
+    wall, cpu, _ = _run(
+        [
+            "passprune",
+            "search",
+            "--dataset",
+            "fashion_mnist",
+            "--arch",
+            "resnet20",
+            "--seed",
+            "0",
+            "--method",
+            "random",
+            "--target",
+            "0.3",
+            "--dense",
+            str(dense),
+            "--settings",
+            json.dumps(settings),
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     s = json.loads((out / "search.json").read_text())
-    return {"wall": wall, "cpu": cpu, "search_seconds": s["search_seconds"], "overhead": wall - s["search_seconds"],
-            "overhead_cpu": cpu - s["search_seconds"]}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "search_seconds": s["search_seconds"],
+        "overhead": wall - s["search_seconds"],
+        "overhead_cpu": cpu - s["search_seconds"],
+    }
 
 
 def probe(dense: Path, settings: dict) -> tuple[dict[str, float], dict[str, float]]:
@@ -111,35 +170,55 @@ def measure(repeats: int) -> Part:
 
     stage_names = list(probes[0][0])
     rows = [[f"probe: {n}", _cell([p[0][n] for p in probes]), _cell([p[1][n] for p in probes])] for n in stage_names]
-    rows += [["`python -c pass`", _cell([b[0] for b in bare]), _cell([b[1] for b in bare])],
-             ["`python -c \"import torch\"`", _cell([t[0] for t in torch_only]), _cell([t[1] for t in torch_only])]]
+    rows += [
+        ["`python -c pass`", _cell([b[0] for b in bare]), _cell([b[1] for b in bare])],
+        ['`python -c "import torch"`', _cell([t[0] for t in torch_only]), _cell([t[1] for t in torch_only])],
+    ]
     for label, js in (("tracking off", jobs_off), ("tracking on", jobs_on)):
         rows.append([f"`passprune search --method random`, {label}", _cell(col(js, "wall")), _cell(col(js, "cpu"))])
         rows.append(["... the method itself (search_seconds)", _cell(col(js, "search_seconds")), ""])
-        rows.append([f"... **overhead**: job - search_seconds, {label}", _cell(col(js, "overhead")),
-                     _cell(col(js, "overhead_cpu"))])
+        rows.append(
+            [
+                f"... **overhead**: job - search_seconds, {label}",
+                _cell(col(js, "overhead")),
+                _cell(col(js, "overhead_cpu")),
+            ]
+        )
     table = md_table(["stage", "wall s, median (range)", "CPU s, median (range)"], rows)
     overhead = median(col(jobs_on, "overhead"))  # the embedded default tracks to MLflow
     overhead_cpu = median(col(jobs_on, "overhead_cpu"))
     # Its share of the embedded default is computed by bench/readme.py, so that it follows part 4's figures
     # when that part is rerun after a finished run of the study.
-    notes = [f"{repeats} interleaved repeats; torch threads 1 (as the embedded default's search jobs). The probe "
-             "imports in the order listed; each row is what that stage adds to those before it.",
-             "CPU seconds (user + system of the process) are the load-robust figure: start-up is single-threaded, "
-             "so on an idle machine its wall time is about its CPU time; wall times here are inflated by the "
-             "other programs sharing the machine.",
-             f"`import torch` alone (torch 2.14.1, a CUDA build) takes {median([t[1] for t in torch_only]):.1f} CPU s "
-             f"here, more than the {GOAL_S} s goal for the whole job; the rows for torchvision and mlflow are what "
-             "lazy imports would remove (bench/README.md, 'Easy wins')."]
-    figures = {"overhead_wall_on": overhead, "overhead_cpu_on": overhead_cpu,
-               "overhead_wall_off": median(col(jobs_off, "overhead")),
-               "overhead_cpu_off": median(col(jobs_off, "overhead_cpu")),
-               "python_cpu": median([b[1] for b in bare]), "import_torch_cpu": median([t[1] for t in torch_only]),
-               "probe_wall": {n: median([p[0][n] for p in probes]) for n in stage_names},
-               "probe_cpu": {n: median([p[1][n] for p in probes]) for n in stage_names},
-               "repeats": repeats}
-    return Part("startup", "2. Per-job start-up overhead", f"<= {GOAL_S} s per job (judged on CPU seconds, "
-                "tracking on)", overhead_cpu <= GOAL_S, table, notes, figures)
+    notes = [
+        f"{repeats} interleaved repeats; torch threads 1 (as the embedded default's search jobs). The probe "
+        "imports in the order listed; each row is what that stage adds to those before it.",
+        "CPU seconds (user + system of the process) are the load-robust figure: start-up is single-threaded, "
+        "so on an idle machine its wall time is about its CPU time; wall times here are inflated by the "
+        "other programs sharing the machine.",
+        f"`import torch` alone (torch 2.14.1, a CUDA build) takes {median([t[1] for t in torch_only]):.1f} CPU s "
+        f"here, more than the {GOAL_S} s goal for the whole job; the rows for torchvision and mlflow are what "
+        "lazy imports would remove (bench/README.md, 'Easy wins').",
+    ]
+    figures = {
+        "overhead_wall_on": overhead,
+        "overhead_cpu_on": overhead_cpu,
+        "overhead_wall_off": median(col(jobs_off, "overhead")),
+        "overhead_cpu_off": median(col(jobs_off, "overhead_cpu")),
+        "python_cpu": median([b[1] for b in bare]),
+        "import_torch_cpu": median([t[1] for t in torch_only]),
+        "probe_wall": {n: median([p[0][n] for p in probes]) for n in stage_names},
+        "probe_cpu": {n: median([p[1][n] for p in probes]) for n in stage_names},
+        "repeats": repeats,
+    }
+    return Part(
+        "startup",
+        "2. Per-job start-up overhead",
+        f"<= {GOAL_S} s per job (judged on CPU seconds, tracking on)",
+        overhead_cpu <= GOAL_S,
+        table,
+        notes,
+        figures,
+    )
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ data through the decoded cache (``passprune.data.load_dataset``), the dense mode
 ``PruningSpace``, an MLflow run opened (when tracking is on) and one training step. Prints one JSON line:
 ``[stage, wall clock, CPU seconds so far]`` per stage.
 """
+
 import time
 
 T = [("python", time.time(), time.process_time())]
@@ -48,8 +49,14 @@ def main() -> None:
     dense, settings = sys.argv[1], json.loads(sys.argv[2])
     torch.set_num_threads(int(settings.get("threads", 1)))
     d = settings["data"]
-    data = passprune.data.load_dataset("fashion_mnist", d["root"], seed=0, val_size=d["val_size"],
-                                       train_subset=d["train_subset"], test_subset=d["test_subset"])
+    data = passprune.data.load_dataset(
+        "fashion_mnist",
+        d["root"],
+        seed=0,
+        val_size=d["val_size"],
+        train_subset=d["train_subset"],
+        test_subset=d["test_subset"],
+    )
     mark("data (decoded cache + splits)")
     ck = torch.load(dense, map_location="cpu", weights_only=False)
     model = passprune.models.build_model(ck["arch"], **ck["model_kwargs"])
@@ -62,8 +69,13 @@ def main() -> None:
     mark("MLflow run opened")
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    x, y = next(iter(data.train.batches(64, shuffle=True, augment=False, generator=torch.Generator().manual_seed(0),
-                                        drop_last=True)))
+    x, y = next(
+        iter(
+            data.train.batches(
+                64, shuffle=True, augment=False, generator=torch.Generator().manual_seed(0), drop_last=True
+            )
+        )
+    )
     loss = torch.nn.functional.cross_entropy(model(x), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -17,6 +17,7 @@ how well that scaling holds (``scaling_check`` in the output). On a GPU, measure
 Results go to ``bench/throughput.json`` under the device key, written atomically; other devices' entries are
 kept, so a GPU measurement never erases the CPU one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,11 +66,14 @@ def _sync(device: torch.device) -> None:
 
 def _autocast(device: torch.device):
     """The engine's precision: bf16 autocast on a GPU, fp32 on a CPU (passprune.engine._autocast)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
 
-def measure(arch: str, resolution: int, batch_size: int, steps: int, warmup: int, device: torch.device,
-            num_classes: int = 100) -> dict[str, Any]:
+def measure(
+    arch: str, resolution: int, batch_size: int, steps: int, warmup: int, device: torch.device, num_classes: int = 100
+) -> dict[str, Any]:
     """Images/s of one training step (fwd + bwd + SGD update) and of evaluation, for one arch and resolution."""
     from passprune.models import build_model
     from passprune.structure import conv_linear_macs
@@ -94,8 +98,7 @@ def measure(arch: str, resolution: int, batch_size: int, steps: int, warmup: int
         with torch.no_grad(), _autocast(device):
             model(x)
 
-    out: dict[str, Any] = {"resolution": resolution, "batch_size": batch_size, "steps": steps,
-                           "macs_per_image": macs}
+    out: dict[str, Any] = {"resolution": resolution, "batch_size": batch_size, "steps": steps, "macs_per_image": macs}
     for name, fn, mode in (("train", train_step, True), ("eval", eval_step, False)):
         model.train(mode)
         for _ in range(warmup):
@@ -113,8 +116,15 @@ def measure(arch: str, resolution: int, batch_size: int, steps: int, warmup: int
     return out
 
 
-def run(device_name: str, archs: list[str], batch_size: int | None, steps: int, warmup: int, threads: int,
-        resolutions: list[int] | None) -> dict[str, Any]:
+def run(
+    device_name: str,
+    archs: list[str],
+    batch_size: int | None,
+    steps: int,
+    warmup: int,
+    threads: int,
+    resolutions: list[int] | None,
+) -> dict[str, Any]:
     """Measure every arch; returns the device entry of throughput.json."""
     device = torch.device(device_name)
     torch.set_num_threads(threads)
@@ -128,23 +138,30 @@ def run(device_name: str, archs: list[str], batch_size: int | None, steps: int, 
         for r in res_list:
             rec = measure(arch, r, bs, steps, warmup, device)
             results[arch].append(rec)
-            print(f"{arch:>15} @ {r:>3}px: train {rec['train_images_per_s']:9.1f} img/s, "
-                  f"eval {rec['eval_images_per_s']:9.1f} img/s, {rec['macs_per_image'] / 1e6:8.1f} MMACs/img",
-                  flush=True)
+            print(
+                f"{arch:>15} @ {r:>3}px: train {rec['train_images_per_s']:9.1f} img/s, "
+                f"eval {rec['eval_images_per_s']:9.1f} img/s, {rec['macs_per_image'] / 1e6:8.1f} MMACs/img",
+                flush=True,
+            )
     checks = {}
     for arch, recs in results.items():  # how far the MACs-ratio scaling is from a second measurement
         if len(recs) >= 2:
             lo, hi = recs[0], recs[-1]
             key = "train_images_per_cpu_s" if "train_images_per_cpu_s" in lo else "train_images_per_s"
             predicted = lo[key] * lo["macs_per_image"] / hi["macs_per_image"]
-            checks[arch] = {"from_px": lo["resolution"], "to_px": hi["resolution"],
-                            "measured_over_predicted_train": hi[key] / predicted}
+            checks[arch] = {
+                "from_px": lo["resolution"],
+                "to_px": hi["resolution"],
+                "measured_over_predicted_train": hi[key] / predicted,
+            }
     return {
-        "machine": _machine(device), "threads": threads if device.type == "cpu" else None,
+        "machine": _machine(device),
+        "threads": threads if device.type == "cpu" else None,
         "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
-        "archs": results, "scaling_check": checks,
+        "archs": results,
+        "scaling_check": checks,
     }
 
 
@@ -167,9 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     entry = run(a.device, a.archs or list_models(), a.batch_size, a.steps, a.warmup, a.threads, a.resolutions)
     data = json.loads(a.out.read_text()) if a.out.is_file() else {}
     data.setdefault("devices", {})["cuda" if a.device.startswith("cuda") else "cpu"] = entry
-    data["about"] = ("images/s of one SGD training step (forward + backward + update) and of evaluation (forward, "
-                     "no gradients) per architecture, measured by bench/throughput.py; passprune estimate scales "
-                     "them to a config's resolution by the ratio of conv+linear MACs per image")
+    data["about"] = (
+        "images/s of one SGD training step (forward + backward + update) and of evaluation (forward, "
+        "no gradients) per architecture, measured by bench/throughput.py; passprune estimate scales "
+        "them to a config's resolution by the ratio of conv+linear MACs per image"
+    )
     atomic_write_json(a.out, data)
     print(f"wrote {a.out}")
 

@@ -6,6 +6,7 @@ dependency group (``structure.json``'s ``kept``) and its weights, so every file 
 refactors of the model classes. A file that is truncated, corrupted or of the wrong kind fails with a
 message naming it and the job that rewrites it, instead of an unpickling traceback.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,21 +45,34 @@ def read(path: str | Path, kind: str = "model", required: tuple[str, ...] = DENS
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (torch raises many types for a bad file; all mean the same here)
-        raise CheckpointError(f"{kind} {path} is truncated or corrupted ({type(err).__name__}: {err}); delete it and "
-                              "rerun the job that writes it (snakemake reruns it once the file is gone)") from None
+        raise CheckpointError(
+            f"{kind} {path} is truncated or corrupted ({type(err).__name__}: {err}); delete it and "
+            "rerun the job that writes it (snakemake reruns it once the file is gone)"
+        ) from None
     missing = [k for k in required if not isinstance(ck, dict) or k not in ck]
     if missing:
-        raise CheckpointError(f"{kind} {path} is not a passprune model file (missing {missing}); delete it and rerun "
-                              "the job that writes it")
+        raise CheckpointError(
+            f"{kind} {path} is not a passprune model file (missing {missing}); delete it and rerun "
+            "the job that writes it"
+        )
     return ck
 
 
-def save_dense(path: str | Path, arch: str, model_kwargs: dict[str, Any], model: nn.Module,
-               input_shape: list[int], **extra: Any) -> Path:
+def save_dense(
+    path: str | Path, arch: str, model_kwargs: dict[str, Any], model: nn.Module, input_shape: list[int], **extra: Any
+) -> Path:
     """A dense (or sparsity-trained) network: rebuildable with :func:`build` + ``load_state_dict``."""
     state = model.to(memory_format=torch.contiguous_format).state_dict()
-    return atomic_torch_save({"arch": arch, "model_kwargs": dict(model_kwargs), "state_dict": state,
-                              "input_shape": list(input_shape), **extra}, path)
+    return atomic_torch_save(
+        {
+            "arch": arch,
+            "model_kwargs": dict(model_kwargs),
+            "state_dict": state,
+            "input_shape": list(input_shape),
+            **extra,
+        },
+        path,
+    )
 
 
 def load_dense(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -68,17 +82,33 @@ def load_dense(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     try:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"dense model {path}: its weights do not fit {ck['arch']}({ck['model_kwargs']}): "
-                              f"{str(err).splitlines()[0]}; delete it and rerun its pretraining") from None
+        raise CheckpointError(
+            f"dense model {path}: its weights do not fit {ck['arch']}({ck['model_kwargs']}): "
+            f"{str(err).splitlines()[0]}; delete it and rerun its pretraining"
+        ) from None
     return model.to(device), ck
 
 
-def save_pruned(path: str | Path, arch: str, model_kwargs: dict[str, Any], structure: dict[str, list[int]],
-                model: nn.Module, input_shape: list[int]) -> Path:
+def save_pruned(
+    path: str | Path,
+    arch: str,
+    model_kwargs: dict[str, Any],
+    structure: dict[str, list[int]],
+    model: nn.Module,
+    input_shape: list[int],
+) -> Path:
     """A physically pruned network as data: dense architecture + kept channels + weights."""
     state = model.to(memory_format=torch.contiguous_format).state_dict()
-    return atomic_torch_save({"arch": arch, "model_kwargs": dict(model_kwargs), "structure": structure,
-                              "state_dict": state, "input_shape": list(input_shape)}, path)
+    return atomic_torch_save(
+        {
+            "arch": arch,
+            "model_kwargs": dict(model_kwargs),
+            "structure": structure,
+            "state_dict": state,
+            "input_shape": list(input_shape),
+        },
+        path,
+    )
 
 
 def load_pruned(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -91,6 +121,8 @@ def load_pruned(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(ck["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"pruned model {path}: its weights do not fit its structure: "
-                              f"{str(err).splitlines()[0]}; delete it and rerun its fine-tuning") from None
+        raise CheckpointError(
+            f"pruned model {path}: its weights do not fit its structure: "
+            f"{str(err).splitlines()[0]}; delete it and rerun its fine-tuning"
+        ) from None
     return model, ck

@@ -7,6 +7,7 @@ study commands. Each job stage takes its resolved settings as JSON (``--settings
 :class:`passprune.settings.JobSettings`), so Snakemake reruns a job when the settings that job depends on
 change; outputs are written atomically.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,14 @@ from pathlib import Path
 def _job_fields(a: argparse.Namespace, stage: str) -> dict:
     from .stages.common import parse_settings
 
-    return {"stage": stage, "dataset": a.dataset, "arch": a.arch, "seed": a.seed, "out": Path(a.out),
-            "settings": parse_settings(a.settings, stage, a.threads)}
+    return {
+        "stage": stage,
+        "dataset": a.dataset,
+        "arch": a.arch,
+        "seed": a.seed,
+        "out": Path(a.out),
+        "settings": parse_settings(a.settings, stage, a.threads),
+    }
 
 
 def cmd_pretrain(a: argparse.Namespace) -> None:
@@ -31,16 +38,33 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
 def cmd_search(a: argparse.Namespace) -> None:
     from .stages import SearchJob, run_search
 
-    run_search(SearchJob(**_job_fields(a, "search"), method=a.method, target=a.target, dense=Path(a.dense),
-                         label=a.label, source=a.source, reference=a.reference))
+    run_search(
+        SearchJob(
+            **_job_fields(a, "search"),
+            method=a.method,
+            target=a.target,
+            dense=Path(a.dense),
+            label=a.label,
+            source=a.source,
+            reference=a.reference,
+        )
+    )
 
 
 def cmd_finetune(a: argparse.Namespace) -> None:
     from .stages import FinetuneJob, run_finetune
 
-    run_finetune(FinetuneJob(**_job_fields(a, "finetune"), target=a.target, dense=Path(a.dense),
-                             search=Path(a.search), label=a.label, source_dataset=a.source_dataset,
-                             structure_only=a.structure_only))
+    run_finetune(
+        FinetuneJob(
+            **_job_fields(a, "finetune"),
+            target=a.target,
+            dense=Path(a.dense),
+            search=Path(a.search),
+            label=a.label,
+            source_dataset=a.source_dataset,
+            structure_only=a.structure_only,
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- tables, claims, registries
@@ -82,8 +106,10 @@ def cmd_track_init(a: argparse.Namespace) -> None:
         state = init_study(a.uri, a.experiment, a.study, a.state_file)
         print(f"MLflow: experiment {a.experiment} (id {state['experiment_id']}), study run {state['parent_run_id']}")
     except Exception as err:  # noqa: BLE001  (tracking must never stop the study)
-        print(f"[tracking] could not initialise MLflow at {a.uri}: {err}; jobs will still write their files",
-              file=sys.stderr)
+        print(
+            f"[tracking] could not initialise MLflow at {a.uri}: {err}; jobs will still write their files",
+            file=sys.stderr,
+        )
 
 
 def cmd_list(a: argparse.Namespace) -> None:
@@ -116,13 +142,14 @@ def cmd_track_close(a: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- argument parsing
 #: Modules that register their own subcommands (``add_commands(subparsers)``), so tools such as
 #: ``track-sync`` or ``prefetch`` keep their arguments next to their code instead of growing this file.
-COMMAND_MODULES: tuple[str, ...] = ("tracking_cli", "prefetch", "estimate")
+COMMAND_MODULES: tuple[str, ...] = ("tracking_cli", "prefetch", "estimate", "registry_export")
 
 
 #: The subcommands defined in this file. A job stage never imports the command modules above: that keeps
 #: every job's start-up short, and a tool module that fails to import cannot break the pipeline's stages.
-CORE_COMMANDS = frozenset({"pretrain", "search", "finetune", "aggregate", "report", "claims", "list",
-                           "track-init", "track-close"})
+CORE_COMMANDS = frozenset(
+    {"pretrain", "search", "finetune", "aggregate", "report", "claims", "list", "track-init", "track-close"}
+)
 
 
 def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
@@ -146,20 +173,29 @@ def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
     q.add_argument("--target", type=float, required=True, help="fraction of dense MACs to keep, in (0, 1]")
     q.add_argument("--dense", required=True, help="dense model.pt")
     q.add_argument("--source", default=None, help="PASS hypernetwork.pt of a source task (hypernetwork transfer)")
-    q.add_argument("--label", default=None,
-                   help="name the run is reported under (search.json 'method'; default: --method), so one "
-                        "registered method can run with several option sets, e.g. --method pass --label pass_plr1e-4")
-    q.add_argument("--reference", default=None,
-                   help="structure.json of a reference run (same dataset, arch, seed, target): the per-group widths "
-                        "the controls random_widths and scratch reuse")
+    q.add_argument(
+        "--label",
+        default=None,
+        help="name the run is reported under (search.json 'method'; default: --method), so one "
+        "registered method can run with several option sets, e.g. --method pass --label pass_plr1e-4",
+    )
+    q.add_argument(
+        "--reference",
+        default=None,
+        help="structure.json of a reference run (same dataset, arch, seed, target): the per-group widths "
+        "the controls random_widths and scratch reuse",
+    )
     q = job("finetune", cmd_finetune, "prune physically, fine-tune, evaluate")
     q.add_argument("--target", type=float, required=True)
     q.add_argument("--dense", required=True, help="dense model.pt of this dataset")
     q.add_argument("--search", required=True, help="search folder with structure.json and search.json")
     q.add_argument("--label", default=None, help="method name to report (transfer runs)")
     q.add_argument("--source-dataset", default=None, help="source task of a transferred structure")
-    q.add_argument("--structure-only", action="store_true",
-                   help="use only the kept channels from --search, starting from this dataset's dense weights")
+    q.add_argument(
+        "--structure-only",
+        action="store_true",
+        help="use only the kept channels from --search, starting from this dataset's dense weights",
+    )
     q = sub.add_parser("aggregate", help="one tidy row per finished run -> summary.csv")
     q.add_argument("inputs", nargs="+", help="metrics.json files")
     q.add_argument("--out", required=True)
@@ -168,9 +204,11 @@ def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
     q.add_argument("--summary", required=True)
     q.add_argument("--out", required=True, help="reports folder")
     q.add_argument("--metrics", nargs="*", default=[], help="metrics.json files (per-group sparsity plot)")
-    q.add_argument("--claims", default=None,
-                   help="claims YAML (config/claims.yaml): verdicts open the README; tables/claims.*, "
-                        "figures/claims_forest.*")
+    q.add_argument(
+        "--claims",
+        default=None,
+        help="claims YAML (config/claims.yaml): verdicts open the README; tables/claims.*, figures/claims_forest.*",
+    )
     q.set_defaults(fn=cmd_report)
     q = sub.add_parser("claims", help="check the paper's claims against summary.csv (paired by seed)")
     q.add_argument("--summary", required=True, help="results/summary.csv")

@@ -8,6 +8,7 @@ official train and val). Torch-free on purpose: Snakemake imports it while it pl
 ``tests/test_paper_config.py`` checks the table against the registry and against the real loader where the
 data is on disk (Fashion-MNIST).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,10 @@ def size_of(dataset: str) -> DatasetSize:
     try:
         return SIZES[dataset]
     except KeyError:
-        raise KeyError(f"dataset {dataset!r} has no entry in passprune.datasizes.SIZES (pass/datasizes.py); "
-                       "add its official train/test sizes there") from None
+        raise KeyError(
+            f"dataset {dataset!r} has no entry in passprune.datasizes.SIZES (pass/datasizes.py); "
+            "add its official train/test sizes there"
+        ) from None
 
 
 def _count(size: int | float, n: int, what: str) -> int:
@@ -56,8 +59,12 @@ def _count(size: int | float, n: int, what: str) -> int:
     return int(round(size * n)) if isinstance(size, float) else int(size)
 
 
-def split_sizes(dataset: str, val_size: int | float = 0.1, train_subset: int | float | None = None,
-                test_subset: int | float | None = None) -> dict[str, int]:
+def split_sizes(
+    dataset: str,
+    val_size: int | float = 0.1,
+    train_subset: int | float | None = None,
+    test_subset: int | float | None = None,
+) -> dict[str, int]:
     """Images in the train / val / test splits a job gets, carved as ``passprune.data.load_dataset`` carves them
     (val from the training pool; ``train_subset`` from what remains; ``test_subset`` from the test pool)."""
     s = size_of(dataset)

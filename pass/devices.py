@@ -5,6 +5,7 @@ not say *which* GPU a job gets (snakemake/snakemake#281). On SLURM the scheduler
 CUDA_VISIBLE_DEVICES and nothing is needed; on a local multi-GPU machine each job takes an exclusive
 ``flock`` on one slot file, held until the process exits, so two concurrent jobs never share a GPU.
 """
+
 from __future__ import annotations
 
 import fcntl

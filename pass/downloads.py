@@ -6,18 +6,21 @@ there hangs or fails minutes into its allocation with an error about sockets. So
 :func:`allow_downloads`, which only the prefetch command enters. A missing file then fails at once with a message
 that names the file and :data:`PREFETCH_HINT`. Torch-free, so the data and model modules can share it.
 """
+
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator
+from collections.abc import Iterator
 
 _ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("passprune_downloads_allowed", default=False)
 
 #: The fix every "missing file" message ends with.
-PREFETCH_HINT = ("jobs never download: run `passprune prefetch --configfile <your config>` once on a machine with "
-                 "internet access (e.g. the login node), which fetches and verifies every dataset and weight file the "
-                 "config needs and lists what must be placed by hand")
+PREFETCH_HINT = (
+    "jobs never download: run `passprune prefetch --configfile <your config>` once on a machine with "
+    "internet access (e.g. the login node), which fetches and verifies every dataset and weight file the "
+    "config needs and lists what must be placed by hand"
+)
 
 
 def downloads_allowed() -> bool:

@@ -5,14 +5,15 @@ Plain functions in the spirit of torchvision's ``references/classification``: on
 atomically after every epoch, so an interrupted job resumes where it stopped. The checkpoint that is best
 on the *validation* split is the one returned; the test split is never looked at here.
 """
+
 from __future__ import annotations
 
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -21,7 +22,6 @@ from tqdm import tqdm
 
 from .files import atomic_torch_save
 from .settings import TrainSettings
-
 
 #: The optimisation settings live with every other stage setting (one home for defaults); the engine's name
 #: for them is kept because every training loop reads ``TrainConfig``.
@@ -53,8 +53,13 @@ def _to_input(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split, device: torch.device, batch_size: int = 512,
-             input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    split,
+    device: torch.device,
+    batch_size: int = 512,
+    input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy over a whole split (BatchNorm in eval mode)."""
     was = model.training
     model.eval()
@@ -74,7 +79,9 @@ def evaluate(model: nn.Module, split, device: torch.device, batch_size: int = 51
 
 def _autocast(device: torch.device):
     # bf16 autocast on GPU (no GradScaler needed); plain fp32 on CPU where it buys nothing here.
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
 
 def _steps_per_epoch(n: int, cfg: TrainConfig) -> int:
@@ -129,11 +136,18 @@ def train(
     """
     model = prepare_model(model, device)
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                          weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        params,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
     if cfg.epochs > 0 and len(data.train) < cfg.batch_size:  # drop_last: not one step would be taken
-        raise ValueError(f"the training split has {len(data.train)} images, fewer than one batch ({cfg.batch_size}): "
-                         "raise data.train_subset or lower the batch size")
+        raise ValueError(
+            f"the training split has {len(data.train)} images, fewer than one batch ({cfg.batch_size}): "
+            "raise data.train_subset or lower the batch size"
+        )
     steps = _steps_per_epoch(len(data.train), cfg)
     sched = make_scheduler(opt, cfg, steps * cfg.epochs)
     aux_sched = _aux_scheduler(aux_optimizer, cfg, steps * cfg.epochs) if aux_optimizer is not None else None
@@ -166,10 +180,19 @@ def train(
         model.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(total=steps, desc=f"{desc} {epoch + 1}/{cfg.epochs}", file=sys.stderr, mininterval=5,
-                   disable=None, leave=False)
-        for i, (x, y) in enumerate(data.train.batches(cfg.batch_size, shuffle=True, augment=cfg.augment, generator=gen,
-                                                      device=device, drop_last=True)):
+        bar = tqdm(
+            total=steps,
+            desc=f"{desc} {epoch + 1}/{cfg.epochs}",
+            file=sys.stderr,
+            mininterval=5,
+            disable=None,
+            leave=False,
+        )
+        for i, (x, y) in enumerate(
+            data.train.batches(
+                cfg.batch_size, shuffle=True, augment=cfg.augment, generator=gen, device=device, drop_last=True
+            )
+        ):
             if i >= steps:
                 break
             with _autocast(device):
@@ -199,21 +222,45 @@ def train(
             bar.update(1)
         bar.close()
         val = evaluate(model, data.val, device, cfg.eval_batch_size)
-        rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_top1": 100.0 * correct / max(seen, 1),
-               "val_top1": val["top1"], "val_loss": val["loss"], "lr": opt.param_groups[0]["lr"],
-               "seconds": time.time() - t0}
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_top1": 100.0 * correct / max(seen, 1),
+            "val_top1": val["top1"],
+            "val_loss": val["loss"],
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.time() - t0,
+        }
         history.append(rec)
-        print(f"[{desc}] epoch {epoch + 1}/{cfg.epochs} train_loss {rec['train_loss']:.4f} "
-              f"val_top1 {val['top1']:.2f}", file=sys.stderr)
+        print(
+            f"[{desc}] epoch {epoch + 1}/{cfg.epochs} train_loss {rec['train_loss']:.4f} val_top1 {val['top1']:.2f}",
+            file=sys.stderr,
+        )
         if val["top1"] > best["top1"]:
-            best = {"top1": val["top1"], "epoch": epoch + 1,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            best = {
+                "top1": val["top1"],
+                "epoch": epoch + 1,
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
         if checkpoint is not None:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                               "epoch": epoch, "history": history, "best": best, "config": asdict(cfg),
-                               "fingerprint": fingerprint,
-                               **({"aux_optimizer": aux_optimizer.state_dict(), "aux_scheduler": aux_sched.state_dict()}
-                                  if aux_optimizer is not None else {})}, checkpoint)
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                    "best": best,
+                    "config": asdict(cfg),
+                    "fingerprint": fingerprint,
+                    **(
+                        {"aux_optimizer": aux_optimizer.state_dict(), "aux_scheduler": aux_sched.state_dict()}
+                        if aux_optimizer is not None
+                        else {}
+                    ),
+                },
+                checkpoint,
+            )
         if on_epoch is not None:
             on_epoch(rec)
     if best["state"] is not None:
@@ -222,8 +269,15 @@ def train(
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, split, device: torch.device, batches: int, batch_size: int = 128, seed: int = 0,
-                   input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
+def recalibrate_bn(
+    model: nn.Module,
+    split,
+    device: torch.device,
+    batches: int,
+    batch_size: int = 128,
+    seed: int = 0,
+    input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> int:
     """Re-estimate BatchNorm running statistics on training batches, weights untouched ("adaptive BN").
 
     Why: removing channels shifts the inputs of the next layer's BN, whose running mean/var were measured

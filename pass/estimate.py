@@ -18,6 +18,7 @@ says which device it comes from: CPU-derived hours are what this repository ship
 written) and are an upper bound for a GPU; ``python bench/throughput.py --device cuda`` on a GPU node adds GPU
 figures, which the estimate then prefers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,8 +76,10 @@ class Throughput:
             raise ValueError(f"{path} holds no measurements; run python bench/throughput.py")
         self.device = device or ("cuda" if "cuda" in devices else "cpu" if "cpu" in devices else sorted(devices)[0])
         if self.device not in devices:
-            raise KeyError(f"{path} has no {self.device!r} measurements (it has {sorted(devices)}); run "
-                           f"python bench/throughput.py --device {self.device}")
+            raise KeyError(
+                f"{path} has no {self.device!r} measurements (it has {sorted(devices)}); run "
+                f"python bench/throughput.py --device {self.device}"
+            )
         self.entry = devices[self.device]
         self.path = path
         self._macs: dict[tuple[str, int], float] = {}
@@ -90,8 +93,10 @@ class Throughput:
     def _record(self, arch: str, resolution: int) -> dict[str, Any]:
         recs = self.entry.get("archs", {}).get(arch)
         if not recs:
-            raise KeyError(f"{self.path}: no {self.device} throughput for {arch!r}; run "
-                           f"python bench/throughput.py --device {self.device} --archs {arch}")
+            raise KeyError(
+                f"{self.path}: no {self.device} throughput for {arch!r}; run "
+                f"python bench/throughput.py --device {self.device} --archs {arch}"
+            )
         return min(recs, key=lambda r: abs(math.log(r["resolution"] / resolution)))  # the nearest resolution
 
     def macs(self, arch: str, resolution: int) -> float:
@@ -103,8 +108,9 @@ class Throughput:
             from .models import build_model
             from .structure import conv_linear_macs
 
-            self._macs[key] = conv_linear_macs(build_model(arch, num_classes=100),
-                                               torch.zeros(1, 3, resolution, resolution))
+            self._macs[key] = conv_linear_macs(
+                build_model(arch, num_classes=100), torch.zeros(1, 3, resolution, resolution)
+            )
         return self._macs[key]
 
     def seconds_per_image(self, arch: str, resolution: int, mode: str) -> float:
@@ -131,7 +137,9 @@ def _training(train: dict[str, Any], n: dict[str, int]) -> tuple[float, float]:
     epochs, bs = int(train.get("epochs", 1)), int(train.get("batch_size", 128))
     if epochs == 0:
         return 0.0, float(n["val"])
-    return float(epochs * steps_per_epoch(n["train"], bs, train.get("max_steps_per_epoch")) * bs), float(epochs * n["val"])
+    return float(epochs * steps_per_epoch(n["train"], bs, train.get("max_steps_per_epoch")) * bs), float(
+        epochs * n["val"]
+    )
 
 
 def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -163,8 +171,9 @@ def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, dict[str, An
                 ev *= 1 + o["steps"] * (1 - o.get("anneal_frac", 0)) / max(1, o.get("log_every", 1))
             return Work(float(o["steps"] * bs), ev, 1.0, res)
         if "epochs" in o:  # sparsity learning (slimming, GReg, DepGraph and their _tp variants)
-            train, ev = _training({"epochs": o["epochs"], "batch_size": bs,
-                                   "max_steps_per_epoch": o.get("max_steps_per_epoch")}, n)
+            train, ev = _training(
+                {"epochs": o["epochs"], "batch_size": bs, "max_steps_per_epoch": o.get("max_steps_per_epoch")}, n
+            )
             return Work(train, ev, 1.0, res)
         if "batches" in o:  # Taylor: gradients over minibatches
             return Work(float(o["batches"] * bs), 0.0, 1.0, res)
@@ -205,48 +214,75 @@ def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_
         w = job_work(j, bases, dense) if j.stage in ("pretrain", "search", "finetune") else Work(0, 0, 1, 0)
         seconds, macs = overhead_s, 0.0
         if w.train or w.eval:
-            seconds += w.macs_factor * (w.train * throughput.seconds_per_image(j.arch, w.resolution, "train")
-                                        + w.eval * throughput.seconds_per_image(j.arch, w.resolution, "eval"))
+            seconds += w.macs_factor * (
+                w.train * throughput.seconds_per_image(j.arch, w.resolution, "train")
+                + w.eval * throughput.seconds_per_image(j.arch, w.resolution, "eval")
+            )
             macs = w.macs_factor * throughput.macs(j.arch, w.resolution) * (3 * w.train + w.eval)  # bwd ~ 2x fwd
-        costs.append(JobCost(j.rule, j.dataset, j.arch, _run_label(j), j.target, w.resolution, w.train, w.eval,
-                             seconds, macs))
+        costs.append(
+            JobCost(j.rule, j.dataset, j.arch, _run_label(j), j.target, w.resolution, w.train, w.eval, seconds, macs)
+        )
     rules: dict[str, dict[str, float]] = {}
     for rule, count in plan.counts.items():
         mine = [c for c in costs if c.rule == rule]
         hours = sum(c.seconds for c in mine) / 3600
-        rules[rule] = {"jobs": count, "hours": hours, "max_job_hours": max((c.seconds for c in mine), default=0) / 3600,
-                       "macs": sum(c.macs for c in mine)}
+        rules[rule] = {
+            "jobs": count,
+            "hours": hours,
+            "max_job_hours": max((c.seconds for c in mine), default=0) / 3600,
+            "macs": sum(c.macs for c in mine),
+        }
     by_pair: dict[str, float] = {}
     for c in costs:
         by_pair[f"{c.dataset}/{c.arch}"] = by_pair.get(f"{c.dataset}/{c.arch}", 0.0) + c.seconds / 3600
-    return {"configfile": plan.configfile, "device": throughput.device, "throughput": throughput.describe(),
-            "overhead_s_per_job": overhead_s, "rules": rules, "total_jobs": sum(plan.counts.values()),
-            "total_hours": sum(r["hours"] for r in rules.values()), "total_macs": sum(r["macs"] for r in rules.values()),
-            "by_dataset_arch_hours": by_pair,
-            "unregistered_methods": sorted({j.method for j in plan.jobs if j.method} - set(list_methods())),
-            "jobs": [asdict(c) for c in costs]}
+    return {
+        "configfile": plan.configfile,
+        "device": throughput.device,
+        "throughput": throughput.describe(),
+        "overhead_s_per_job": overhead_s,
+        "rules": rules,
+        "total_jobs": sum(plan.counts.values()),
+        "total_hours": sum(r["hours"] for r in rules.values()),
+        "total_macs": sum(r["macs"] for r in rules.values()),
+        "by_dataset_arch_hours": by_pair,
+        "unregistered_methods": sorted({j.method for j in plan.jobs if j.method} - set(list_methods())),
+        "jobs": [asdict(c) for c in costs],
+    }
 
 
 def render(est: dict[str, Any]) -> str:
     unit = "GPU-hours" if est["device"] == "cuda" else "core-hours"
-    lines = [f"passprune estimate: {est['configfile']}",
-             f"throughput: {est['throughput']}",
-             f"(+ {est['overhead_s_per_job']:.0f} s start-up per job, an assumption)", "",
-             f"{'rule':26} {'jobs':>7} {unit:>12} {'longest job (h)':>16} {'PetaMACs':>10}"]
+    lines = [
+        f"passprune estimate: {est['configfile']}",
+        f"throughput: {est['throughput']}",
+        f"(+ {est['overhead_s_per_job']:.0f} s start-up per job, an assumption)",
+        "",
+        f"{'rule':26} {'jobs':>7} {unit:>12} {'longest job (h)':>16} {'PetaMACs':>10}",
+    ]
     for rule, r in est["rules"].items():
         lines.append(f"{rule:26} {r['jobs']:7d} {r['hours']:12.1f} {r['max_job_hours']:16.2f} {r['macs'] / 1e15:10.1f}")
-    lines.append(f"{'total':26} {est['total_jobs']:7d} {est['total_hours']:12.1f} {'':16} {est['total_macs'] / 1e15:10.1f}")
-    lines.append("PetaMACs: the work itself, device-independent (forward MACs x 3 per training image, x 1 per "
-                 "evaluated one); hours = that work at the measured images/s")
+    lines.append(
+        f"{'total':26} {est['total_jobs']:7d} {est['total_hours']:12.1f} {'':16} {est['total_macs'] / 1e15:10.1f}"
+    )
+    lines.append(
+        "PetaMACs: the work itself, device-independent (forward MACs x 3 per training image, x 1 per "
+        "evaluated one); hours = that work at the measured images/s"
+    )
     lines += ["", f"by dataset/arch ({unit}):"]
     lines += [f"  {k:28} {v:10.1f}" for k, v in sorted(est["by_dataset_arch_hours"].items(), key=lambda kv: -kv[1])]
     if est["unregistered_methods"]:
-        lines += ["", f"not registered in this passprune (costed from the config's options only; a job would fail): "
-                  f"{est['unregistered_methods']}"]
+        lines += [
+            "",
+            f"not registered in this passprune (costed from the config's options only; a job would fail): "
+            f"{est['unregistered_methods']}",
+        ]
     if est["device"] != "cuda":
-        lines += ["", "These hours are CPU-derived: one CPU core's images/s, measured at small resolutions and scaled "
-                  "by MACs; they are not GPU-hours. On a GPU node run `python bench/throughput.py --device cuda`, then "
-                  "estimate again (it prefers the cuda entry)."]
+        lines += [
+            "",
+            "These hours are CPU-derived: one CPU core's images/s, measured at small resolutions and scaled "
+            "by MACs; they are not GPU-hours. On a GPU node run `python bench/throughput.py --device cuda`, then "
+            "estimate again (it prefers the cuda entry).",
+        ]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Files are the pipeline's truth (tables and figures are rebuilt from them), so a 
 half-written file that looks finished: everything is written to a temporary name in the same folder and
 renamed into place.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
@@ -62,15 +64,21 @@ def read_json_checked(path: str | os.PathLike, kind: str, required: tuple[str, .
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{kind} {path} is truncated or corrupted (not valid JSON: {err}); delete it and rerun "
-                         "the job that writes it") from None
+        raise ValueError(
+            f"{kind} {path} is truncated or corrupted (not valid JSON: {err}); delete it and rerun "
+            "the job that writes it"
+        ) from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{kind} {path}: expected a JSON object, got {type(obj).__name__}; delete it and rerun "
-                         "the job that writes it")
+        raise ValueError(
+            f"{kind} {path}: expected a JSON object, got {type(obj).__name__}; delete it and rerun "
+            "the job that writes it"
+        )
     missing = [k for k in required if k not in obj]
     if missing:
-        raise ValueError(f"{kind} {path} lacks {missing}; it was not written by this version of passprune's "
-                         "search, or is damaged: delete it and rerun the job that writes it")
+        raise ValueError(
+            f"{kind} {path} lacks {missing}; it was not written by this version of passprune's "
+            "search, or is damaged: delete it and rerun the job that writes it"
+        )
     return obj
 
 
@@ -88,8 +96,13 @@ def git_commit() -> str:
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if out.returncode == 0:
             return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

@@ -4,6 +4,7 @@ MACs are not latency (Torch-Pruning issues #97/#149): a pruned net's speedup is 
 Dense and pruned runs are *interleaved* (A, B, A, B, ...) so background load hits both alike, and the
 speedup is the median of per-pair ratios.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,8 +20,15 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def interleaved_latency(dense: nn.Module, pruned: nn.Module, input_shape: tuple[int, ...], device: torch.device,
-                        batch_sizes: tuple[int, ...] = (1, 64), repeats: int = 20, warmup: int = 3) -> dict:
+def interleaved_latency(
+    dense: nn.Module,
+    pruned: nn.Module,
+    input_shape: tuple[int, ...],
+    device: torch.device,
+    batch_sizes: tuple[int, ...] = (1, 64),
+    repeats: int = 20,
+    warmup: int = 3,
+) -> dict:
     """Median latency (ms) of both models per batch size and the median per-pair speedup."""
     out: dict = {}
     models = {"dense": dense.eval(), "pruned": pruned.eval()}

@@ -6,6 +6,7 @@ runs, digests). ``passprune estimate`` and ``passprune prefetch`` read those sam
 shell commands, so they can never disagree with what the cluster will run. The price is one dry run (about a
 minute for the paper grid). Torch-free.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,19 +71,28 @@ def parse_job(rule: str, command: str) -> PlannedJob | None:
         return None
     settings = _flag(argv, "--settings") or "{}"
     target = _flag(argv, "--target")
-    return PlannedJob(rule=rule, stage=argv[1], dataset=_flag(argv, "--dataset") or "", arch=_flag(argv, "--arch") or "",
-                      seed=int(_flag(argv, "--seed") or 0), settings=json.loads(settings),
-                      target=float(target) if target is not None else None, method=_flag(argv, "--method"),
-                      label=_flag(argv, "--label") or _flag(argv, "--method"), argv=tuple(argv))
+    return PlannedJob(
+        rule=rule,
+        stage=argv[1],
+        dataset=_flag(argv, "--dataset") or "",
+        arch=_flag(argv, "--arch") or "",
+        seed=int(_flag(argv, "--seed") or 0),
+        settings=json.loads(settings),
+        target=float(target) if target is not None else None,
+        method=_flag(argv, "--method"),
+        label=_flag(argv, "--label") or _flag(argv, "--method"),
+        argv=tuple(argv),
+    )
 
 
 def parse_dry_run(text: str, configfile: str = "") -> Plan:
     """The output of ``snakemake -n -p`` -> Plan. Raises if the job table is missing (the dry run failed)."""
     if "Job stats:" not in text:
-        raise RuntimeError(f"snakemake planned no jobs for {configfile or 'the config'}; its output ends with:\n"
-                           + text[-3000:])
+        raise RuntimeError(
+            f"snakemake planned no jobs for {configfile or 'the config'}; its output ends with:\n" + text[-3000:]
+        )
     counts: dict[str, int] = {}
-    for line in text[text.index("Job stats:"):].splitlines()[3:]:
+    for line in text[text.index("Job stats:") :].splitlines()[3:]:
         m = _STATS_ROW.fullmatch(line.strip())
         if not m:
             break
@@ -94,22 +104,39 @@ def parse_dry_run(text: str, configfile: str = "") -> Plan:
         if m:
             rule = m.group(1)
         elif line.startswith("Shell command: ") and rule is not None:
-            job = parse_job(rule, line[len("Shell command: "):])
+            job = parse_job(rule, line[len("Shell command: ") :])
             if job is not None:
                 jobs.append(job)
             rule = None
     return Plan(configfile=configfile, counts=counts, jobs=jobs)
 
 
-def dry_run(configfile: str | os.PathLike | None, snakefile: Path = SNAKEFILE, workdir: str | os.PathLike | None = None,
-            timeout: int = 1800) -> Plan:
+def dry_run(
+    configfile: str | os.PathLike | None,
+    snakefile: Path = SNAKEFILE,
+    workdir: str | os.PathLike | None = None,
+    timeout: int = 1800,
+) -> Plan:
     """Plan ``configfile`` (None: the embedded default) from scratch: ``snakemake -n -p`` in an empty working
     directory (``workdir`` to plan only what is still missing there). Uses the snakemake of this interpreter."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     with tempfile.TemporaryDirectory(prefix="passprune-plan-") as tmp:
-        cmd = [sys.executable, "-m", "snakemake", "-n", "-p", "--quiet", "reason", "--cores", "1",
-               "-s", str(snakefile), "-d", str(workdir or tmp)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-p",
+            "--quiet",
+            "reason",
+            "--cores",
+            "1",
+            "-s",
+            str(snakefile),
+            "-d",
+            str(workdir or tmp),
+        ]
         cmd += ["--configfile", str(Path(configfile or REPO / "config" / "config.yaml").resolve())]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     text = proc.stdout + proc.stderr

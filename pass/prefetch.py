@@ -13,15 +13,16 @@ checkpoint under its ``weights_dir``:
 
 ``--check`` only inspects (no network). The exit status is non-zero while anything is missing or corrupt.
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
-import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 #: Datasets no code can download (licence / account / dead URL): prefetch says where to put them.
 MANUAL = ("tiny_imagenet", "imagenet", "stanford_cars")
@@ -138,7 +139,6 @@ def _open_dataset(name: str, root: Path, download: bool) -> str:
 def dataset_item(name: str, root: str | os.PathLike, download: bool) -> Item:
     """Fetch (if allowed and needed) and verify one dataset under ``root``."""
     from .data import DatasetNotFoundError
-
     from .data.fashion_mnist import DEBIAN_DIR, RAW_FILES
 
     root = Path(root).expanduser().absolute()  # relative roots are the jobs' working directory: run from there
@@ -148,8 +148,11 @@ def dataset_item(name: str, root: str | os.PathLike, download: bool) -> Item:
         return Item("dataset", name, str(root), "corrupt", detail)
     raw = root / "FashionMNIST" / "raw"
     if name.startswith("fashion_mnist") and not download and not all((raw / f).is_file() for f in RAW_FILES):
-        where = f"prefetch decompresses Debian's copy from {DEBIAN_DIR}" if DEBIAN_DIR.is_dir() else \
-            "prefetch downloads it with torchvision (or `apt-get install dataset-fashion-mnist`)"
+        where = (
+            f"prefetch decompresses Debian's copy from {DEBIAN_DIR}"
+            if DEBIAN_DIR.is_dir()
+            else "prefetch downloads it with torchvision (or `apt-get install dataset-fashion-mnist`)"
+        )
         return Item("dataset", name, str(root), "missing", f"{raw} has not the four IDX files; {where}")
     try:
         how = _open_dataset(name, root, download and name not in MANUAL)
@@ -159,7 +162,9 @@ def dataset_item(name: str, root: str | os.PathLike, download: bool) -> Item:
     ok, detail = _verify_md5(name, root)
     fetched = how in ("download", "debian") or any(p.is_file() and p not in existed for p, _ in _md5_checks(name, root))
     status = "corrupt" if not ok else "downloaded" if fetched else "ok"
-    return Item("dataset", name, str(root), status, detail + (f" (from {how})" if how in ("debian", "download") else ""))
+    return Item(
+        "dataset", name, str(root), status, detail + (f" (from {how})" if how in ("debian", "download") else "")
+    )
 
 
 def weights_item(arch: str, weights_dir: str | None, download: bool) -> Item:
@@ -194,12 +199,19 @@ def prefetch(jobs: Iterable[Any], download: bool = True) -> list[Item]:
 
 def report(items: list[Item]) -> str:
     """A table a person reads on the login node, then what to place by hand."""
-    lines = [f"{'':2}{'kind':8} {'name':15} {'status':10} path", *(
-        f"{'  ' if i.status in READY else '! '}{i.kind:8} {i.name:15} {i.status:10} {i.path}\n{'':38}{i.detail}"
-        for i in items)]
+    lines = [
+        f"{'':2}{'kind':8} {'name':15} {'status':10} path",
+        *(
+            f"{'  ' if i.status in READY else '! '}{i.kind:8} {i.name:15} {i.status:10} {i.path}\n{'':38}{i.detail}"
+            for i in items
+        ),
+    ]
     todo = [i for i in items if i.status not in READY]
-    lines.append("all files present and verified: jobs will not need the network" if not todo else
-                 f"{len(todo)} item(s) need attention (marked !): jobs that read them fail at once until they are there")
+    lines.append(
+        "all files present and verified: jobs will not need the network"
+        if not todo
+        else f"{len(todo)} item(s) need attention (marked !): jobs that read them fail at once until they are there"
+    )
     return "\n".join(lines)
 
 
@@ -218,8 +230,11 @@ def cmd_prefetch(a: argparse.Namespace) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    q = sub.add_parser("prefetch", help="download and verify every dataset and ImageNet weight file a config needs "
-                                        "(run on a machine with internet; jobs never download)")
+    q = sub.add_parser(
+        "prefetch",
+        help="download and verify every dataset and ImageNet weight file a config needs "
+        "(run on a machine with internet; jobs never download)",
+    )
     q.add_argument("--configfile", default=None, help="the study config (default: config/config.yaml)")
     q.add_argument("--check", action="store_true", help="only inspect what is there; no network")
     q.add_argument("--json", default=None, help="also write the findings to this JSON file")

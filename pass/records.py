@@ -8,6 +8,7 @@ A record is a JSON object: the keys below, plus every other fact the stage measu
 ``summary.csv`` columns; nested ones -- training history, settings, provenance, kept channels -- stay in the
 file).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,18 @@ from typing import Any
 
 #: Keys every metrics.json must carry (present and not null).
 REQUIRED_KEYS: tuple[str, ...] = (
-    "stage", "dataset", "arch", "seed", "method", "family", "target",
-    "top1", "top1_before_ft", "val_top1", "macs", "params",
+    "stage",
+    "dataset",
+    "arch",
+    "seed",
+    "method",
+    "family",
+    "target",
+    "top1",
+    "top1_before_ft",
+    "val_top1",
+    "macs",
+    "params",
 )
 
 #: Extra keys a pruned run (stage "finetune") must carry; a dense run gets fixed values instead.
@@ -27,14 +38,17 @@ REQUIRED_FINETUNE_KEYS: tuple[str, ...] = ("speedup_macs", "search_seconds")
 
 #: What a dense (unpruned) row means for the comparison columns: it *is* the reference.
 DENSE_DEFAULTS: dict[str, Any] = {
-    "speedup_macs": 1.0, "speedup_latency": 1.0, "search_seconds": 0.0, "macs_ratio": 1.0, "source": None,
+    "speedup_macs": 1.0,
+    "speedup_latency": 1.0,
+    "search_seconds": 0.0,
+    "macs_ratio": 1.0,
+    "source": None,
 }
 
 #: Identity of a run; two files with the same identity would be double-counted in the mean over seeds.
 RUN_KEY: tuple[str, ...] = ("dataset", "arch", "method", "target", "seed", "source")
 
 _NUMERIC_REQUIRED = ("seed", "target", "top1", "top1_before_ft", "val_top1", "macs", "params")
-
 
 
 def validate_record(metrics: Any, where: str | os.PathLike) -> dict[str, Any]:
@@ -46,8 +60,7 @@ def validate_record(metrics: Any, where: str | os.PathLike) -> dict[str, Any]:
         missing += _missing(metrics, REQUIRED_FINETUNE_KEYS)
     if missing:
         raise ValueError(f"{where}: missing required keys {missing}")
-    bad = [k for k in _NUMERIC_REQUIRED
-           if isinstance(metrics[k], bool) or not isinstance(metrics[k], (int, float))]
+    bad = [k for k in _NUMERIC_REQUIRED if isinstance(metrics[k], bool) or not isinstance(metrics[k], (int, float))]
     if isinstance(metrics["seed"], float) and not bad:
         if not float(metrics["seed"]).is_integer():
             bad.append("seed")
@@ -82,5 +95,3 @@ def load_metrics(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     return validate_record(metrics, path)
-
-

@@ -3,10 +3,12 @@
 Why: the pipeline, the config schema and the tests all enumerate what exists from one place
 (timm's ``list_models`` pattern), so adding a model/dataset/method is one decorated function.
 """
+
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -20,7 +22,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
+            key = name or obj.__name__
             if key in self._items:
                 raise KeyError(f"{self.kind} {key!r} is registered twice")
             self._items[key] = obj

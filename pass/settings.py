@@ -10,6 +10,7 @@ properties must equal these fields (``tests/test_settings.py`` checks both direc
 
 Torch-free on purpose: the report layer and ``passprune list`` read it without loading PyTorch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,7 +84,7 @@ class TrainSettings:
     max_steps_per_epoch: int | None = None  # caps an epoch (short budgets, smoke runs)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None, where: str = "train") -> "TrainSettings":
+    def from_dict(cls, d: dict[str, Any] | None, where: str = "train") -> TrainSettings:
         return parse(cls, d, where)
 
     def __post_init__(self) -> None:
@@ -147,12 +148,22 @@ class JobSettings:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None, stage: str) -> "JobSettings":
+    def from_dict(cls, d: dict[str, Any] | None, stage: str) -> JobSettings:
         """Parse one job's settings. ``train`` means the pretraining recipe for ``pretrain`` and the shared
         fine-tuning budget (with ``bn_recalibration_batches``) for ``finetune``."""
         d = dict(d or {})
-        known = {"device", "threads", "keep_checkpoints", "data", "model", "train", "search", "latency",
-                 "method_options", "tracking"}
+        known = {
+            "device",
+            "threads",
+            "keep_checkpoints",
+            "data",
+            "model",
+            "train",
+            "search",
+            "latency",
+            "method_options",
+            "tracking",
+        }
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"settings: unknown keys {unknown}; known: {sorted(known)}")
@@ -166,8 +177,10 @@ class JobSettings:
             kw["finetune"] = parse(FinetuneSettings, d.get("train"), "train (finetune)")
         else:
             if "bn_recalibration_batches" in (d.get("train") or {}):
-                raise ValueError("settings train: bn_recalibration_batches is a fine-tuning option (BN re-estimation "
-                                 f"of a pruned net), not a {stage} one; set it under finetune")
+                raise ValueError(
+                    "settings train: bn_recalibration_batches is a fine-tuning option (BN re-estimation "
+                    f"of a pruned net), not a {stage} one; set it under finetune"
+                )
             kw["train"] = parse(TrainSettings, d.get("train"), "train")
         return cls(**kw, raw=d)
 

@@ -599,12 +599,16 @@ class JobRun:
             self.run = None
 
     def log_params(self, params: dict[str, Any]) -> None:
+        if self.run is None:  # tracking off or broken: do not even import mlflow (seconds per job)
+            return
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:MAX_PARAM]) for k, v in flatten(params).items()]
         self._call("logging params", lambda rid: self.client.log_batch(rid, params=items))
 
     def log_metrics(self, metrics: dict[str, Any], step: int = 0) -> None:
+        if self.run is None:
+            return
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)

@@ -1,4 +1,5 @@
 """Shared fixtures: small real data (Fashion-MNIST subsets) and small registry models."""
+
 from __future__ import annotations
 
 from pathlib import Path

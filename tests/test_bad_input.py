@@ -4,6 +4,7 @@ Every case runs the real command (``passprune.cli.main``) on real files of a tin
 structure made once per module, then damaged copies of them. "Nothing lost" is checked by hashing every
 file that existed before the failing command: all are unchanged, and the failing job leaves no output.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,12 +18,19 @@ import torch
 from passprune.cli import main
 
 DATA = {"root": "data", "val_size": 100, "train_subset": 300, "test_subset": 100}
-PRETRAIN = {"data": DATA, "device": "cpu", "model": {"width": 0.25},
-            "train": {"epochs": 1, "batch_size": 64, "lr": 0.05, "max_steps_per_epoch": 3}}
+PRETRAIN = {
+    "data": DATA,
+    "device": "cpu",
+    "model": {"width": 0.25},
+    "train": {"epochs": 1, "batch_size": 64, "lr": 0.05, "max_steps_per_epoch": 3},
+}
 SEARCH = {"data": DATA, "device": "cpu", "search": {"batch_size": 32, "max_prune_frac": 0.9}}
-FINETUNE = {"data": DATA, "device": "cpu", "latency": {"enabled": False},
-            "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, "max_steps_per_epoch": 2,
-                      "bn_recalibration_batches": 1}}
+FINETUNE = {
+    "data": DATA,
+    "device": "cpu",
+    "latency": {"enabled": False},
+    "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, "max_steps_per_epoch": 2, "bn_recalibration_batches": 1},
+}
 JOB = ["--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "0"]
 
 
@@ -38,8 +46,11 @@ def _fails(*args: str) -> str:
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "data" not in p.relative_to(root).parts[:1]}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "data" not in p.relative_to(root).parts[:1]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +61,20 @@ def study(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         _run("pretrain", *JOB, "--settings", json.dumps(PRETRAIN), "--out", "dense")
-        _run("search", *JOB, "--method", "random", "--target", 0.5, "--dense", "dense/model.pt",
-             "--settings", json.dumps(SEARCH), "--out", "random")
+        _run(
+            "search",
+            *JOB,
+            "--method",
+            "random",
+            "--target",
+            0.5,
+            "--dense",
+            "dense/model.pt",
+            "--settings",
+            json.dumps(SEARCH),
+            "--out",
+            "random",
+        )
     return root
 
 
@@ -70,13 +93,37 @@ def _truncate(path: Path) -> None:
 
 
 def _finetune(search: str = "random", dense: str = "dense/model.pt", out: str = "ft") -> str:
-    return _fails("finetune", *JOB, "--target", 0.5, "--dense", dense, "--search", search,
-                  "--settings", json.dumps(FINETUNE), "--out", out)
+    return _fails(
+        "finetune",
+        *JOB,
+        "--target",
+        0.5,
+        "--dense",
+        dense,
+        "--search",
+        search,
+        "--settings",
+        json.dumps(FINETUNE),
+        "--out",
+        out,
+    )
 
 
 def _search(dense: str = "dense/model.pt", target: float = 0.5, settings: dict = SEARCH, method: str = "random") -> str:
-    return _fails("search", *JOB, "--method", method, "--target", target, "--dense", dense,
-                  "--settings", json.dumps(settings), "--out", "new")
+    return _fails(
+        "search",
+        *JOB,
+        "--method",
+        method,
+        "--target",
+        target,
+        "--dense",
+        dense,
+        "--settings",
+        json.dumps(settings),
+        "--out",
+        "new",
+    )
 
 
 def test_truncated_model_names_the_file_and_loses_nothing(work):
@@ -138,10 +185,13 @@ def test_an_unmeetable_target_is_named_and_writes_nothing(work):
     assert not (work / "new" / "structure.json").exists()
 
 
-@pytest.mark.parametrize("data, expect", [
-    ({"test_subset": 0.00001}, "data.test_subset=1e-05 leaves the test split empty"),
-    ({"train_subset": 10}, "the training split has 10 images, fewer than one batch (64)"),
-])
+@pytest.mark.parametrize(
+    "data, expect",
+    [
+        ({"test_subset": 0.00001}, "data.test_subset=1e-05 leaves the test split empty"),
+        ({"train_subset": 10}, "the training split has 10 images, fewer than one batch (64)"),
+    ],
+)
 def test_an_empty_or_too_small_subset_is_named(work, data, expect):
     settings = {**PRETRAIN, "data": {**DATA, **data}}
     assert expect in _fails("pretrain", *JOB, "--settings", json.dumps(settings), "--out", "p")

@@ -10,6 +10,7 @@ Every case runs in its own scratch working directory that has no config/config.y
 loads the embedded default only when no --configfile is given, so a key deleted from a case is really
 missing (Snakemake would otherwise merge the --configfile onto config/config.yaml).
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,7 +56,7 @@ def _dry_run(tmp_path: Path, configfile: Path) -> tuple[subprocess.CompletedProc
 def _job_counts(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run -> {rule: count}."""
     assert "Job stats:" in output, f"no job table in snakemake's output:\n{output[-3000:]}"
-    table = output[output.index("Job stats:"):]
+    table = output[output.index("Job stats:") :]
     counts = {}
     for line in table.splitlines()[3:]:
         m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
@@ -95,19 +96,10 @@ def test_schema_method_options_equal_method_defaults():
         )
 
 
-def test_semantic_check_knows_the_imagenet_archs():
-    """_check_semantics hard-codes which archs have ImageNet weights; they must be passprune's."""
-    from passprune.models import IMAGENET_WEIGHTS
-
-    text = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    m = re.search(r"imagenet_archs = \(([^)]*)\)", text)
-    assert m, "imagenet_archs not found in _check_semantics"
-    assert sorted(re.findall(r'"(\w+)"', m.group(1))) == sorted(IMAGENET_WEIGHTS)
-
-
 # ----------------------------------------------------------------------------- malformed configs
 def _set(path: str, value):
     """A mutation that sets a dotted key; list items by index (``transfer.0.method``)."""
+
     def mutate(cfg):
         *parents, last = path.split(".")
         node = cfg
@@ -117,6 +109,7 @@ def _set(path: str, value):
             node[int(last)] = value
         else:
             node[last] = value
+
     return mutate
 
 
@@ -127,12 +120,14 @@ def _del(path: str):
         for p in parents:
             node = node[int(p)] if isinstance(node, list) else node[p]
         del node[last]
+
     return mutate
 
 
 def _rename(old: str, new: str):
     def mutate(cfg):
         cfg[new] = cfg.pop(old)
+
     return mutate
 
 
@@ -144,7 +139,12 @@ def case(id_, mutation, *expected):
 BAD = [
     # targets: fractions of dense MACs in (0, 1]
     case("targets-zero", _set("targets", [0]), r"exclusiveMinimum", r"\['targets'\]\[0\]"),
-    case("targets-above-one", _set("targets", [0.5, 1.5]), r"1\.5 is greater than the maximum of 1", r"\['targets'\]\[1\]"),
+    case(
+        "targets-above-one",
+        _set("targets", [0.5, 1.5]),
+        r"1\.5 is greater than the maximum of 1",
+        r"\['targets'\]\[1\]",
+    ),
     case("targets-not-a-list", _set("targets", 0.5), r"0\.5 is not of type 'array'", r"\['targets'\]"),
     case("targets-string-item", _set("targets", ["half"]), r"'half' is not of type 'number'"),
     case("targets-duplicate", _set("targets", [0.5, 0.5]), r"non-unique", r"\['targets'\]"),
@@ -159,19 +159,34 @@ BAD = [
     case("seeds-duplicate", _set("seeds", [0, 0]), r"non-unique", r"\['seeds'\]"),
     case("seeds-negative", _set("seeds", [-1]), r"-1 is less than the minimum of 0", r"\['seeds'\]"),
     # wrong types and values
-    case("epochs-negative", _set("finetune.epochs", -1), r"-1 is less than the minimum of 0", r"\['finetune'\]\['epochs'\]"),
+    case(
+        "epochs-negative",
+        _set("finetune.epochs", -1),
+        r"-1 is less than the minimum of 0",
+        r"\['finetune'\]\['epochs'\]",
+    ),
     case("epochs-float", _set("pretrain.train.epochs", 1.5), r"1\.5 is not of type 'integer'", r"\['epochs'\]"),
     case("batch-size-string", _set("finetune.batch_size", "64"), r"'64' is not of type 'integer'", r"\['batch_size'\]"),
     case("archs-string", _set("archs", "resnet20"), r"'resnet20' is not of type 'array'", r"\['archs'\]"),
     case("schedule-unknown", _set("finetune.schedule", "cosin"), r"'cosin' is not one of", r"\['schedule'\]"),
     case("device-bad", _set("device", "gpu"), r"'gpu' does not match", r"\['device'\]"),
     case("device-cuda-index-bad", _set("device", "cuda:x"), r"'cuda:x' does not match", r"\['device'\]"),
-    case("max-prune-frac-one", _set("search.max_prune_frac", 1.0), r"1\.0 is greater than or equal to the maximum of 1",
-         r"\['max_prune_frac'\]"),
+    case(
+        "max-prune-frac-one",
+        _set("search.max_prune_frac", 1.0),
+        r"1\.0 is greater than or equal to the maximum of 1",
+        r"\['max_prune_frac'\]",
+    ),
     case("val-size-zero", _set("data.val_size", 0), r"\['data'\]\['val_size'\]"),
-    case("tracking-enabled-string", _set("tracking.enabled", "yes"), r"'yes' is not of type 'boolean'", r"\['enabled'\]"),
-    case("resources-missing-threads", _del("resources.search.threads"), r"'threads' is a required property",
-         r"\['resources'\]\['search'\]"),
+    case(
+        "tracking-enabled-string", _set("tracking.enabled", "yes"), r"'yes' is not of type 'boolean'", r"\['enabled'\]"
+    ),
+    case(
+        "resources-missing-threads",
+        _del("resources.search.threads"),
+        r"'threads' is a required property",
+        r"\['resources'\]\['search'\]",
+    ),
     case("study-with-space", _set("study", "ci tiny"), r"'ci tiny' does not match", r"\['study'\]"),
     # unknown names
     case("key-typo-targts", _rename("targets", "targts"), r"'targts' was unexpected"),
@@ -181,33 +196,76 @@ BAD = [
     case("method-unknown", _set("methods.pas", {}), r"'pas' is not one of"),
     case("method-transfer-only", _set("methods.pass_hypertransfer", {}), r"'pass_hypertransfer' is not one of"),
     case("method-option-unknown", _set("methods.pass.stepz", 6), r"'stepz' was unexpected", r"\['methods'\]\['pass'\]"),
-    case("method-option-not-a-mapping", _set("methods.l1", 3), r"3 is not of type 'object', 'null'", r"\['methods'\]\['l1'\]"),
+    case(
+        "method-option-not-a-mapping",
+        _set("methods.l1", 3),
+        r"3 is not of type 'object', 'null'",
+        r"\['methods'\]\['l1'\]",
+    ),
     case("method-option-bad-value", _set("methods.pass.bn_mode", "train"), r"'train' is not one of", r"\['bn_mode'\]"),
-    case("arch-settings-unused-arch", _set("arch_settings.resnet56", {"width": 0.5}),
-         r"arch_settings: 'resnet56' is not in archs"),
-    case("arch-settings-unknown-arch", _set("arch_settings.resnet21", {"width": 0.5}), r"'resnet21' is not one of",
-         r"\['arch_settings'\]"),
-    case("dataset-overrides-unused", _set("dataset_overrides", {"cifar10": {"image_size": 32}}),
-         r"dataset_overrides: 'cifar10' is not used"),
-    case("pretrain-bn-recalibration", _set("pretrain.train.bn_recalibration_batches", 2),
-         r"pretrain\.train: bn_recalibration_batches is a finetune-only option"),
-    case("pretrained-arch-without-weights", _set("pretrain.pretrained", True),
-         r"archs: 'resnet20'.*ImageNet weights exist only for", r"arch_settings\.resnet20\.width: 0\.25"),
+    case(
+        "arch-settings-unused-arch",
+        _set("arch_settings.resnet56", {"width": 0.5}),
+        r"arch_settings: 'resnet56' is not in archs",
+    ),
+    case(
+        "arch-settings-unknown-arch",
+        _set("arch_settings.resnet21", {"width": 0.5}),
+        r"'resnet21' is not one of",
+        r"\['arch_settings'\]",
+    ),
+    case(
+        "dataset-overrides-unused",
+        _set("dataset_overrides", {"cifar10": {"image_size": 32}}),
+        r"dataset_overrides: 'cifar10' is not used",
+    ),
+    case(
+        "pretrain-bn-recalibration",
+        _set("pretrain.train.bn_recalibration_batches", 2),
+        r"pretrain\.train: bn_recalibration_batches is a finetune-only option",
+    ),
+    case(
+        "pretrained-arch-without-weights",
+        _set("pretrain.pretrained", True),
+        r"archs: 'resnet20'.*ImageNet weights exist only for",
+        r"arch_settings\.resnet20\.width: 0\.25",
+    ),
     # transfer
-    case("transfer-kind-unknown", _set("transfer.0.kinds", ["weights"]), r"'weights' is not one of",
-         r"\['transfer'\]\[0\]\['kinds'\]"),
-    case("transfer-source-is-target", _set("transfer.0.target", "fashion_mnist_a"),
-         r"transfer\[0\].*source and target are both 'fashion_mnist_a'"),
-    case("transfer-method-not-in-methods", _set("transfer.0.method", "pass_norecur"),
-         r"transfer\[0\].*method 'pass_norecur' is not in methods"),
-    case("transfer-hypernet-baseline", _set("transfer.0.method", "l1"),
-         r"transfer\[0\].*kinds has 'hypernet', which needs a PASS method.*got method 'l1'"),
-    case("transfer-missing-source", _del("transfer.0.source"), r"'source' is a required property",
-         r"\['transfer'\]\[0\]"),
-    case("transfer-target-above-one", _set("transfer.0.targets", [2]), r"2 is greater than the maximum of 1",
-         r"\['transfer'\]\[0\]\['targets'\]"),
-    case("transfer-duplicate", lambda c: c["transfer"].append(dict(c["transfer"][0], kinds=["structure"])),
-         r"transfer\[1\].*repeats runs of transfer\[0\]"),
+    case(
+        "transfer-kind-unknown",
+        _set("transfer.0.kinds", ["weights"]),
+        r"'weights' is not one of",
+        r"\['transfer'\]\[0\]\['kinds'\]",
+    ),
+    case(
+        "transfer-source-is-target",
+        _set("transfer.0.target", "fashion_mnist_a"),
+        r"transfer\[0\].*source and target are both 'fashion_mnist_a'",
+    ),
+    case(
+        "transfer-method-not-in-methods",
+        _set("transfer.0.method", "pass_norecur"),
+        r"transfer\[0\].*method 'pass_norecur' is not in methods",
+    ),
+    case(
+        "transfer-hypernet-baseline",
+        _set("transfer.0.method", "l1"),
+        r"transfer\[0\].*kinds has 'hypernet', which needs a PASS method.*got method 'l1'",
+    ),
+    case(
+        "transfer-missing-source", _del("transfer.0.source"), r"'source' is a required property", r"\['transfer'\]\[0\]"
+    ),
+    case(
+        "transfer-target-above-one",
+        _set("transfer.0.targets", [2]),
+        r"2 is greater than the maximum of 1",
+        r"\['transfer'\]\[0\]\['targets'\]",
+    ),
+    case(
+        "transfer-duplicate",
+        lambda c: c["transfer"].append(dict(c["transfer"][0], kinds=["structure"])),
+        r"transfer\[1\].*repeats runs of transfer\[0\]",
+    ),
 ]
 
 
@@ -293,12 +351,12 @@ def test_test_config_passes_and_plans_expected_jobs(tmp_path):
     expected = _expected_test_jobs(BASE)
     total = counts.pop("total")
     assert counts == expected
-    assert total == sum(expected.values()) == 18
+    assert total == sum(expected.values()) == 3 + 2 * (len(BASE["methods"]) + 2) + 3  # 30 today
 
 
 def test_configfile_replaces_the_default(tmp_path):
     """Where config/config.yaml exists (the repository root), --configfile config/test.yaml must not inherit
-    its keys: merged, test.yaml would plan all 13 default methods. The Snakefile loads the default only
+    its keys: merged, test.yaml would plan all 14 default methods. The Snakefile loads the default only
     when no --configfile is given. Reproduced in a scratch copy of the layout, not in the repo itself."""
     workdir = tmp_path / "work"
     (workdir / "config").mkdir(parents=True)
@@ -310,7 +368,7 @@ def test_configfile_replaces_the_default(tmp_path):
     counts = _job_counts(out)
     counts.pop("total")
     assert counts == _expected_test_jobs(BASE)
-    assert not re.search(r"/(random|fpgm|taylor|greg|depgraph|l1_uniform)/macs", out), "default methods leaked in"
+    assert not re.search(r"/(random|fpgm|taylor|greg|depgraph|slimming)/macs", out), "default methods leaked in"
 
 
 SHIPPED = [

@@ -6,6 +6,7 @@
 * End to end through ``passprune.cli.main`` on a tiny Fashion-MNIST study in a scratch folder: ``--label``,
   search time vs job time, steps/images columns, and scratch's re-initialisation and total budget.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,28 +14,43 @@ import json
 
 import pytest
 import torch
+from conftest import small_model
 
 from passprune.methods import SearchContext, get_method
 from passprune.models import list_models
 from passprune.structure import PruningSpace, prune_model
-from conftest import small_model
 
 X0 = torch.zeros(1, 1, 28, 28)
 
 
 def _ctx(model, data, tmp_path, method, target=0.5, seed=0, reference=None, **options):
     space = PruningSpace(model, X0)
-    return space, SearchContext(model=model, space=space, data=data, target=target,
-                                options=get_method(method).options(options), device=torch.device("cpu"), seed=seed,
-                                workdir=tmp_path, batch_size=16, reference=reference)
+    return space, SearchContext(
+        model=model,
+        space=space,
+        data=data,
+        target=target,
+        options=get_method(method).options(options),
+        device=torch.device("cpu"),
+        seed=seed,
+        workdir=tmp_path,
+        batch_size=16,
+        reference=reference,
+    )
 
 
 def _reference(model, data, tmp_path, target=0.5, method="pass", arch="x"):
     """A structure.json-like reference (l1's choice, labelled as if it came from ``method``)."""
     space, ctx = _ctx(model, data, tmp_path, "l1", target)
     kept = get_method("l1").fn(ctx).structure
-    return {"arch": arch, "target": target, "method": method, "base_method": method,
-            "group_sizes": {g.id: g.size for g in space.groups}, "kept": kept}
+    return {
+        "arch": arch,
+        "target": target,
+        "method": method,
+        "base_method": method,
+        "group_sizes": {g.id: g.size for g in space.groups},
+        "kept": kept,
+    }
 
 
 @pytest.mark.parametrize("arch", list_models())
@@ -45,7 +61,9 @@ def test_random_widths_keeps_reference_counts(arch, fmnist_small, tmp_path):
     res = get_method("random_widths").fn(ctx)
     space.validate(res.structure)
     assert space.keep_counts(res.structure) == space.keep_counts(ref["kept"])
-    assert space.structure_macs_ratio(res.structure) == pytest.approx(space.structure_macs_ratio(ref["kept"]), rel=1e-12)
+    assert space.structure_macs_ratio(res.structure) == pytest.approx(
+        space.structure_macs_ratio(ref["kept"]), rel=1e-12
+    )
     assert 0.495 <= space.structure_macs_ratio(res.structure) <= 0.5 + 1e-12
     assert res.structure != ref["kept"]
     assert not res.weights_changed and not res.reinit
@@ -92,8 +110,15 @@ def test_bad_reference_is_a_clear_error(method, fmnist_small, tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end through the CLI
-TINY = {"epochs": 1, "batch_size": 32, "lr": 1e-8, "schedule": "constant", "augment": False,
-        "max_steps_per_epoch": 2, "eval_batch_size": 256}
+TINY = {
+    "epochs": 1,
+    "batch_size": 32,
+    "lr": 1e-8,
+    "schedule": "constant",
+    "augment": False,
+    "max_steps_per_epoch": 2,
+    "eval_batch_size": 256,
+}
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +127,43 @@ def study(tmp_path_factory):
     from passprune.cli import main
 
     root = tmp_path_factory.mktemp("cli")
-    common = {"data": {"root": str(root / "data"), "val_size": 64, "train_subset": 256, "test_subset": 64},
-              "device": "cpu", "threads": 1, "tracking": {"enabled": False}}
+    common = {
+        "data": {"root": str(root / "data"), "val_size": 64, "train_subset": 256, "test_subset": 64},
+        "device": "cpu",
+        "threads": 1,
+        "tracking": {"enabled": False},
+    }
     job = ["--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "0"]
     dense = root / "dense"
-    main(["pretrain", *job, "--out", str(dense),
-          "--settings", json.dumps({**common, "model": {"width": 0.5}, "train": TINY})])
+    main(
+        [
+            "pretrain",
+            *job,
+            "--out",
+            str(dense),
+            "--settings",
+            json.dumps({**common, "model": {"width": 0.5}, "train": TINY}),
+        ]
+    )
     search_s = {**common, "search": {"batch_size": 32, "max_prune_frac": 0.9}}
     ft_s = json.dumps({**common, "train": {**TINY, "bn_recalibration_batches": 1}, "latency": {"enabled": False}})
 
     def search(method, label=None, ref_path=None, **options):
         out = root / (label or method) / "search"
-        argv = ["search", *job, "--method", method, "--target", "0.5", "--dense", str(dense / "model.pt"),
-                "--out", str(out), "--settings", json.dumps({**search_s, "method_options": options})]
+        argv = [
+            "search",
+            *job,
+            "--method",
+            method,
+            "--target",
+            "0.5",
+            "--dense",
+            str(dense / "model.pt"),
+            "--out",
+            str(out),
+            "--settings",
+            json.dumps({**search_s, "method_options": options}),
+        ]
         argv += ["--label", label] if label else []
         argv += ["--reference", str(ref_path)] if ref_path else []
         main(argv)
@@ -122,8 +171,22 @@ def study(tmp_path_factory):
 
     def finetune(name):
         out = root / name
-        main(["finetune", *job, "--target", "0.5", "--dense", str(dense / "model.pt"), "--search",
-              str(out / "search"), "--out", str(out), "--settings", ft_s])
+        main(
+            [
+                "finetune",
+                *job,
+                "--target",
+                "0.5",
+                "--dense",
+                str(dense / "model.pt"),
+                "--search",
+                str(out / "search"),
+                "--out",
+                str(out),
+                "--settings",
+                ft_s,
+            ]
+        )
         return json.loads((out / "metrics.json").read_text())
 
     ref = search("l1", label="l1_ref") / "structure.json"
@@ -159,8 +222,16 @@ def test_search_seconds_is_the_methods_own_time(study):
 
 def test_cost_columns(study):
     _, _, metrics = study
-    keys = ("search_steps", "search_images", "weight_train_steps", "weight_train_images", "finetune_steps",
-            "finetune_images", "total_weight_steps", "select_on_val")
+    keys = (
+        "search_steps",
+        "search_images",
+        "weight_train_steps",
+        "weight_train_images",
+        "finetune_steps",
+        "finetune_images",
+        "total_weight_steps",
+        "select_on_val",
+    )
     for name, m in metrics.items():
         assert set(keys) <= set(m), name
         assert m["finetune_steps"] == 2 and m["finetune_images"] == 64, name

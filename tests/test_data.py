@@ -5,6 +5,7 @@ tmp root, so that code path is exercised); CIFAR-10, Oxford-IIIT Pet, Tiny-Image
 tiny fake trees written here.  The only monkeypatch is CIFAR10._check_integrity (fake files cannot
 match torchvision's md5s).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -25,12 +26,28 @@ from passprune.data import (
     load_dataset,
     stratified_select,
 )
-from passprune.data.fashion_mnist import DEBIAN_DIR, FASHION_MNIST_MEAN, FASHION_MNIST_STD, RAW_FILES, prepare_fashion_mnist_raw
+from passprune.data.fashion_mnist import (
+    DEBIAN_DIR,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    RAW_FILES,
+    prepare_fashion_mnist_raw,
+)
 from passprune.data.torchvision_sets import load_cifar_tensors, load_transfer
 
 ALL = [
-    "fashion_mnist", "fashion_mnist_a", "fashion_mnist_b", "cifar10", "cifar100", "food101", "dtd",
-    "flowers102", "oxford_pets", "stanford_cars", "tiny_imagenet", "imagenet",
+    "fashion_mnist",
+    "fashion_mnist_a",
+    "fashion_mnist_b",
+    "cifar10",
+    "cifar100",
+    "food101",
+    "dtd",
+    "flowers102",
+    "oxford_pets",
+    "stanford_cars",
+    "tiny_imagenet",
+    "imagenet",
 ]
 
 
@@ -131,8 +148,8 @@ def test_batches_deterministic_and_augmentation_keeps_labels(fm) -> None:
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert not torch.equal(a[0][1], c[0][1])
     g = torch.Generator().manual_seed(0)
-    (xp, yp), = _take(fm.train, 1, batch_size=256, shuffle=False, augment=False)
-    (xq, yq), = _take(fm.train, 1, batch_size=256, shuffle=False, augment=True, generator=g)
+    ((xp, yp),) = _take(fm.train, 1, batch_size=256, shuffle=False, augment=False)
+    ((xq, yq),) = _take(fm.train, 1, batch_size=256, shuffle=False, augment=True, generator=g)
     assert torch.equal(yp, yq)
     assert not torch.equal(xp, xq)
     assert xq.shape == xp.shape == (256, 1, 28, 28)
@@ -146,7 +163,7 @@ def test_batches_deterministic_and_augmentation_keeps_labels(fm) -> None:
 def test_fashion_mnist_resize(fm_root: Path) -> None:
     b = load_dataset("fashion_mnist", fm_root, train_subset=64, image_size=32)
     assert b.image_size == 32
-    (x, _), = _take(b.train, 1, batch_size=64, shuffle=True, augment=True, generator=torch.Generator())
+    ((x, _),) = _take(b.train, 1, batch_size=64, shuffle=True, augment=True, generator=torch.Generator())
     assert x.shape == (64, 1, 32, 32)
 
 
@@ -162,7 +179,7 @@ def test_fashion_mnist_a_b_are_disjoint_5_class_tasks(fm_root: Path) -> None:
         assert set(src.train_targets[bundle.val.indices].tolist()) == classes
         assert set(src.test_targets[bundle.test.indices].tolist()) == classes
         assert set(bundle.train.labels.tolist()) == {0, 1, 2, 3, 4}
-        (x, y), = _take(bundle.test, 1, batch_size=32, shuffle=True, augment=False, generator=torch.Generator())
+        ((x, y),) = _take(bundle.test, 1, batch_size=32, shuffle=True, augment=False, generator=torch.Generator())
         assert x.shape == (32, 1, 28, 28) and int(y.max()) <= 4
     # relabelling is the identity shift of the original labels
     assert torch.equal(b.train.labels + 5, src.train_targets[b.train.indices])
@@ -198,13 +215,15 @@ def test_cifar10_from_fake_pickles(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert torch.bincount(b.val.labels).tolist() == [1] * 10
     assert b.class_names == [f"class{i}" for i in range(10)]
     assert (b.num_classes, b.in_channels, b.image_size) == (10, 3, 32)
-    (x, y), = _take(b.test, 1, batch_size=20, shuffle=False, augment=False)
+    ((x, y),) = _take(b.test, 1, batch_size=20, shuffle=False, augment=False)
     assert x.shape == (20, 3, 32, 32)
     mean, std = torch.tensor(b.mean).view(1, 3, 1, 1), torch.tensor(b.std).view(1, 3, 1, 1)
     pixels = ((x * std + mean) * 255).round()
     expect = 10 * torch.arange(3).view(1, 3, 1, 1) + y.view(-1, 1, 1, 1) + 5  # k = 5 for test_batch
     assert torch.equal(pixels, expect.expand_as(pixels).float())
-    (xa, ya), = _take(b.train, 1, batch_size=32, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0))
+    ((xa, ya),) = _take(
+        b.train, 1, batch_size=32, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0)
+    )
     assert xa.shape == (32, 3, 32, 32) and ya.dtype == torch.int64
 
 
@@ -249,7 +268,7 @@ def test_tiny_imagenet_fake_tree(tmp_path: Path) -> None:
     xs = [x for x, _ in b.train.batches(5, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0))]
     assert [x.shape for x in xs] == [(5, 3, 16, 16), (5, 3, 16, 16), (2, 3, 16, 16)]
     assert all(x.dtype == torch.float32 for x in xs)
-    (xt, yt), = _take(b.test, 1, batch_size=6, shuffle=False, augment=False)
+    ((xt, yt),) = _take(b.test, 1, batch_size=6, shuffle=False, augment=False)
     assert xt.shape == (6, 3, 16, 16) and yt.tolist() == [0, 0, 1, 1, 2, 2]
 
 
@@ -279,9 +298,9 @@ def test_imagenet_fake_tree(tmp_path: Path) -> None:
     b = load_dataset("imagenet", tmp_path, val_size=0.25, image_size=24)
     assert (len(b.train), len(b.val), len(b.test)) == (9, 3, 3)
     assert b.class_names == WNIDS and b.mean == (0.485, 0.456, 0.406)
-    (x, y), = _take(b.train, 1, batch_size=9, shuffle=True, augment=True, generator=torch.Generator())
+    ((x, y),) = _take(b.train, 1, batch_size=9, shuffle=True, augment=True, generator=torch.Generator())
     assert x.shape == (9, 3, 24, 24) and y.dtype == torch.int64
-    (x, y), = _take(b.test, 1, batch_size=3, shuffle=False, augment=False)
+    ((x, y),) = _take(b.test, 1, batch_size=3, shuffle=False, augment=False)
     assert x.shape == (3, 3, 24, 24) and y.tolist() == [0, 1, 2]
     assert load_dataset("imagenet", tmp_path, val_size=3).image_size == 224
 
@@ -301,7 +320,7 @@ def test_oxford_pets_fake_tree_via_torchvision(tmp_path: Path) -> None:
     b = load_dataset("oxford_pets", tmp_path, val_size=2, image_size=16)
     assert b.num_classes == 2 and b.class_names == ["Abyssinian", "Beagle"]
     assert (len(b.train), len(b.val), len(b.test)) == (6, 2, 4)
-    (x, y), = _take(b.train, 1, batch_size=6, shuffle=True, augment=True, generator=torch.Generator())
+    ((x, y),) = _take(b.train, 1, batch_size=6, shuffle=True, augment=True, generator=torch.Generator())
     assert x.shape == (6, 3, 16, 16)
 
 

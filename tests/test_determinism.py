@@ -5,6 +5,7 @@ structure.json, and metrics.json identical up to its timing fields. Not promised
 CPU (vectorised kernels differ in summation order) or on a GPU (non-deterministic cuDNN kernels); the README
 says so. Each job runs in a fresh process through the CLI that Snakemake calls.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,20 +16,33 @@ from pathlib import Path
 import pytest
 
 # timings, and the provenance block (it holds the time and host of the run)
-VOLATILE = {"wall_seconds", "train_seconds", "finetune_seconds", "search_seconds", "job_seconds", "provenance",
-            "search_loop_seconds", "sparsity_seconds", "gradient_seconds", "seconds"}
+VOLATILE = {
+    "wall_seconds",
+    "train_seconds",
+    "finetune_seconds",
+    "search_seconds",
+    "job_seconds",
+    "provenance",
+    "search_loop_seconds",
+    "sparsity_seconds",
+    "gradient_seconds",
+    "seconds",
+}
 
 
 def _settings(root: Path, method_options: dict | None = None) -> str:
-    return json.dumps({
-        "data": {"root": str(root), "val_size": 100, "train_subset": 400, "test_subset": 100},
-        "device": "cpu", "threads": 1,
-        "model": {"width": 0.25},
-        "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "schedule": "cosine", "max_steps_per_epoch": 4},
-        "search": {"batch_size": 32, "max_prune_frac": 0.9},
-        "method_options": method_options or {},
-        "tracking": {"enabled": False},
-    })
+    return json.dumps(
+        {
+            "data": {"root": str(root), "val_size": 100, "train_subset": 400, "test_subset": 100},
+            "device": "cpu",
+            "threads": 1,
+            "model": {"width": 0.25},
+            "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "schedule": "cosine", "max_steps_per_epoch": 4},
+            "search": {"batch_size": 32, "max_prune_frac": 0.9},
+            "method_options": method_options or {},
+            "tracking": {"enabled": False},
+        }
+    )
 
 
 def _cli(*args: str) -> None:
@@ -51,8 +65,19 @@ def dense(tmp_path_factory):
     outs = []
     for name in ("a", "b"):
         out = tmp / f"dense_{name}"
-        _cli("pretrain", "--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "3",
-             "--settings", _settings(root), "--out", str(out))
+        _cli(
+            "pretrain",
+            "--dataset",
+            "fashion_mnist",
+            "--arch",
+            "resnet20",
+            "--seed",
+            "3",
+            "--settings",
+            _settings(root),
+            "--out",
+            str(out),
+        )
         outs.append(out)
     return root, outs
 
@@ -70,8 +95,25 @@ def test_a_search_twice_gives_the_same_structure(dense, tmp_path, method, option
     outs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        _cli("search", "--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "3", "--method", method,
-             "--target", "0.5", "--dense", str(a / "model.pt"), "--settings", _settings(root, options), "--out", str(out))
+        _cli(
+            "search",
+            "--dataset",
+            "fashion_mnist",
+            "--arch",
+            "resnet20",
+            "--seed",
+            "3",
+            "--method",
+            method,
+            "--target",
+            "0.5",
+            "--dense",
+            str(a / "model.pt"),
+            "--settings",
+            _settings(root, options),
+            "--out",
+            str(out),
+        )
         outs.append(out)
     assert (outs[0] / "structure.json").read_bytes() == (outs[1] / "structure.json").read_bytes()
     sa, sb = (json.loads((o / "search.json").read_text()) for o in outs)

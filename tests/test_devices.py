@@ -1,4 +1,5 @@
 """Concurrent local GPU jobs get distinct slots (the lock logic; real GPUs are not needed to test it)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,8 +19,10 @@ time.sleep(30)
 
 
 def test_concurrent_processes_get_distinct_slots(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", HOLD, "2", str(tmp_path)], stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HOLD, "2", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     try:
         got = sorted(p.stdout.readline().strip() for p in procs)
     finally:

@@ -1,12 +1,13 @@
 """Training engine: resume after interruption gives the same run, NaN stops with a clear error, the returned
 weights are the ones best on validation, BN re-estimation changes statistics but no weights."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import small_model
 
 from passprune.engine import TrainConfig, evaluate, recalibrate_bn, train
-from conftest import small_model
 
 CFG = dict(epochs=2, batch_size=64, lr=0.05, schedule="cosine", max_steps_per_epoch=3, eval_batch_size=256)
 
@@ -19,6 +20,7 @@ def _stop_after(n):
     def cb(rec):
         if rec["epoch"] >= n:
             raise _Stop  # an interruption right after epoch n's checkpoint was written
+
     return cb
 
 
@@ -28,8 +30,15 @@ def test_resume_equals_uninterrupted(fmnist_small, tmp_path):
     train(a, fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=tmp_path / "a.pt")
     ck = tmp_path / "b.pt"
     with pytest.raises(_Stop):
-        train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=ck,
-              on_epoch=_stop_after(1))
+        train(
+            small_model("resnet20"),
+            fmnist_small,
+            TrainConfig(**CFG),
+            device=cpu,
+            seed=0,
+            checkpoint=ck,
+            on_epoch=_stop_after(1),
+        )
     b = small_model("resnet20")
     res = train(b, fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=ck)
     assert res.resumed_from_epoch == 1 and len(res.history) == 2
@@ -47,17 +56,33 @@ def test_checkpoint_written_every_epoch(fmnist_small, tmp_path):
 
 def test_stale_checkpoint_of_another_run_is_ignored(fmnist_small, tmp_path):
     ck = tmp_path / "d.pt"
-    train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=torch.device("cpu"), seed=0, checkpoint=ck,
-          fingerprint="run-A")
-    res = train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=torch.device("cpu"), seed=0,
-                checkpoint=ck, fingerprint="run-B")
+    train(
+        small_model("resnet20"),
+        fmnist_small,
+        TrainConfig(**CFG),
+        device=torch.device("cpu"),
+        seed=0,
+        checkpoint=ck,
+        fingerprint="run-A",
+    )
+    res = train(
+        small_model("resnet20"),
+        fmnist_small,
+        TrainConfig(**CFG),
+        device=torch.device("cpu"),
+        seed=0,
+        checkpoint=ck,
+        fingerprint="run-B",
+    )
     assert res.resumed_from_epoch == 0 and len(res.history) == 2
 
 
 def test_nan_loss_stops_with_clear_error(fmnist_small, tmp_path):
     cfg = TrainConfig(**{**CFG, "lr": 1e12, "max_steps_per_epoch": 20})
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
-        train(small_model("resnet20"), fmnist_small, cfg, device=torch.device("cpu"), seed=0, checkpoint=tmp_path / "e.pt")
+        train(
+            small_model("resnet20"), fmnist_small, cfg, device=torch.device("cpu"), seed=0, checkpoint=tmp_path / "e.pt"
+        )
 
 
 def test_returns_weights_best_on_validation(fmnist_small):

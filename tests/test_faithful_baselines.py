@@ -12,19 +12,20 @@ sparsity regulariser (theirs and the Torch-Pruning-style ``*_tp`` ones) moves th
   raw |gamma| globally; l1 keeps the residual streams and prunes every other layer by the same ratio; GReg's
   to-prune set is fixed before training.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
-
 from conftest import small_model
+
 from passprune.methods import SearchContext, SearchResult, get_method
 from passprune.methods.faithful import coupled_groups, raw_filters, taylor_gate_importance, zero_channels
 from passprune.models import list_models
@@ -34,12 +35,22 @@ FAITHFUL = ["l1", "fpgm", "taylor", "slimming", "greg", "depgraph"]
 X = torch.zeros(1, 1, 28, 28)
 
 
-def search(method: str, model: nn.Module, data, target: float, workdir: Path, seed: int = 0,
-           batch_size: int = 32, **options) -> tuple[PruningSpace, SearchResult]:
+def search(
+    method: str, model: nn.Module, data, target: float, workdir: Path, seed: int = 0, batch_size: int = 32, **options
+) -> tuple[PruningSpace, SearchResult]:
     spec = get_method(method)
     space = PruningSpace(model, X)
-    ctx = SearchContext(model=model, space=space, data=data, target=target, options=spec.options(options),
-                        device=torch.device("cpu"), seed=seed, workdir=workdir, batch_size=batch_size)
+    ctx = SearchContext(
+        model=model,
+        space=space,
+        data=data,
+        target=target,
+        options=spec.options(options),
+        device=torch.device("cpu"),
+        seed=seed,
+        workdir=workdir,
+        batch_size=batch_size,
+    )
     return space, spec.fn(ctx)
 
 
@@ -93,6 +104,7 @@ def test_regulariser_shrinks_what_it_penalises(method, fmnist_small, tmp_path):
     train = dict(epochs=1, max_steps_per_epoch=12, lr=0.05)
     initial = small_model("resnet20").train()
     if method in ("slimming", "bn_scale_tp"):
+
         def measure(m):  # the BN scales are penalised; the conv filters are not
             return _bn_gammas(m), _conv_weights(m)
     elif method == "greg":
@@ -132,16 +144,27 @@ def test_regulariser_shrinks_what_it_penalises(method, fmnist_small, tmp_path):
 
 
 # ----------------------------------------------------------------------------- the MACs target on every architecture
-ONE_SHOT = {"taylor": dict(batches=1), "slimming": dict(epochs=0), "greg": dict(epochs=0),
-            "depgraph": dict(epochs=0, steps=30)}
+ONE_SHOT = {
+    "taylor": dict(batches=1),
+    "slimming": dict(epochs=0),
+    "greg": dict(epochs=0),
+    "depgraph": dict(epochs=0, steps=30),
+}
 
 
 @pytest.mark.parametrize("arch", list_models())
 @pytest.mark.parametrize("method", FAITHFUL)
 def test_faithful_baseline_meets_target_on_every_arch(method, arch, fmnist_small, tmp_path):
     for target in (0.25, 0.7):
-        space, res = search(method, small_model(arch), fmnist_small, target, tmp_path / str(target), batch_size=16,
-                            **ONE_SHOT.get(method, {}))
+        space, res = search(
+            method,
+            small_model(arch),
+            fmnist_small,
+            target,
+            tmp_path / str(target),
+            batch_size=16,
+            **ONE_SHOT.get(method, {}),
+        )
         space.validate(res.structure)
         ratio = space.structure_macs_ratio(res.structure)
         assert target * 0.99 <= ratio <= target + 1e-12, (method, arch, target, ratio)
@@ -157,8 +180,9 @@ def test_faithful_baseline_meets_target_on_the_embedded_default_model(method, fm
     for target in (0.25, 0.3, 0.5, 0.7):
         torch.manual_seed(0)
         model = build_model("resnet20", num_classes=10, in_channels=1, width=0.5)
-        space, res = search(method, model, fmnist_small, target, tmp_path / str(target), batch_size=16,
-                            **ONE_SHOT.get(method, {}))
+        space, res = search(
+            method, model, fmnist_small, target, tmp_path / str(target), batch_size=16, **ONE_SHOT.get(method, {})
+        )
         ratio = space.structure_macs_ratio(res.structure)
         assert target * 0.99 <= ratio <= target + 1e-12, (method, target, ratio)
 
@@ -169,15 +193,33 @@ def test_taylor_gate_importance_is_molchanov_bn_taylor(fmnist_small, tmp_path):
     the paper's Taylor-FO-BN, with BN in training mode; the model's BN statistics are left untouched."""
     model = small_model("resnet20")
     space = PruningSpace(model, X)
-    ctx = SearchContext(model=model, space=space, data=fmnist_small, target=0.5, options={},
-                        device=torch.device("cpu"), seed=5, workdir=tmp_path, batch_size=32)
+    ctx = SearchContext(
+        model=model,
+        space=space,
+        data=fmnist_small,
+        target=0.5,
+        options={},
+        device=torch.device("cpu"),
+        seed=5,
+        workdir=tmp_path,
+        batch_size=32,
+    )
     stats = {k: v.clone() for k, v in model.named_buffers()}
     scores, n, images = taylor_gate_importance(ctx, batches=1)
     assert (n, images) == (1, 32)
     assert all(torch.equal(v, stats[k]) for k, v in model.named_buffers())
-    x, y = next(iter(fmnist_small.train.batches(32, shuffle=True, augment=False,
-                                                generator=torch.Generator().manual_seed(5), device="cpu",
-                                                drop_last=True)))
+    x, y = next(
+        iter(
+            fmnist_small.train.batches(
+                32,
+                shuffle=True,
+                augment=False,
+                generator=torch.Generator().manual_seed(5),
+                device="cpu",
+                drop_last=True,
+            )
+        )
+    )
     model.train().zero_grad()
     F.cross_entropy(model(x), y).backward()
     mods = dict(model.named_modules())
@@ -242,7 +284,6 @@ def test_taylor_averages_over_more_minibatches_than_one_pass(fmnist_small, tmp_p
     """The reference averages importance over hundreds of minibatches; a small training split is passed
     over again until ``batches`` minibatches were seen."""
     per_pass = len(fmnist_small.train) // 64
-    _, res = search("taylor", small_model("resnet20"), fmnist_small, 0.5, tmp_path, batch_size=64,
-                    batches=per_pass + 3)
+    _, res = search("taylor", small_model("resnet20"), fmnist_small, 0.5, tmp_path, batch_size=64, batches=per_pass + 3)
     assert res.info["taylor_batches"] == res.info["search_steps"] == per_pass + 3
     assert res.info["search_images"] == (per_pass + 3) * 64

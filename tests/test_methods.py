@@ -1,16 +1,17 @@
 """Every method x every registry architecture answers the same question correctly: a valid structure that
 meets the MACs target within 1%, and whose masked network equals its physically pruned twin."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from conftest import small_model
 
 from passprune.methods import SearchContext, get_method, list_methods
 from passprune.models import list_models
 from passprune.structure import ChannelMasker, PruningSpace, prune_model
-from conftest import small_model
 
 FAST = {  # the smallest settings that still run every code path of each method
     "pass": {"steps": 3, "log_every": 1, "bn_recalibration_batches": 1},
@@ -42,9 +43,17 @@ def test_every_method_has_fast_settings_or_no_options():
 def run(method, model, data, target, tmp_path, seed=0, **extra):
     spec = get_method(method)
     space = PruningSpace(model, torch.zeros(1, 1, 28, 28))
-    ctx = SearchContext(model=model, space=space, data=data, target=target,
-                        options=spec.options({**FAST.get(method, {}), **extra}), device=torch.device("cpu"),
-                        seed=seed, workdir=tmp_path, batch_size=16)
+    ctx = SearchContext(
+        model=model,
+        space=space,
+        data=data,
+        target=target,
+        options=spec.options({**FAST.get(method, {}), **extra}),
+        device=torch.device("cpu"),
+        seed=seed,
+        workdir=tmp_path,
+        batch_size=16,
+    )
     return space, spec.fn(ctx)
 
 

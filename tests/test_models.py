@@ -1,5 +1,6 @@
 """Model registry tests, parametrized over ``list_models()`` so a newly registered model is
 covered automatically. Inputs are tiny (batch 2, 28-32 px) to keep the file fast on CPU."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,16 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_expected_models_are_registered() -> None:
-    expected = {"resnet20", "resnet56", "resnet18_cifar", "resnet18", "resnet34", "resnet50", "vgg16_bn", "mobilenet_v2"}
+    expected = {
+        "resnet20",
+        "resnet56",
+        "resnet18_cifar",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "vgg16_bn",
+        "mobilenet_v2",
+    }
     assert expected <= set(NAMES)
     assert list_models("resnet*") == sorted(n for n in NAMES if n.startswith("resnet"))
 
@@ -192,3 +202,10 @@ def test_pretrained_offline_with_real_hub_path(tmp_path, no_network) -> None:
     finally:
         torch.hub.set_dir(old)
     assert str(hub / "checkpoints" / "mobilenet_v2-b0353104.pth") in str(info.value)
+
+
+def test_imagenet_arch_names_match_the_weights():
+    """build_model checks pretrained=True against IMAGENET_ARCHS without importing torchvision."""
+    from passprune.models import IMAGENET_ARCHS
+
+    assert sorted(IMAGENET_ARCHS) == sorted(IMAGENET_WEIGHTS)

@@ -5,6 +5,7 @@ ImageNet starts at 224 px, one fine-tuning budget, PASS's 30 search epochs conve
 One dry run per config (``passprune.plan.dry_run``, about half a minute of CPU each), shared by the tests of
 this module; the per-dataset override rules are checked on small variants of config/test.yaml.
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,12 +43,21 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     n_t = len(cfg["targets"])
     n_pass = sum(m in PASS_FAMILY for m in cfg["methods"])
     n_other = len(cfg["methods"]) - n_pass
-    per_kind = {k: sum(k in t["kinds"] for t in cfg["transfer"]) * len(cfg["seeds"]) * n_t for k in ("structure", "hypernet")}
+    per_kind = {
+        k: sum(k in t["kinds"] for t in cfg["transfer"]) * len(cfg["seeds"]) * n_t for k in ("structure", "hypernet")
+    }
     assert all(t["source"] in cfg["datasets"] and len(t["archs"]) == 1 for t in cfg["transfer"])
-    return {"pretrain": n_grid, "search_pass": n_grid * n_pass * n_t, "search": n_grid * n_other * n_t,
-            "finetune": n_grid * len(cfg["methods"]) * n_t + per_kind["hypernet"],
-            "transfer_hypernet_search": per_kind["hypernet"], "transfer_structure": per_kind["structure"],
-            "aggregate": 1, "report": 1, "all": 1}
+    return {
+        "pretrain": n_grid,
+        "search_pass": n_grid * n_pass * n_t,
+        "search": n_grid * n_other * n_t,
+        "finetune": n_grid * len(cfg["methods"]) * n_t + per_kind["hypernet"],
+        "transfer_hypernet_search": per_kind["hypernet"],
+        "transfer_structure": per_kind["structure"],
+        "aggregate": 1,
+        "report": 1,
+        "all": 1,
+    }
 
 
 def pass_steps(dataset: str, batch: int, epochs: int = 30, val_size: float = 0.1) -> int:
@@ -69,20 +79,30 @@ def test_paper_plans_the_expected_jobs(paper):
     cfg, plan = paper
     assert plan.counts == expected_counts(cfg)
     assert plan.counts["finetune"] == 54 * 12 * 4 + 36 and sum(plan.counts.values()) == 5349
-    assert Counter(j.rule for j in plan.jobs) == {r: n for r, n in plan.counts.items() if r not in ("aggregate", "report", "all")}
+    assert Counter(j.rule for j in plan.jobs) == {
+        r: n for r, n in plan.counts.items() if r not in ("aggregate", "report", "all")
+    }
 
 
 def test_paper_dense_start_is_imagenet_at_224_with_vpns_batches(paper):
     """Q14/Q16: every dense model = torchvision ImageNet weights + a new head, 30 epochs of SGD 0.01 at 224 px."""
     _, plan = paper
     pretrain = [j for j in plan.jobs if j.stage == "pretrain"]
-    assert {(j.dataset, j.arch) for j in pretrain} == {(d, a) for d in VPNS_BATCH for a in ("resnet18", "resnet34", "resnet50")}
+    assert {(j.dataset, j.arch) for j in pretrain} == {
+        (d, a) for d in VPNS_BATCH for a in ("resnet18", "resnet34", "resnet50")
+    }
     for j in pretrain:
         s = j.settings
         assert s["model"]["pretrained"] is True and s["model"]["width"] == 1.0, j
         assert s["data"]["image_size"] == 224
         t = s["train"]
-        assert (t["epochs"], t["lr"], t["momentum"], t["weight_decay"], t["schedule"]) == (30, 0.01, 0.9, 1e-4, "cosine")
+        assert (t["epochs"], t["lr"], t["momentum"], t["weight_decay"], t["schedule"]) == (
+            30,
+            0.01,
+            0.9,
+            1e-4,
+            "cosine",
+        )
         assert t["batch_size"] == VPNS_BATCH[j.dataset], (j.dataset, t)
 
 
@@ -114,11 +134,22 @@ def test_paper_pass_searches_30_epochs_per_dataset(paper):
     for j in pass_jobs:
         o = j.settings["method_options"]
         assert o["steps"] == pass_steps(j.dataset, VPNS_BATCH[j.dataset]), (j.dataset, o)
-        assert {k: o[k] for k in ("lr", "prompt_lr", "hidden", "embed", "prompt_width")} == \
-            {"lr": 1e-3, "prompt_lr": 1e-4, "hidden": 256, "embed": 256, "prompt_width": 16}  # paper.md 2.4
+        assert {k: o[k] for k in ("lr", "prompt_lr", "hidden", "embed", "prompt_width")} == {
+            "lr": 1e-3,
+            "prompt_lr": 1e-4,
+            "hidden": 256,
+            "embed": 256,
+            "prompt_width": 16,
+        }  # paper.md 2.4
     steps = {j.dataset: j.settings["method_options"]["steps"] for j in pass_jobs}
-    assert steps == {"cifar10": 30 * 175, "cifar100": 30 * 175, "tiny_imagenet": 30 * 351, "food101": 30 * 266,
-                     "dtd": 30 * 52, "flowers102": 30 * 14}
+    assert steps == {
+        "cifar10": 30 * 175,
+        "cifar100": 30 * 175,
+        "tiny_imagenet": 30 * 351,
+        "food101": 30 * 266,
+        "dtd": 30 * 52,
+        "flowers102": 30 * 14,
+    }
     others = [j for j in searches if j.method not in PASS_FAMILY | {"pass_hypertransfer"}]
     assert others and all("steps" not in j.settings["method_options"] for j in others)
 
@@ -134,7 +165,11 @@ def test_cifar_scratch_plans_cifar_networks_from_scratch(scratch):
             assert j.settings["model"]["pretrained"] is False
             assert (j.settings["train"]["epochs"], j.settings["train"]["lr"]) == (200, 0.1)
         if j.stage == "finetune":
-            assert (j.settings["train"]["epochs"], j.settings["train"]["lr"], j.settings["train"]["batch_size"]) == (100, 0.01, 128)
+            assert (j.settings["train"]["epochs"], j.settings["train"]["lr"], j.settings["train"]["batch_size"]) == (
+                100,
+                0.01,
+                128,
+            )
         if j.stage == "search" and j.method in PASS_FAMILY:
             assert j.settings["method_options"]["steps"] == pass_steps(j.dataset, 128) == 30 * 351
 
@@ -151,14 +186,21 @@ def _small(tmp_path: Path, mutate) -> Path:
 
 def test_dataset_overrides_reach_each_stage(tmp_path):
     """batch_size applies to all three stages; a stage's own section wins over it; other datasets keep the study's."""
+
     def mutate(cfg):
         cfg["search"]["epochs"] = 2
         for m in PASS_FAMILY & set(cfg["methods"]):  # the length comes from the epochs now
             cfg["methods"][m] = {k: v for k, v in (cfg["methods"][m] or {}).items() if k != "steps"}
-        cfg["dataset_overrides"] = {"fashion_mnist": {"train_subset": 1000, "batch_size": 50,
-                                                      "pretrain": {"epochs": 3, "lr": 0.2},
-                                                      "finetune": {"batch_size": 25},
-                                                      "search": {"max_prune_frac": 0.5}}}
+        cfg["dataset_overrides"] = {
+            "fashion_mnist": {
+                "train_subset": 1000,
+                "batch_size": 50,
+                "pretrain": {"epochs": 3, "lr": 0.2},
+                "finetune": {"batch_size": 25},
+                "search": {"max_prune_frac": 0.5},
+            }
+        }
+
     cfg_path = _small(tmp_path, mutate)
     cfg = yaml.safe_load(cfg_path.read_text())
     plan = dry_run(cfg_path)
@@ -174,9 +216,10 @@ def test_dataset_overrides_reach_each_stage(tmp_path):
     assert srch["method_options"]["steps"] == 2 * (n // 50)
     other = by[("pretrain", "fashion_mnist_a", None)]  # the transfer datasets: no overrides
     assert other["train"] == cfg["pretrain"]["train"]
-    assert by[("search", "fashion_mnist_a", "pass")]["method_options"]["steps"] == \
-        2 * (split_sizes("fashion_mnist_a", cfg["data"]["val_size"], cfg["data"]["train_subset"])["train"]
-             // cfg["search"]["batch_size"])
+    assert by[("search", "fashion_mnist_a", "pass")]["method_options"]["steps"] == 2 * (
+        split_sizes("fashion_mnist_a", cfg["data"]["val_size"], cfg["data"]["train_subset"])["train"]
+        // cfg["search"]["batch_size"]
+    )
 
 
 def test_epochs_and_steps_together_are_rejected(tmp_path):
@@ -184,6 +227,7 @@ def test_epochs_and_steps_together_are_rejected(tmp_path):
         cfg["search"]["epochs"] = 2
         cfg["methods"]["pass"] = {"steps": 5}
         cfg["dataset_overrides"] = {"fashion_mnist": {"pretrain": {"bn_recalibration_batches": 3}}}
+
     with pytest.raises(RuntimeError) as err:
         dry_run(_small(tmp_path, mutate))
     msg = str(err.value)
@@ -202,8 +246,10 @@ def test_sizes_match_the_real_loader():
     """Fashion-MNIST is on disk (Debian package): the table and the carve rule equal what load_dataset builds."""
     from passprune.data import load_dataset
 
-    for name, kw in [("fashion_mnist", {"val_size": 0.1}), ("fashion_mnist_b", {"val_size": 300, "train_subset": 0.25,
-                                                                                   "test_subset": 700})]:
+    for name, kw in [
+        ("fashion_mnist", {"val_size": 0.1}),
+        ("fashion_mnist_b", {"val_size": 300, "train_subset": 0.25, "test_subset": 700}),
+    ]:
         b = load_dataset(name, REPO / "data", seed=0, **kw)
         want = split_sizes(name, kw["val_size"], kw.get("train_subset"), kw.get("test_subset"))
         assert (len(b.train), len(b.val), len(b.test)) == (want["train"], want["val"], want["test"]), name

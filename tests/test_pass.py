@@ -1,22 +1,26 @@
 """PASS: gradients reach every trained part, masks are hard in the forward pass, the budget is met on every
 architecture, ablations remove exactly what they say, and hypernetwork transfer trains only the prompt."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import small_model
 
 from passprune.methods import SearchContext, get_method
 from passprune.methods.passnet.search import PASS_DEFAULTS, PassSearcher, PassVariant
 from passprune.models import list_models
 from passprune.structure import ChannelMasker, PruningSpace
-from conftest import small_model
 
 X0 = torch.zeros(1, 1, 28, 28)
 
 
-def searcher_for(arch: str, variant: PassVariant = PassVariant()):
+FULL = PassVariant()
+
+
+def searcher_for(arch: str, variant: PassVariant = FULL):
     model = small_model(arch)
     space = PruningSpace(model, X0)
     return model, space, PassSearcher(space, 1, 28, variant, dict(PASS_DEFAULTS))
@@ -34,8 +38,13 @@ def test_gradients_reach_prompt_encoder_and_hypernetwork(fmnist_small):
             assert int(m.detach().sum()) == len(structure[gid])
         masker.set(masks)
         F.cross_entropy(model(searcher.apply_prompt(x)), y).backward()
-    parts = {"prompt": searcher.prompt, "encoder": searcher.encoder, "lstm": searcher.hyper.cell,
-             "mappers": searcher.hyper.mappers, "stats-embedding": searcher.hyper.phi}
+    parts = {
+        "prompt": searcher.prompt,
+        "encoder": searcher.encoder,
+        "lstm": searcher.hyper.cell,
+        "mappers": searcher.hyper.mappers,
+        "stats-embedding": searcher.hyper.phi,
+    }
     for name, part in parts.items():
         grads = [p.grad for p in part.parameters()]
         assert all(g is not None for g in grads), name
@@ -87,8 +96,9 @@ def test_search_saves_hypernetwork_and_transfer_trains_only_the_prompt(fmnist_sm
     src_model = small_model("resnet20")
     spec = get_method("pass")
     space = PruningSpace(src_model, X0)
-    ctx = SearchContext(src_model, space, fmnist_small, 0.5, spec.options(fast), torch.device("cpu"), 0, tmp_path / "src",
-                        batch_size=16)
+    ctx = SearchContext(
+        src_model, space, fmnist_small, 0.5, spec.options(fast), torch.device("cpu"), 0, tmp_path / "src", batch_size=16
+    )
     (tmp_path / "src").mkdir()
     res = spec.fn(ctx)
     saved = tmp_path / "src" / "hypernetwork.pt"
@@ -101,8 +111,17 @@ def test_search_saves_hypernetwork_and_transfer_trains_only_the_prompt(fmnist_sm
     spec_t = get_method("pass_hypertransfer")
     space_t = PruningSpace(tgt_model, X0)
     (tmp_path / "tgt").mkdir()
-    ctx_t = SearchContext(tgt_model, space_t, fmnist_small, 0.5, spec_t.options({**fast, "source": str(saved)}),
-                          torch.device("cpu"), 0, tmp_path / "tgt", batch_size=16)
+    ctx_t = SearchContext(
+        tgt_model,
+        space_t,
+        fmnist_small,
+        0.5,
+        spec_t.options({**fast, "source": str(saved)}),
+        torch.device("cpu"),
+        0,
+        tmp_path / "tgt",
+        batch_size=16,
+    )
     res_t = spec_t.fn(ctx_t)
     assert res_t.info["trainable_params"] == res_t.info["trainable_prompt_params"]  # only V trains
     src_state = torch.load(saved, weights_only=False)["state_dict"]
@@ -119,8 +138,15 @@ def test_transfer_rejects_another_architecture(fmnist_small, tmp_path):
     from passprune.methods.passnet.search import load_searcher
 
     model, space, searcher = searcher_for("resnet20")
-    torch.save({"state_dict": searcher.state_dict(), "variant": PassVariant().__dict__, "options": dict(PASS_DEFAULTS),
-                "group_ids": ["x"]}, tmp_path / "h.pt")
+    torch.save(
+        {
+            "state_dict": searcher.state_dict(),
+            "variant": PassVariant().__dict__,
+            "options": dict(PASS_DEFAULTS),
+            "group_ids": ["x"],
+        },
+        tmp_path / "h.pt",
+    )
     with pytest.raises(ValueError, match="different architecture"):
         load_searcher(tmp_path / "h.pt", space, 1, 28, {})
 
@@ -275,10 +301,22 @@ def test_bn_mode_eval_searches_with_the_dense_statistics(fmnist_small, tmp_path)
 
     handles = [m.register_forward_pre_hook(hook) for m in bns]
     spec = get_method("pass")
-    opts = spec.options({"steps": 6, "log_every": 1, "anneal_frac": 0.0, "select_on_val": True, "bn_mode": "eval",
-                         "bn_recalibration_batches": 1, "checkpoint_every": 0})
-    res = spec.fn(SearchContext(model, PruningSpace(model, X0), fmnist_small, 0.5, opts, torch.device("cpu"), 0,
-                                tmp_path, batch_size=16))
+    opts = spec.options(
+        {
+            "steps": 6,
+            "log_every": 1,
+            "anneal_frac": 0.0,
+            "select_on_val": True,
+            "bn_mode": "eval",
+            "bn_recalibration_batches": 1,
+            "checkpoint_every": 0,
+        }
+    )
+    res = spec.fn(
+        SearchContext(
+            model, PruningSpace(model, X0), fmnist_small, 0.5, opts, torch.device("cpu"), 0, tmp_path, batch_size=16
+        )
+    )
     for h in handles:
         h.remove()
     assert len(res.info["val_candidates"]) >= 2  # candidates re-estimated BN between search steps
@@ -299,12 +337,21 @@ def _resumable_run(data, workdir, *, seed=0, target=0.5, interrupt_at=None, extr
 
     model = small_model("resnet20")
     spec = get_method("pass")
-    opts = spec.options({"steps": 6, "log_every": 2, "checkpoint_every": 3, "select_on_val": True,
-                         "bn_recalibration_batches": 1, **(extra or {})})
+    opts = spec.options(
+        {
+            "steps": 6,
+            "log_every": 2,
+            "checkpoint_every": 3,
+            "select_on_val": True,
+            "bn_recalibration_batches": 1,
+            **(extra or {}),
+        }
+    )
     # batch 128: 4 batches per epoch of the 512 training images, so the resumed run skips the 3 batches the
     # checkpoint had used, finishes that epoch and crosses into the next
-    ctx = SearchContext(model, PruningSpace(model, X0), data, target, opts, torch.device("cpu"), seed, workdir,
-                        batch_size=128, log=log)
+    ctx = SearchContext(
+        model, PruningSpace(model, X0), data, target, opts, torch.device("cpu"), seed, workdir, batch_size=128, log=log
+    )
     try:
         return spec.fn(ctx)
     except Interrupted:
@@ -331,8 +378,16 @@ def test_search_resumes_from_its_checkpoint_exactly(fmnist_small, tmp_path, extr
     res = _resumable_run(fmnist_small, b, extra=extra)
     assert res.info["resumed_from_step"] == 3
     assert res.structure == ref.structure
-    for key in ("history", "val_candidates", "selected_step", "search_steps", "search_images", "val_images",
-                "masked_val_top1", "masked_val_top1_prompted"):
+    for key in (
+        "history",
+        "val_candidates",
+        "selected_step",
+        "search_steps",
+        "search_images",
+        "val_images",
+        "masked_val_top1",
+        "masked_val_top1_prompted",
+    ):
         assert res.info[key] == ref.info[key], key
     s_ref = torch.load(a / "hypernetwork.pt", weights_only=False)["state_dict"]
     s_res = torch.load(b / "hypernetwork.pt", weights_only=False)["state_dict"]
@@ -355,24 +410,69 @@ def test_prompt_at_eval_finetunes_and_tests_with_the_prompt(tmp_path):
     from passprune.data import load_dataset
     from passprune.engine import evaluate
 
-    common = {"data": {"root": str(tmp_path / "data"), "val_size": 64, "train_subset": 256, "test_subset": 64},
-              "device": "cpu", "threads": 1, "tracking": {"enabled": False}}
-    tiny = {"epochs": 1, "batch_size": 32, "lr": 1e-8, "schedule": "constant", "augment": False,
-            "max_steps_per_epoch": 2, "eval_batch_size": 256}
+    common = {
+        "data": {"root": str(tmp_path / "data"), "val_size": 64, "train_subset": 256, "test_subset": 64},
+        "device": "cpu",
+        "threads": 1,
+        "tracking": {"enabled": False},
+    }
+    tiny = {
+        "epochs": 1,
+        "batch_size": 32,
+        "lr": 1e-8,
+        "schedule": "constant",
+        "augment": False,
+        "max_steps_per_epoch": 2,
+        "eval_batch_size": 256,
+    }
     job = ["--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "0"]
     dense = tmp_path / "dense" / "model.pt"
-    main(["pretrain", *job, "--out", str(dense.parent), "--settings",
-          json.dumps({**common, "model": {"width": 0.25}, "train": tiny})])
+    main(
+        [
+            "pretrain",
+            *job,
+            "--out",
+            str(dense.parent),
+            "--settings",
+            json.dumps({**common, "model": {"width": 0.25}, "train": tiny}),
+        ]
+    )
     ft = json.dumps({**common, "train": {**tiny, "bn_recalibration_batches": 1}, "latency": {"enabled": False}})
     metrics = {}
-    for method, options in (("pass", {"steps": 3, "bn_recalibration_batches": 1, "prompt_at_eval": True}),
-                            ("l1", {})):
+    for method, options in (("pass", {"steps": 3, "bn_recalibration_batches": 1, "prompt_at_eval": True}), ("l1", {})):
         out = tmp_path / method
-        main(["search", *job, "--method", method, "--target", "0.5", "--dense", str(dense), "--out",
-              str(out / "search"), "--settings", json.dumps({**common, "search": {"batch_size": 32},
-                                                               "method_options": options})])
-        main(["finetune", *job, "--target", "0.5", "--dense", str(dense), "--search", str(out / "search"),
-              "--out", str(out), "--settings", ft])
+        main(
+            [
+                "search",
+                *job,
+                "--method",
+                method,
+                "--target",
+                "0.5",
+                "--dense",
+                str(dense),
+                "--out",
+                str(out / "search"),
+                "--settings",
+                json.dumps({**common, "search": {"batch_size": 32}, "method_options": options}),
+            ]
+        )
+        main(
+            [
+                "finetune",
+                *job,
+                "--target",
+                "0.5",
+                "--dense",
+                str(dense),
+                "--search",
+                str(out / "search"),
+                "--out",
+                str(out),
+                "--settings",
+                ft,
+            ]
+        )
         metrics[method] = json.loads((out / "metrics.json").read_text())
     assert not (tmp_path / "pass" / "search" / "search_ckpt.pt").exists()  # the finished search drops it
     m = metrics["pass"]
@@ -383,8 +483,14 @@ def test_prompt_at_eval_finetunes_and_tests_with_the_prompt(tmp_path):
     assert torch.equal(searched["prompt.mask"], tuned["mask"])
     # the recorded numbers are the saved network's, with and without V on its inputs
     d = common["data"]
-    data = load_dataset("fashion_mnist", d["root"], seed=0, val_size=d["val_size"], train_subset=d["train_subset"],
-                        test_subset=d["test_subset"])
+    data = load_dataset(
+        "fashion_mnist",
+        d["root"],
+        seed=0,
+        val_size=d["val_size"],
+        train_subset=d["train_subset"],
+        test_subset=d["test_subset"],
+    )
     net, _ = load_pruned(tmp_path / "pass" / "model.pt")
     cpu = torch.device("cpu")
     prompted = evaluate(net, data.test, cpu, input_transform=lambda x: x + (tuned["delta"] * tuned["mask"])[None])

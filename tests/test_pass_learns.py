@@ -11,6 +11,7 @@ Why this test exists: with masks at the writers' norm outputs, a pruned channel'
 is exactly 0 (ReLU'(0) = 0) and PASS kept informative channels no better than random (0.62-0.69 on the
 four seeds tried, random 0.38-0.75); masking at the readers (``passnet.masking``) fixed it (0.94 on each).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -57,9 +58,18 @@ def synthetic_task(n: int = 1024, seed: int = 0) -> DataBundle:
     def split(a: int, b: int) -> TensorSplit:
         return TensorSplit(pool, idx[a:b], y[a:b], mean=mean, std=std, pad=0, flip=False)
 
-    return DataBundle(name="synthetic", train=split(0, 640), val=split(640, 832), test=split(832, n),
-                      num_classes=CLASSES, in_channels=1, image_size=SIZE, mean=mean, std=std,
-                      class_names=[str(c) for c in range(CLASSES)])
+    return DataBundle(
+        name="synthetic",
+        train=split(0, 640),
+        val=split(640, 832),
+        test=split(832, n),
+        num_classes=CLASSES,
+        in_channels=1,
+        image_size=SIZE,
+        mean=mean,
+        std=std,
+        class_names=[str(c) for c in range(CLASSES)],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +141,10 @@ def test_pass_keeps_the_informative_channels_random_does_not(task, tmp_path):
         net_r, inf_r = embed(teacher, seed)
         random_rates.append(informative_kept(search("random", data, net_r, seed, tmp_path).structure, inf_r))
     random_mean = sum(random_rates) / len(random_rates)
-    print(f"informative channels kept: PASS {pass_rate:.3f}; random {random_rates[0]:.3f} (same seed), "
-          f"{random_mean:.3f} (mean of 8 seeds)")
+    print(
+        f"informative channels kept: PASS {pass_rate:.3f}; random {random_rates[0]:.3f} (same seed), "
+        f"{random_mean:.3f} (mean of 8 seeds)"
+    )
     assert pass_rate >= 0.9
     assert random_mean <= 0.75 and random_rates[0] < 0.9
     assert all(torch.equal(dense[k], v) for k, v in net.state_dict().items())  # the search left the net as it was

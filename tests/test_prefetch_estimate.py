@@ -4,6 +4,7 @@
 No network here: the missing-file report, the checksum checks and the offline failure of a download run for
 real; the one download that works offline is Fashion-MNIST from Debian's package.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,19 +29,30 @@ def small_config(root: Path) -> dict:
     of each cost kind (PASS steps from epochs, sparsity learning, a weight criterion)."""
     train = {"epochs": 2, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "augment": False}
     return {
-        "study": "prefetch-estimate", "device": "cpu",
-        "data": {"root": str(root / "data"), "val_size": 200, "train_subset": 1000, "test_subset": 500,
-                 "image_size": None, "num_workers": 0},
+        "study": "prefetch-estimate",
+        "device": "cpu",
+        "data": {
+            "root": str(root / "data"),
+            "val_size": 200,
+            "train_subset": 1000,
+            "test_subset": 500,
+            "image_size": None,
+            "num_workers": 0,
+        },
         "datasets": ["cifar10", "tiny_imagenet", "fashion_mnist"],
         "dataset_overrides": {"cifar10": {"image_size": 64}},
-        "archs": ["resnet18"], "seeds": [0], "targets": [0.5],
+        "archs": ["resnet18"],
+        "seeds": [0],
+        "targets": [0.5],
         "pretrain": {"pretrained": True, "weights_dir": str(root / "weights"), "train": train},
         "finetune": {**train, "bn_recalibration_batches": 2},
         "search": {"batch_size": 32, "max_prune_frac": 0.9, "epochs": 1},
         "methods": {"pass": {}, "random": {}, "slimming": {"epochs": 1}},
         "latency": {"enabled": True, "batch_sizes": [1, 8], "repeats": 3},
         "tracking": {"enabled": False, "uri": "sqlite:///results/mlflow.db", "experiment": "x"},
-        "resources": {s: {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0} for s in ("pretrain", "search", "finetune")},
+        "resources": {
+            s: {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0} for s in ("pretrain", "search", "finetune")
+        },
     }
 
 
@@ -156,14 +168,17 @@ def test_estimate_is_jobs_times_per_job_cost(small):
     ev = t["epochs"] * n["val"] + n["test"]
     job = next(j for j in est["jobs"] if j["rule"] == "pretrain" and j["dataset"] == "cifar10")
     assert (job["train_images"], job["eval_images"], job["resolution"]) == (train, ev, 64)
-    assert job["seconds"] == pytest.approx(10.0 + train * tp.seconds_per_image("resnet18", 64, "train")
-                                           + ev * tp.seconds_per_image("resnet18", 64, "eval"))
+    assert job["seconds"] == pytest.approx(
+        10.0 + train * tp.seconds_per_image("resnet18", 64, "train") + ev * tp.seconds_per_image("resnet18", 64, "eval")
+    )
     # PASS: search.epochs -> steps of the search batch; weight criteria (random) cost only the start-up
     pass_job = next(j for j in est["jobs"] if j["rule"] == "search_pass" and j["dataset"] == "cifar10")
     assert pass_job["train_images"] == (n["train"] // 32) * 32
     assert all(j["seconds"] == 10.0 for j in est["jobs"] if j["label"] == "random" and j["rule"] == "search")
     # a pruned net's fine-tuning costs the target's share of the dense per-image cost
-    fine = next(j for j in est["jobs"] if j["rule"] == "finetune" and j["dataset"] == "cifar10" and j["label"] == "pass")
+    fine = next(
+        j for j in est["jobs"] if j["rule"] == "finetune" and j["dataset"] == "cifar10" and j["label"] == "pass"
+    )
     assert fine["train_images"] == train
 
 
@@ -171,12 +186,22 @@ def test_estimate_command_prints_and_writes(small, tmp_path):
     _, path, plan = small
     out = tmp_path / "est.json"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run([str(Path(sys.executable).parent / "passprune"), "estimate", "--configfile", str(path),
-                           "--json", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "passprune"), "estimate", "--configfile", str(path), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CPU-derived" in proc.stdout and "search_pass" in proc.stdout
     est = json.loads(out.read_text())
     assert {r: v["jobs"] for r, v in est["rules"].items()} == plan.counts
-    help_ = subprocess.run([str(Path(sys.executable).parent / "passprune"), "prefetch", "--help"],
-                           capture_output=True, text=True, env=env, timeout=120)
+    help_ = subprocess.run(
+        [str(Path(sys.executable).parent / "passprune"), "prefetch", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert help_.returncode == 0 and "--check" in help_.stdout

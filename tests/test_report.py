@@ -3,6 +3,7 @@
 Synthetic metrics.json files (one dataset/arch, dense + two methods at two targets with two seeds, one
 transfer run) stand in for real jobs, so the arithmetic can be checked against pandas directly.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,32 +30,74 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _dense(seed: int) -> dict:
     top1 = 93.0 + 0.3 * seed
-    return {"stage": "pretrain", "dataset": DS, "arch": ARCH, "seed": seed, "method": "dense", "family": "dense",
-            "target": 1.0, "top1": top1, "top1_before_ft": top1, "val_top1": top1 + 0.1, "macs": DENSE_MACS,
-            "macs_tp": DENSE_MACS, "params": DENSE_PARAMS, "train_seconds": 100.0 + seed, "wall_seconds": 120.0,
-            "history": [{"epoch": 0, "loss": 1.0}], "settings": {"train": {"epochs": 1}},
-            "provenance": {"git_commit": "abc"}}
+    return {
+        "stage": "pretrain",
+        "dataset": DS,
+        "arch": ARCH,
+        "seed": seed,
+        "method": "dense",
+        "family": "dense",
+        "target": 1.0,
+        "top1": top1,
+        "top1_before_ft": top1,
+        "val_top1": top1 + 0.1,
+        "macs": DENSE_MACS,
+        "macs_tp": DENSE_MACS,
+        "params": DENSE_PARAMS,
+        "train_seconds": 100.0 + seed,
+        "wall_seconds": 120.0,
+        "history": [{"epoch": 0, "loss": 1.0}],
+        "settings": {"train": {"epochs": 1}},
+        "provenance": {"git_commit": "abc"},
+    }
 
 
 def _pruned(method: str, target: float, seed: int, source: str | None = None, family: str | None = None) -> dict:
     rng = random.Random(f"{method}{target}{seed}{source}")
     macs = DENSE_MACS * target * (0.995 + 0.004 * rng.random())
-    kept = {g: min(SIZES[g], max(1, round(SIZES[g] * (target ** 0.5 + 0.1 * (i - 2.5) / 2.5)) + rng.randint(-2, 2)))
-            for i, g in enumerate(GROUPS)}
+    kept = {
+        g: min(SIZES[g], max(1, round(SIZES[g] * (target**0.5 + 0.1 * (i - 2.5) / 2.5)) + rng.randint(-2, 2)))
+        for i, g in enumerate(GROUPS)
+    }
     return {
-        "stage": "finetune", "dataset": DS, "arch": ARCH, "seed": seed, "method": method,
-        "family": family or METHODS[method], "target": target, "source": source,
-        "top1": 90.0 + 5 * target + rng.uniform(-1, 1), "top1_before_ft": 30.0 + 40 * target + rng.uniform(-5, 5),
-        "val_top1": 91.0, "val_top1_before_ft": 40.0, "best_epoch": 3,
-        "macs": macs, "dense_macs": DENSE_MACS, "macs_ratio": macs / DENSE_MACS, "speedup_macs": DENSE_MACS / macs,
-        "macs_tp": macs, "params": int(DENSE_PARAMS * target), "dense_params": DENSE_PARAMS,
+        "stage": "finetune",
+        "dataset": DS,
+        "arch": ARCH,
+        "seed": seed,
+        "method": method,
+        "family": family or METHODS[method],
+        "target": target,
+        "source": source,
+        "top1": 90.0 + 5 * target + rng.uniform(-1, 1),
+        "top1_before_ft": 30.0 + 40 * target + rng.uniform(-5, 5),
+        "val_top1": 91.0,
+        "val_top1_before_ft": 40.0,
+        "best_epoch": 3,
+        "macs": macs,
+        "dense_macs": DENSE_MACS,
+        "macs_ratio": macs / DENSE_MACS,
+        "speedup_macs": DENSE_MACS / macs,
+        "macs_tp": macs,
+        "params": int(DENSE_PARAMS * target),
+        "dense_params": DENSE_PARAMS,
         "speedup_latency": None if seed == 1 else 1.0 / target * 0.8,
-        "latency_ms_bs1": 2.0, "latency_ms_bs64": 10.0, "latency_ms_dense_bs1": 3.0, "latency_ms_dense_bs64": 20.0,
-        "speedup_latency_bs1": 1.5, "speedup_latency_bs64": 2.0, "device": "cpu",
+        "latency_ms_bs1": 2.0,
+        "latency_ms_bs64": 10.0,
+        "latency_ms_dense_bs1": 3.0,
+        "latency_ms_dense_bs64": 20.0,
+        "speedup_latency_bs1": 1.5,
+        "speedup_latency_bs64": 2.0,
+        "device": "cpu",
         "search_seconds": (500.0 if method.startswith("pass") else 0.5) + rng.uniform(0, 50),
-        "finetune_seconds": 300.0, "wall_seconds": 900.0,
-        "kept_channels": kept, "group_sizes": SIZES, "group_order": GROUPS,
-        "search_info": {"steps": 10}, "history": [{"epoch": 0}], "settings": {}, "provenance": {},
+        "finetune_seconds": 300.0,
+        "wall_seconds": 900.0,
+        "kept_channels": kept,
+        "group_sizes": SIZES,
+        "group_order": GROUPS,
+        "search_info": {"steps": 10},
+        "history": [{"epoch": 0}],
+        "settings": {},
+        "provenance": {},
     }
 
 
@@ -70,8 +113,12 @@ def _make_runs(root: Path) -> list[Path]:
         for t in TARGETS:
             for s in SEEDS:
                 files.append(_write(root / f"{m}_{t}_s{s}" / "metrics.json", _pruned(m, t, s)))
-    files.append(_write(root / "transfer" / "metrics.json",
-                        _pruned("pass_structure_transfer", 0.5, 0, source="cifar100", family="pass-transfer")))
+    files.append(
+        _write(
+            root / "transfer" / "metrics.json",
+            _pruned("pass_structure_transfer", 0.5, 0, source="cifar100", family="pass-transfer"),
+        )
+    )
     random.Random(0).shuffle(files)  # aggregation must not depend on input order
     return files
 
@@ -96,8 +143,7 @@ def test_summary_columns_rows_and_order(built):
     assert set(SUMMARY_COLUMNS) <= set(df.columns)
     assert list(df.columns[: len(SUMMARY_COLUMNS)]) == list(SUMMARY_COLUMNS)
     assert len(df) == len(built["files"]) == 2 + len(METHODS) * len(TARGETS) * len(SEEDS) + 1
-    for nested in ("history", "settings", "provenance", "kept_channels", "group_sizes", "group_order",
-                   "search_info"):
+    for nested in ("history", "settings", "provenance", "kept_channels", "group_sizes", "group_order", "search_info"):
         assert nested not in df.columns
     # sort: dataset, arch, target desc, method, seed
     keys = list(zip(df["dataset"], df["arch"], -df["target"], df["method"], df["seed"]))
@@ -165,8 +211,12 @@ def test_main_table_mean_std_match_pandas(built):
     sel = df[(df["method"] == "pass_noprompt") & (df["target"] == 0.3) & df["source"].isna()]
     row = main[(main["method"] == "pass_noprompt") & (main["target"] == 0.3)]
     assert len(row) == 1 and row["n"].item() == len(SEEDS)
-    for col, key, scale in (("top1", "top1", 1), ("top1_before_ft", "top1_before_ft", 1),
-                            ("macs", "macs_M", 1e-6), ("search_seconds", "search_seconds", 1)):
+    for col, key, scale in (
+        ("top1", "top1", 1),
+        ("top1_before_ft", "top1_before_ft", 1),
+        ("macs", "macs_M", 1e-6),
+        ("search_seconds", "search_seconds", 1),
+    ):
         assert row[f"{key}_mean"].item() == pytest.approx(sel[col].mean() * scale, rel=1e-12)
         assert row[f"{key}_std"].item() == pytest.approx((sel[col] * scale).std(), rel=1e-9)
     # latency is null for one seed: mean of the rest, no std
@@ -258,8 +308,15 @@ def test_ratio_axis_and_dense_only_summary(built, tmp_path):
     dense_only = aggregate([p for p in built["files"] if p.parent.name.startswith("dense")], tmp_path / "s.csv")
     assert list(dense_only["method"]) == ["dense", "dense"]
     paths = build_report(tmp_path / "s.csv", tmp_path / "rep")
-    assert {p.name for p in paths} == {"main.md", "main.tex", "main.csv", "search_cost.md", "search_cost.tex",
-                                       "search_cost.csv", "README.md"}
+    assert {p.name for p in paths} == {
+        "main.md",
+        "main.tex",
+        "main.csv",
+        "search_cost.md",
+        "search_cost.tex",
+        "search_cost.csv",
+        "README.md",
+    }
     assert (tmp_path / "rep" / "README.md").read_text().count("_Skipped:") == 4
     assert len(pd.read_csv(tmp_path / "rep" / "tables" / "search_cost.csv")) == 0
 
@@ -283,11 +340,19 @@ def test_search_cost_table_means_and_dashes(built):
 # ----------------------------------------------------------------------------- claims in the report
 CLAIMS_YAML = Path(__file__).resolve().parent.parent / "config" / "claims.yaml"
 MANY = {  # a dozen methods: method -> (family, top-1 offset in points)
-    "pass": ("pass", 2.0), "pass_noprompt": ("pass-ablation", 1.0), "pass_norecur": ("pass-ablation", 0.5),
-    "pass_uniform": ("pass-ablation", 0.8), "pass_nostats": ("pass-ablation", 1.2),
-    "l1": ("baseline", 0.0), "fpgm": ("baseline", -0.5), "taylor": ("baseline", -1.0),
-    "depgraph": ("baseline", 0.3), "greg": ("baseline", 0.2), "random": ("baseline", -3.0),
-    "random_widths": ("control", -2.0), "scratch": ("control", -6.0),
+    "pass": ("pass", 2.0),
+    "pass_noprompt": ("pass-ablation", 1.0),
+    "pass_norecur": ("pass-ablation", 0.5),
+    "pass_uniform": ("pass-ablation", 0.8),
+    "pass_nostats": ("pass-ablation", 1.2),
+    "l1": ("baseline", 0.0),
+    "fpgm": ("baseline", -0.5),
+    "taylor": ("baseline", -1.0),
+    "depgraph": ("baseline", 0.3),
+    "greg": ("baseline", 0.2),
+    "random": ("baseline", -3.0),
+    "random_widths": ("control", -2.0),
+    "scratch": ("control", -6.0),
 }
 MANY_SEEDS = range(5)
 
@@ -347,9 +412,18 @@ def test_readme_starts_with_the_claims_section_and_its_rule(claims_built):
     assert readme.startswith("# Results\n\n## Claims\n")
     claims_part = readme.split("## How the numbers were made")[0]
     m = int(pd.read_csv(claims_built["out"] / "tables" / "claims.csv")["holm_m"].iloc[0])
-    for needle in ("paired by seed", "t-interval", "bootstrap", f"Holm-adjusted over all {m} comparison(s)",
-                   "validation", "`select_on_val` true in all", "config/claims.yaml", "figures/claims_forest.png",
-                   "| acc_vs_best_baseline", "supported"):
+    for needle in (
+        "paired by seed",
+        "t-interval",
+        "bootstrap",
+        f"Holm-adjusted over all {m} comparison(s)",
+        "validation",
+        "`select_on_val` true in all",
+        "config/claims.yaml",
+        "figures/claims_forest.png",
+        "| acc_vs_best_baseline",
+        "supported",
+    ):
         assert needle in claims_part, needle
     assert readme.index("## Claims") < readme.index("## Main table") < readme.index("## Search cost")
 
@@ -386,10 +460,27 @@ def test_forest_plot_without_any_estimate_still_writes_a_figure(tmp_path):
     from passprune.report.figures import plot_claims_forest
     from passprune.stats.claims import Claim, evaluate_claims
 
-    df = pd.DataFrame([dict(dataset="d", arch="a", method="pass", family="pass", target=0.5, seed=0, source=None,
-                            top1=1.0, top1_before_ft=1.0, val_top1=1.0, speedup_macs=2.0, speedup_latency=1.5)])
-    c = Claim.from_dict(dict(id="x", text="t", method="pass", versus="scratch", metric="top1", relation="greater",
-                             margin=0))
+    df = pd.DataFrame(
+        [
+            dict(
+                dataset="d",
+                arch="a",
+                method="pass",
+                family="pass",
+                target=0.5,
+                seed=0,
+                source=None,
+                top1=1.0,
+                top1_before_ft=1.0,
+                val_top1=1.0,
+                speedup_macs=2.0,
+                speedup_latency=1.5,
+            )
+        ]
+    )
+    c = Claim.from_dict(
+        dict(id="x", text="t", method="pass", versus="scratch", metric="top1", relation="greater", margin=0)
+    )
     png, pdf = plot_claims_forest(evaluate_claims(df, [c]), tmp_path / "forest")
     assert png.read_bytes()[:8] == PNG_MAGIC and pdf.exists()
 
@@ -397,12 +488,30 @@ def test_forest_plot_without_any_estimate_still_writes_a_figure(tmp_path):
 def test_cli_claims_and_report_flags(claims_built, tmp_path, capsys):
     from passprune.cli import main
 
-    main(["claims", "--summary", str(claims_built["root"] / "summary.csv"), "--claims", str(CLAIMS_YAML),
-          "--csv", str(tmp_path / "c.csv")])
+    main(
+        [
+            "claims",
+            "--summary",
+            str(claims_built["root"] / "summary.csv"),
+            "--claims",
+            str(CLAIMS_YAML),
+            "--csv",
+            str(tmp_path / "c.csv"),
+        ]
+    )
     out = capsys.readouterr().out
     assert "| acc_vs_best_baseline" in out and "paired by seed" in out and (tmp_path / "c.csv").exists()
-    main(["report", "--summary", str(claims_built["root"] / "summary.csv"), "--out", str(tmp_path / "r"),
-          "--claims", str(CLAIMS_YAML)])
+    main(
+        [
+            "report",
+            "--summary",
+            str(claims_built["root"] / "summary.csv"),
+            "--out",
+            str(tmp_path / "r"),
+            "--claims",
+            str(CLAIMS_YAML),
+        ]
+    )
     assert (tmp_path / "r" / "tables" / "claims.md").exists()
     assert (tmp_path / "r" / "README.md").read_text().startswith("# Results\n\n## Claims")
 

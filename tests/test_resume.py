@@ -9,6 +9,7 @@ weights, structure and accuracy of the run that was never interrupted.
 
     pytest -m slow tests/test_resume.py      # about 2-3 minutes on 2 CPU cores
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,24 +34,42 @@ SPARSITY = "bn_scale_tp"
 CFG = {
     "study": "resume",
     "device": "cpu",
-    "data": {"root": "data", "val_size": 200, "train_subset": 1000, "test_subset": 200, "image_size": None,
-             "num_workers": 0},
+    "data": {
+        "root": "data",
+        "val_size": 200,
+        "train_subset": 1000,
+        "test_subset": 200,
+        "image_size": None,
+        "num_workers": 0,
+    },
     "datasets": ["fashion_mnist"],
     "archs": ["resnet20"],
     "arch_settings": {"resnet20": {"width": 0.25}},
     "seeds": [0],
     "targets": [0.5],
-    "pretrain": {"pretrained": False,
-                 "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "augment": True}},
-    "finetune": {"epochs": 1, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "augment": False,
-                 "max_steps_per_epoch": 8, "bn_recalibration_batches": 2},
+    "pretrain": {
+        "pretrained": False,
+        "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "augment": True},
+    },
+    "finetune": {
+        "epochs": 1,
+        "batch_size": 64,
+        "lr": 0.01,
+        "schedule": "cosine",
+        "augment": False,
+        "max_steps_per_epoch": 8,
+        "bn_recalibration_batches": 2,
+    },
     "search": {"batch_size": 32, "max_prune_frac": 0.9},
-    "methods": {"pass": {"steps": 30, "checkpoint_every": 10, "log_every": 10},
-                SPARSITY: {"epochs": 3, "max_steps_per_epoch": 10}},
+    "methods": {
+        "pass": {"steps": 30, "checkpoint_every": 10, "log_every": 10},
+        SPARSITY: {"epochs": 3, "max_steps_per_epoch": 10},
+    },
     "latency": {"enabled": False},
     "tracking": {"enabled": False, "uri": "sqlite:///results/mlflow.db", "experiment": "resume"},
-    "resources": {s: {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0}
-                  for s in ("pretrain", "search", "finetune")},
+    "resources": {
+        s: {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 0} for s in ("pretrain", "search", "finetune")
+    },
 }
 STUDY = Path("results") / CFG["study"]
 RUN = STUDY / "fashion_mnist" / "resnet20" / "seed0"
@@ -59,11 +78,24 @@ RUN = STUDY / "fashion_mnist" / "resnet20" / "seed0"
 def _snakemake(workdir: Path, *args: str, popen: bool = False):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        *args,
+    ]
     if popen:  # its own session, so one killpg reaches Snakemake and the job it runs
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc
@@ -107,13 +139,28 @@ def _sha(path: Path) -> str:
 
 
 #: Files whose bytes must match between the interrupted and the uninterrupted study.
-FILES = ["{dense}/model.pt",
-         f"{RUN}/pass/macs0.5/search/structure.json", f"{RUN}/pass/macs0.5/search/hypernetwork.pt",
-         f"{RUN}/{SPARSITY}/macs0.5/search/structure.json", f"{RUN}/{SPARSITY}/macs0.5/search/search_model.pt",
-         f"{RUN}/pass/macs0.5/model.pt", f"{RUN}/{SPARSITY}/macs0.5/model.pt"]
+FILES = [
+    "{dense}/model.pt",
+    f"{RUN}/pass/macs0.5/search/structure.json",
+    f"{RUN}/pass/macs0.5/search/hypernetwork.pt",
+    f"{RUN}/{SPARSITY}/macs0.5/search/structure.json",
+    f"{RUN}/{SPARSITY}/macs0.5/search/search_model.pt",
+    f"{RUN}/pass/macs0.5/model.pt",
+    f"{RUN}/{SPARSITY}/macs0.5/model.pt",
+]
 #: Measured values of the records (timings, provenance and the resume bookkeeping naturally differ).
-VALUES = ("top1", "val_top1", "top1_before_ft", "val_top1_before_ft", "macs", "params", "best_epoch",
-          "search_steps", "weight_train_steps", "finetune_steps")
+VALUES = (
+    "top1",
+    "val_top1",
+    "top1_before_ft",
+    "val_top1_before_ft",
+    "macs",
+    "params",
+    "best_epoch",
+    "search_steps",
+    "weight_train_steps",
+    "finetune_steps",
+)
 
 
 def _files(workdir: Path) -> dict[str, str]:
@@ -125,8 +172,9 @@ def _records(workdir: Path) -> dict[str, dict]:
     out = {}
     for f in sorted((workdir / "results").rglob("metrics.json")):
         m = json.loads(f.read_text())
-        out[m["method"]] = {k: m.get(k) for k in VALUES} | {"history": [
-            {k: v for k, v in h.items() if "second" not in k and k != "lr"} for h in m["history"]]}
+        out[m["method"]] = {k: m.get(k) for k in VALUES} | {
+            "history": [{k: v for k, v in h.items() if "second" not in k and k != "lr"} for h in m["history"]]
+        }
     return out
 
 

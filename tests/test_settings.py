@@ -4,6 +4,7 @@ The schema (workflow/schemas/config.schema.yaml) validates a study before any jo
 passprune.settings parse each job's settings. If the two drifted, a key the schema accepts could be rejected
 by a job hours later (or a default stated in one place would be contradicted by the other).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from passprune.settings import (DataSettings, FinetuneSettings, JobSettings, LatencySettings, SearchSettings,
-                                TrainSettings, defaults_of)
+from passprune.settings import (
+    DataSettings,
+    FinetuneSettings,
+    JobSettings,
+    LatencySettings,
+    SearchSettings,
+    TrainSettings,
+    defaults_of,
+)
 
 SCHEMA = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
 PROPS = SCHEMA["properties"]
@@ -57,24 +65,31 @@ def test_finetune_settings_are_train_settings_plus_bn_recalibration():
     assert s.train() == TrainSettings(epochs=2, lr=0.05)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"data": {"rot": "data"}}, r"settings data: unknown keys \['rot'\]"),
-    ({"train": {"learning_rate": 0.1}}, r"settings train: unknown keys \['learning_rate'\]"),
-    ({"latency": {"repeat": 3}}, r"settings latency: unknown keys \['repeat'\]"),
-    ({"serach": {}}, r"settings: unknown keys \['serach'\]"),
-    ({"train": {"epochs": 1, "bn_recalibration_batches": 5}}, "a fine-tuning option"),
-    ({"train": {"schedule": "linear"}}, "train.schedule"),
-    ({"data": 3}, "settings data: expected an object"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"data": {"rot": "data"}}, r"settings data: unknown keys \['rot'\]"),
+        ({"train": {"learning_rate": 0.1}}, r"settings train: unknown keys \['learning_rate'\]"),
+        ({"latency": {"repeat": 3}}, r"settings latency: unknown keys \['repeat'\]"),
+        ({"serach": {}}, r"settings: unknown keys \['serach'\]"),
+        ({"train": {"epochs": 1, "bn_recalibration_batches": 5}}, "a fine-tuning option"),
+        ({"train": {"schedule": "linear"}}, "train.schedule"),
+        ({"data": 3}, "settings data: expected an object"),
+    ],
+)
 def test_unknown_or_misplaced_keys_fail_with_their_name(bad, match):
     with pytest.raises(ValueError, match=match):
         JobSettings.from_dict(bad, "pretrain")
 
 
 def test_job_settings_parse_a_resolved_workflow_object():
-    raw = {"data": {"root": "d", "val_size": 100, "train_subset": 500}, "device": "cpu",
-           "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "bn_recalibration_batches": 4},
-           "latency": {"enabled": True, "batch_sizes": [1, 8], "repeats": 3}, "threads": 2}
+    raw = {
+        "data": {"root": "d", "val_size": 100, "train_subset": 500},
+        "device": "cpu",
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "bn_recalibration_batches": 4},
+        "latency": {"enabled": True, "batch_sizes": [1, 8], "repeats": 3},
+        "threads": 2,
+    }
     s = JobSettings.from_dict(raw, "finetune")
     assert s.finetune.bn_recalibration_batches == 4 and s.finetune.train().epochs == 2
     assert s.latency.batch_sizes == (1, 8) and s.data.val_size == 100 and s.threads == 2

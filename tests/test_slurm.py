@@ -102,8 +102,13 @@ def _run_snakemake(snakemake: str, args: list[str], cwd: Path, timeout: int) -> 
     env["PATH"] = f"{Path(snakemake).parent}{os.pathsep}{env.get('PATH', '')}"
     try:
         res = subprocess.run(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, timeout=timeout,
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as e:
         queue = subprocess.run(["squeue", "-o", "%i %j %T %M %R"], capture_output=True, text=True)
@@ -115,15 +120,14 @@ def _run_snakemake(snakemake: str, args: list[str], cwd: Path, timeout: int) -> 
         )
     if res.returncode != 0:
         pytest.fail(
-            f"snakemake exited with {res.returncode}\n$ {' '.join(cmd)}\n(cwd {cwd})\n"
-            f"{res.stdout[-8000:]}",
+            f"snakemake exited with {res.returncode}\n$ {' '.join(cmd)}\n(cwd {cwd})\n{res.stdout[-8000:]}",
             pytrace=False,
         )
     return res.stdout
 
 
 TOY_SNAKEFILE = textwrap.dedent(
-    r'''
+    r"""
     rule all:
         input: "out/cpu.txt", "out/gpu.txt"
 
@@ -143,7 +147,7 @@ TOY_SNAKEFILE = textwrap.dedent(
             'echo "job=${{SLURM_JOB_ID:?not inside a SLURM job}}'
             ' cuda=${{CUDA_VISIBLE_DEVICES:-}} step_gpus=${{SLURM_STEP_GPUS:-}}'
             ' job_gpus=${{SLURM_JOB_GPUS:-}}" > {output}'
-    '''
+    """
 )
 
 
@@ -174,7 +178,9 @@ def test_toy_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     for jobid in (cpu["job"], gpu["job"]):
         q = subprocess.run(
             ["squeue", "--states=all", "-h", "-j", jobid, "-o", "%T"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert q.stdout.strip() == "COMPLETED", (jobid, q.stdout, q.stderr)
     # The CI overlay keeps the sbatch logs of successful jobs.
@@ -197,9 +203,7 @@ def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path):
     `--directory` pointing at a scratch working directory, where results/ is written.
     Set PASSPRUNE_SLURM_WORKDIR to use a fixed working directory instead (e.g. to reuse data/).
     """
-    snakefile = next(
-        (p for p in (REPO / "Snakefile", REPO / "workflow" / "Snakefile") if p.exists()), None
-    )
+    snakefile = next((p for p in (REPO / "Snakefile", REPO / "workflow" / "Snakefile") if p.exists()), None)
     configfile = REPO / "config" / "test.yaml"
     missing = [
         what
@@ -210,19 +214,23 @@ def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path):
         if not ok
     ]
     if missing:
-        pytest.fail(f"cannot run the pipeline through SLURM: missing {', '.join(missing)} in {REPO}",
-                    pytrace=False)
+        pytest.fail(f"cannot run the pipeline through SLURM: missing {', '.join(missing)} in {REPO}", pytrace=False)
 
     workdir = Path(os.environ.get("PASSPRUNE_SLURM_WORKDIR") or tmp_path / "work").resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     _run_snakemake(
         slurm_cluster,
         [
-            "--cores", "8",
-            "--profile", "slurm",
-            "--profile", "ci/slurm-local",
-            "--configfile", "config/test.yaml",
-            "--directory", str(workdir),
+            "--cores",
+            "8",
+            "--profile",
+            "slurm",
+            "--profile",
+            "ci/slurm-local",
+            "--configfile",
+            "config/test.yaml",
+            "--directory",
+            str(workdir),
         ],
         cwd=REPO,
         timeout=PIPELINE_TIMEOUT,

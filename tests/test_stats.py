@@ -1,5 +1,6 @@
 """Tests for passprune.stats: paired statistics against scipy/statsmodels' own values, and the verdicts
 of claims on synthetic summaries whose truth is known by construction."""
+
 from __future__ import annotations
 
 import math
@@ -60,9 +61,15 @@ def test_holm_is_statsmodels_and_skips_nan():
 
 def test_bootstrap_is_scipys_paired_percentile_and_reproducible():
     got = P.bootstrap_interval(A, B, n_resamples=2000, seed=3)
-    ref = scipy.stats.bootstrap((A, B), lambda x, y, axis=-1: np.mean(x - y, axis=axis), paired=True,
-                                vectorized=True, n_resamples=2000, method="percentile",
-                                rng=np.random.default_rng(3)).confidence_interval
+    ref = scipy.stats.bootstrap(
+        (A, B),
+        lambda x, y, axis=-1: np.mean(x - y, axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(3),
+    ).confidence_interval
     assert got == pytest.approx((ref.low, ref.high), rel=1e-12)
     assert P.bootstrap_interval(A, B, n_resamples=2000, seed=3) == got
     assert P.bootstrap_interval([1.0, 2.0, 3.0], [0.0, 1.0, 2.0]) == (1.0, 1.0)
@@ -88,18 +95,21 @@ def test_alignment_drops_unpaired_seeds_and_says_so():
     assert al.note("pass", "l1") == "dropped seed(s) 0 only in pass; seed(s) 3, 5 only in l1"
 
 
-@pytest.mark.parametrize("relation,margin,ci,p,verdict", [
-    ("greater", 1.0, (1.2, 3.0), 0.01, "supported"),
-    ("greater", 1.0, (1.2, 3.0), 0.2, "inconclusive"),  # Holm-adjusted p too large
-    ("greater", 1.0, (0.5, 3.0), 0.01, "inconclusive"),
-    ("greater", 1.0, (-2.0, 0.9), 0.9, "contradicted"),
-    ("less", 0.5, (-3.0, -0.6), 0.01, "supported"),
-    ("less", 0.5, (-0.4, 1.0), 0.9, "contradicted"),
-    ("equivalent", 1.0, (-0.5, 0.7), 0.01, "supported"),
-    ("equivalent", 1.0, (-0.5, 1.2), 0.01, "inconclusive"),
-    ("equivalent", 1.0, (1.1, 2.0), 0.9, "contradicted"),
-    ("equivalent", 1.0, (-3.0, -1.0), 0.9, "contradicted"),
-])
+@pytest.mark.parametrize(
+    "relation,margin,ci,p,verdict",
+    [
+        ("greater", 1.0, (1.2, 3.0), 0.01, "supported"),
+        ("greater", 1.0, (1.2, 3.0), 0.2, "inconclusive"),  # Holm-adjusted p too large
+        ("greater", 1.0, (0.5, 3.0), 0.01, "inconclusive"),
+        ("greater", 1.0, (-2.0, 0.9), 0.9, "contradicted"),
+        ("less", 0.5, (-3.0, -0.6), 0.01, "supported"),
+        ("less", 0.5, (-0.4, 1.0), 0.9, "contradicted"),
+        ("equivalent", 1.0, (-0.5, 0.7), 0.01, "supported"),
+        ("equivalent", 1.0, (-0.5, 1.2), 0.01, "inconclusive"),
+        ("equivalent", 1.0, (1.1, 2.0), 0.9, "contradicted"),
+        ("equivalent", 1.0, (-3.0, -1.0), 0.9, "contradicted"),
+    ],
+)
 def test_decision_rule(relation, margin, ci, p, verdict):
     assert P.decide(relation, margin, ci, p, n=5) == verdict
     assert P.decide(relation, margin, ci, p, n=2) == "not enough seeds"
@@ -107,12 +117,24 @@ def test_decision_rule(relation, margin, ci, p, verdict):
 
 # ----------------------------------------------------------------------------- synthetic summaries
 BASELINES = ("l1", "fpgm", "depgraph")
-FAMILIES = {"pass": "pass", "pass_noprompt": "pass-ablation", "pass_uniform": "pass-ablation",
-            "pass_structure_transfer": "pass-transfer", **{b: "baseline" for b in BASELINES}}
+FAMILIES = {
+    "pass": "pass",
+    "pass_noprompt": "pass-ablation",
+    "pass_uniform": "pass-ablation",
+    "pass_structure_transfer": "pass-transfer",
+    **{b: "baseline" for b in BASELINES},
+}
 
 
-def make_summary(effects: dict[str, float], seeds=range(6), targets=(0.5, 0.3), noise: float = 0.3,
-                 val_shift: dict[str, float] | None = None, rng_seed: int = 0, **extra_rows) -> pd.DataFrame:
+def make_summary(
+    effects: dict[str, float],
+    seeds=range(6),
+    targets=(0.5, 0.3),
+    noise: float = 0.3,
+    val_shift: dict[str, float] | None = None,
+    rng_seed: int = 0,
+    **extra_rows,
+) -> pd.DataFrame:
     """One dense run per seed and every method at every target; top-1 = seed's dense level + the
     method's effect at that target (``effects[m]``, points, scaled by (1 - target) for the curve)
     + noise.  ``val_shift`` moves validation accuracy without moving test accuracy."""
@@ -121,15 +143,41 @@ def make_summary(effects: dict[str, float], seeds=range(6), targets=(0.5, 0.3), 
     rows = []
     for s in seeds:
         base = 90.0 + rng.normal(0, 1.0)  # seed-level variation, shared by every method of the seed
-        rows.append(dict(dataset="ds", arch="net", method="dense", family="dense", target=1.0, seed=s, source=None,
-                         top1=base, top1_before_ft=base, val_top1=base, speedup_macs=1.0, speedup_latency=1.0))
+        rows.append(
+            dict(
+                dataset="ds",
+                arch="net",
+                method="dense",
+                family="dense",
+                target=1.0,
+                seed=s,
+                source=None,
+                top1=base,
+                top1_before_ft=base,
+                val_top1=base,
+                speedup_macs=1.0,
+                speedup_latency=1.0,
+            )
+        )
         for m, eff in effects.items():
             for t in targets:
                 top1 = base - 20 * (1 - t) + eff + rng.normal(0, noise)
-                rows.append(dict(dataset="ds", arch="net", method=m, family=FAMILIES.get(m, "control"), target=t,
-                                 seed=s, source="src" if m.endswith("transfer") else None, top1=top1,
-                                 top1_before_ft=top1 - 30, val_top1=top1 + val_shift.get(m, 0.0),
-                                 speedup_macs=1 / t, speedup_latency=0.8 / t))
+                rows.append(
+                    dict(
+                        dataset="ds",
+                        arch="net",
+                        method=m,
+                        family=FAMILIES.get(m, "control"),
+                        target=t,
+                        seed=s,
+                        source="src" if m.endswith("transfer") else None,
+                        top1=top1,
+                        top1_before_ft=top1 - 30,
+                        val_top1=top1 + val_shift.get(m, 0.0),
+                        speedup_macs=1 / t,
+                        speedup_latency=0.8 / t,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -155,18 +203,23 @@ def test_clear_effect_reverse_effect_and_noise():
 
 def test_equivalence_claims():
     df = make_summary({"pass": 0.0, "pass_structure_transfer": 0.1, "pass_uniform": 4.0}, noise=0.2)
-    res = C.evaluate_claims(df, [claim(method="pass_structure_transfer", versus="pass", relation="equivalent",
-                                       margin=1.0, source="src"),
-                                 claim(id="d", method="pass_uniform", versus="pass", relation="equivalent",
-                                       margin=1.0)], n_resamples=999)
+    res = C.evaluate_claims(
+        df,
+        [
+            claim(method="pass_structure_transfer", versus="pass", relation="equivalent", margin=1.0, source="src"),
+            claim(id="d", method="pass_uniform", versus="pass", relation="equivalent", margin=1.0),
+        ],
+        n_resamples=999,
+    )
     assert list(res["verdict"]) == ["supported"] * 2 + ["contradicted"] * 2
     assert (res["p"] < 0.05).head(2).all()
 
 
 def test_not_enough_seeds_and_no_data():
     df = make_summary({"pass": 3.0, "l1": 0.0}, seeds=(0, 1))
-    res = C.evaluate_claims(df, [claim(), claim(id="ctl", versus="scratch"), claim(id="x", method="ghost")],
-                            n_resamples=999)
+    res = C.evaluate_claims(
+        df, [claim(), claim(id="ctl", versus="scratch"), claim(id="x", method="ghost")], n_resamples=999
+    )
     assert list(res["verdict"]) == ["not enough seeds", "not enough seeds", "no data", "no data"]
     assert res["p"].isna().all() and (res["holm_m"] == 0).all()
     assert "no scratch runs" in res["note"].iloc[2] and "no ghost runs" in res["note"].iloc[3]
@@ -191,8 +244,7 @@ def test_holm_runs_over_every_comparison_of_the_file():
 
 def test_best_baseline_is_chosen_on_validation_not_test():
     # fpgm is best on test (+2) but worst on validation; depgraph is best on validation
-    df = make_summary({"pass": 3.0, "l1": 0.0, "fpgm": 2.0, "depgraph": 0.5},
-                      val_shift={"fpgm": -5.0, "depgraph": 3.0})
+    df = make_summary({"pass": 3.0, "l1": 0.0, "fpgm": 2.0, "depgraph": 0.5}, val_shift={"fpgm": -5.0, "depgraph": 3.0})
     res = C.evaluate_claims(df, [claim(versus="best_baseline")], n_resamples=999)
     assert list(res["versus"]) == ["depgraph", "depgraph"] and (res["versus_rule"] == "best_baseline").all()
     assert "best_baseline = depgraph" in res["note"].iloc[0] and "val_top1" in res["note"].iloc[0]
@@ -207,8 +259,11 @@ def test_best_baseline_before_ft_uses_validation_before_ft_when_present():
     df = make_summary({"pass": 3.0, "l1": 0.0, "fpgm": 0.0, "depgraph": 0.0})
     df["val_top1_before_ft"] = df["val_top1"] + np.where(df["method"] == "l1", 5.0, 0.0)
     df["val_top1"] = df["val_top1"] + np.where(df["method"] == "fpgm", 5.0, 0.0)
-    res = C.evaluate_claims(df, [claim(versus="best_baseline", metric="top1_before_ft"),
-                                 claim(id="after", versus="best_baseline")], n_resamples=999)
+    res = C.evaluate_claims(
+        df,
+        [claim(versus="best_baseline", metric="top1_before_ft"), claim(id="after", versus="best_baseline")],
+        n_resamples=999,
+    )
     assert list(res["versus"]) == ["l1", "l1", "fpgm", "fpgm"]
 
 
@@ -238,10 +293,22 @@ def _curve_summary(seeds=range(4), latency=True) -> pd.DataFrame:
     for s in seeds:
         for m, pts in (("pass", [(2, 90), (4, 86)]), ("l1", [(2, 88), (4, 80)])):
             for (sp, acc), t in zip(pts, (0.5, 0.25)):
-                rows.append(dict(dataset="ds", arch="net", method=m, family=FAMILIES[m], target=t, seed=s,
-                                 source=None, top1=float(acc + s), top1_before_ft=acc - 30.0 + s,
-                                 val_top1=float(acc + s),
-                                 speedup_macs=1 / t, speedup_latency=sp / 2 if latency else math.nan))
+                rows.append(
+                    dict(
+                        dataset="ds",
+                        arch="net",
+                        method=m,
+                        family=FAMILIES[m],
+                        target=t,
+                        seed=s,
+                        source=None,
+                        top1=float(acc + s),
+                        top1_before_ft=acc - 30.0 + s,
+                        val_top1=float(acc + s),
+                        speedup_macs=1 / t,
+                        speedup_latency=sp / 2 if latency else math.nan,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -276,9 +343,25 @@ def test_speedup_curves_start_at_the_dense_model():
     df = _curve_summary(latency=False)
     df.loc[df["method"] == "pass", "top1"] += np.tile([0.0, 2.0], 4)
     df.loc[df["method"] == "l1", "top1"] -= 4.0
-    dense = pd.DataFrame([dict(dataset="ds", arch="net", method="dense", family="dense", target=1.0, seed=s,
-                               source=None, top1=92.0 + s, top1_before_ft=92.0 + s, val_top1=92.0 + s,
-                               speedup_macs=1.0, speedup_latency=1.0) for s in range(4)])
+    dense = pd.DataFrame(
+        [
+            dict(
+                dataset="ds",
+                arch="net",
+                method="dense",
+                family="dense",
+                target=1.0,
+                seed=s,
+                source=None,
+                top1=92.0 + s,
+                top1_before_ft=92.0 + s,
+                val_top1=92.0 + s,
+                speedup_macs=1.0,
+                speedup_latency=1.0,
+            )
+            for s in range(4)
+        ]
+    )
     c = claim(metric="speedup_at_matched_accuracy", margin=0.35)
     res = C.evaluate_claims(pd.concat([dense, df]), [c], n_resamples=999).iloc[0]
     assert res["n"] == 4 and res["mean_diff"] == pytest.approx(4.0 - 1.5) and "dense" not in res["note"]
@@ -301,10 +384,15 @@ def test_repository_claims_file_is_valid_and_covers_the_paper():
     by = {c.id: c for c in cs}
     assert by["acc_vs_best_baseline"].versus == "best_baseline" and by["acc_vs_best_baseline"].margin >= 1.0
     assert by["speedup_vs_best_baseline"].metric == "speedup_at_matched_accuracy"
-    assert {c.versus for c in cs} >= {"pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats",
-                                       "random_widths", "scratch"}
-    assert {c.method for c in cs if c.relation == "equivalent"} == {"pass_structure_transfer",
-                                                                    "pass_hypernet_transfer"}
+    assert {c.versus for c in cs} >= {
+        "pass_noprompt",
+        "pass_norecur",
+        "pass_uniform",
+        "pass_nostats",
+        "random_widths",
+        "scratch",
+    }
+    assert {c.method for c in cs if c.relation == "equivalent"} == {"pass_structure_transfer", "pass_hypernet_transfer"}
     assert any(c.metric == "top1_before_ft" for c in cs)
 
 
@@ -337,8 +425,15 @@ def test_schema_rejects_a_misspelt_key_naming_file_and_key(tmp_path):
 
 
 def test_schema_rejects_bad_values_and_semantics(tmp_path):
-    base = {"id": "a", "text": "t", "method": "pass", "versus": "l1", "metric": "top1", "relation": "greater",
-            "margin": 0}
+    base = {
+        "id": "a",
+        "text": "t",
+        "method": "pass",
+        "versus": "l1",
+        "metric": "top1",
+        "relation": "greater",
+        "margin": 0,
+    }
     cases = [
         ({**base, "metric": "top5"}, "claims[0] (id 'a').metric"),
         ({**base, "relation": "equivalent", "margin": 0}, "claims[0] (id 'a').margin"),
@@ -365,10 +460,16 @@ def test_several_sources_for_one_seed_is_an_error_naming_the_claim():
     extra = df[df["method"] == "pass_structure_transfer"].assign(source="other")
     df = pd.concat([df, extra])
     with pytest.raises(ValueError, match="claim 'c'.*source"):
-        C.evaluate_claims(df, [claim(method="pass_structure_transfer", versus="pass", relation="equivalent",
-                                     margin=1.0)], n_resamples=99)
-    res = C.evaluate_claims(df, [claim(method="pass_structure_transfer", versus="pass", relation="equivalent",
-                                       margin=1.0, source="other")], n_resamples=99)
+        C.evaluate_claims(
+            df,
+            [claim(method="pass_structure_transfer", versus="pass", relation="equivalent", margin=1.0)],
+            n_resamples=99,
+        )
+    res = C.evaluate_claims(
+        df,
+        [claim(method="pass_structure_transfer", versus="pass", relation="equivalent", margin=1.0, source="other")],
+        n_resamples=99,
+    )
     assert (res["n"] == 6).all()
 
 

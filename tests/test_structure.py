@@ -1,14 +1,15 @@
 """Invariants of the pruning core, for every architecture in the registry."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from conftest import small_model
 
 from passprune.models import list_models
 from passprune.structure import ChannelMasker, PruningSpace, conv_linear_macs, count_macs_params, prune_model
-from conftest import small_model
 
 X = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 ARCHS = list_models()

@@ -8,6 +8,7 @@ MLflow mirror, loadable pruned models that reproduce their recorded accuracy, an
 The data root `data` is relative to the working directory; Fashion-MNIST is unpacked there on first use.
 The tests share one run (module fixture) and must run in file order: the last one reruns a job.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,7 +55,7 @@ def job_counts(output: str) -> dict[str, int]:
     if "Job stats:" not in output:
         return {}
     counts = {}
-    for line in output[output.index("Job stats:"):].splitlines()[3:]:
+    for line in output[output.index("Job stats:") :].splitlines()[3:]:
         m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
         if not m:
             break
@@ -101,8 +102,11 @@ def study(tmp_path_factory):
     seconds = time.time() - t0
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        pytest.fail(f"the pipeline failed (rc {proc.returncode}) after {seconds:.0f}s:\n{out[-6000:]}\n\n"
-                    f"job logs:\n{_logs(workdir)}", pytrace=False)
+        pytest.fail(
+            f"the pipeline failed (rc {proc.returncode}) after {seconds:.0f}s:\n{out[-6000:]}\n\n"
+            f"job logs:\n{_logs(workdir)}",
+            pytrace=False,
+        )
     print(f"\nwhole DAG of config/test.yaml: {seconds:.1f}s in {workdir}")
     return workdir, seconds
 
@@ -113,8 +117,14 @@ def _summary(workdir: Path) -> list[dict]:
 
 
 def _key(row: dict) -> tuple:
-    return (row["dataset"], row["arch"], int(row["seed"]), row["method"], fmt_target(row["target"]),
-            row["source"] or None)
+    return (
+        row["dataset"],
+        row["arch"],
+        int(row["seed"]),
+        row["method"],
+        fmt_target(row["target"]),
+        row["source"] or None,
+    )
 
 
 def _metrics_files(workdir: Path, stage: str) -> list[Path]:
@@ -202,8 +212,14 @@ def test_mlflow_has_one_run_per_job(study):
     # the store holds what the files hold: every run, parameter, metric point and artifact
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "passprune.cli", "track-verify", STUDY], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "passprune.cli", "track-verify", STUDY],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     labels = {r.data.tags.get("method") for r in jobs if r.data.tags.get("stage") == "finetune"}
     assert {"pass_structure_transfer", "pass_hypernet_transfer"} <= labels
@@ -213,9 +229,9 @@ def test_pruned_models_load_and_reproduce_their_accuracy(study, monkeypatch):
     import torch
 
     from passprune.checkpoint import load_pruned
+    from passprune.engine import evaluate
     from passprune.settings import DataSettings
     from passprune.stages.common import load_data
-    from passprune.engine import evaluate
 
     workdir, _ = study
     monkeypatch.chdir(workdir)  # settings name the data root relative to the workdir
@@ -269,9 +285,15 @@ def test_forced_rerun_of_one_finetune_job(study):
     changed = {f.relative_to(workdir).as_posix() for f, t in before.items() if f.exists() and f.stat().st_mtime_ns != t}
     run_dir = Path(target).parent.as_posix()
     allowed = {f"{STUDY}/summary.csv", "results/mlflow.db", f"{STUDY}/logs/aggregate.log", f"{STUDY}/logs/report.log"}
-    unexpected = {c for c in changed if c not in allowed and not c.startswith(run_dir)
-                  and not c.startswith(f"{STUDY}/reports/")  # the report is rebuilt from the new metrics
-                  and not c.startswith(f"{STUDY}/logs/finetune/") and not c.startswith(f"{STUDY}/benchmarks/finetune/")}
+    unexpected = {
+        c
+        for c in changed
+        if c not in allowed
+        and not c.startswith(run_dir)
+        and not c.startswith(f"{STUDY}/reports/")  # the report is rebuilt from the new metrics
+        and not c.startswith(f"{STUDY}/logs/finetune/")
+        and not c.startswith(f"{STUDY}/benchmarks/finetune/")
+    }
     assert not unexpected, f"a rerun of one job touched other jobs' files: {sorted(unexpected)}"
     assert len(_summary(workdir)) == len(expected_runs(CFG))
 
@@ -283,8 +305,11 @@ def test_forced_rerun_of_one_finetune_job(study):
 def _digests(root: Path) -> dict[str, str]:
     import hashlib
 
-    return {f.relative_to(root).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(root.rglob("*")) if f.is_file()}
+    return {
+        f.relative_to(root).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(root.rglob("*"))
+        if f.is_file()
+    }
 
 
 def test_a_second_study_leaves_the_first_unchanged_and_shares_only_identical_dense_models(study, tmp_path):

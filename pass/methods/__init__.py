@@ -4,11 +4,13 @@ Fine-tuning, evaluation and reporting are shared, so methods differ only in what
 a function ``fn(ctx: SearchContext) -> SearchResult`` registered with its option defaults; the config
 schema and the tests enumerate ``METHODS``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -47,20 +49,37 @@ class SearchResult:
     reinit: bool = False  # True: fine-tuning starts from a fresh random initialisation (``scratch``)
 
 
-def cost(search_steps: int = 0, search_images: int = 0, weight_train_steps: int = 0,
-         weight_train_images: int = 0) -> dict[str, int]:
+def cost(
+    search_steps: int = 0, search_images: int = 0, weight_train_steps: int = 0, weight_train_images: int = 0
+) -> dict[str, int]:
     """The cost keys every method puts in ``SearchResult.info`` (all zero for one-shot criteria)."""
-    return {"search_steps": int(search_steps), "search_images": int(search_images),
-            "weight_train_steps": int(weight_train_steps), "weight_train_images": int(weight_train_images)}
+    return {
+        "search_steps": int(search_steps),
+        "search_images": int(search_images),
+        "weight_train_steps": int(weight_train_steps),
+        "weight_train_images": int(weight_train_images),
+    }
 
 
 @dataclass
 class MethodSpec:
+    """A registered method: its function, option defaults and the capabilities the workflow plans around.
+
+    The capability flags are what the rules need to know (``workflow/registry.yaml`` is generated from them by
+    ``passprune registry --write``): which searches also save a hypernetwork (an extra output, and what
+    hypernetwork transfer reads), which read another run's structure (``--reference``), which train the dense
+    weights before fine-tuning, and which only run as part of a transfer.
+    """
+
     name: str
     fn: Callable[[SearchContext], SearchResult]
     defaults: dict[str, Any]
-    family: str  # "pass", "pass-ablation", "baseline", "control"
+    family: str  # "pass", "pass-ablation", "pass-transfer", "baseline", "control"
     summary: str
+    saves_hypernet: bool = False
+    needs_reference: bool = False
+    trains_weights: bool = False
+    transfer_only: bool = False
 
     def options(self, given: dict[str, Any] | None) -> dict[str, Any]:
         given = dict(given or {})
@@ -73,9 +92,31 @@ class MethodSpec:
 METHODS: Registry[MethodSpec] = Registry("method")
 
 
-def register_method(name: str, *, family: str, summary: str, **defaults: Any):
+def register_method(
+    name: str,
+    *,
+    family: str,
+    summary: str,
+    saves_hypernet: bool = False,
+    needs_reference: bool = False,
+    trains_weights: bool = False,
+    transfer_only: bool = False,
+    **defaults: Any,
+):
     def deco(fn: Callable[[SearchContext], SearchResult]):
-        METHODS.register(name)(MethodSpec(name, fn, defaults, family, summary))
+        METHODS.register(name)(
+            MethodSpec(
+                name,
+                fn,
+                defaults,
+                family,
+                summary,
+                saves_hypernet=saves_hypernet,
+                needs_reference=needs_reference,
+                trains_weights=trains_weights,
+                transfer_only=transfer_only,
+            )
+        )
         return fn
 
     return deco

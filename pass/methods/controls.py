@@ -15,6 +15,7 @@ Both read the reference from ``SearchContext.reference``: the parsed ``structure
 method whose structure it is; the workflow resolves it to the path. The reference must be of the same
 architecture (same dependency groups and sizes) and MACs target; its dataset may differ (transfer controls).
 """
+
 from __future__ import annotations
 
 import sys
@@ -36,7 +37,8 @@ def reference_structure(ctx: SearchContext, method: str) -> Structure:
         raise ValueError(
             f"{method} needs a reference structure: pass `passprune search --reference PATH` with the "
             f"structure.json of a {want!r} search of the same architecture and MACs target (e.g. "
-            f"results/<dataset>/<arch>/seed<seed>/{want}/macs<target>/search/structure.json)")
+            f"results/<dataset>/<arch>/seed<seed>/{want}/macs<target>/search/structure.json)"
+        )
     kept = ref.get("kept")
     if not isinstance(kept, dict):
         raise ValueError(f"{method}: the --reference file is not a structure.json (it has no 'kept' mapping)")
@@ -47,17 +49,23 @@ def reference_structure(ctx: SearchContext, method: str) -> Structure:
         raise ValueError(
             f"{method}: the --reference structure (arch {ref.get('arch')!r}) is for another architecture or "
             f"width than this model: its dependency groups differ (missing {missing[:3]}, unknown {extra[:3]}, "
-            f"or different group sizes); pass the structure.json of a search on this --arch and model settings")
+            f"or different group sizes); pass the structure.json of a search on this --arch and model settings"
+        )
     ref_method = ref.get("method")
     if ref_method is not None and want not in (ref_method, ref.get("base_method")):
         # Not an error: transfer controls hand over another method's structure (e.g. the source task's
         # pass_uniform) with the default option; what was used is recorded in the result's info.
-        print(f"[{method}] note: option reference={want!r}, but the --reference structure comes from "
-              f"{ref_method!r}; {ref_method!r} is what this run controls for", file=sys.stderr)
+        print(
+            f"[{method}] note: option reference={want!r}, but the --reference structure comes from "
+            f"{ref_method!r}; {ref_method!r} is what this run controls for",
+            file=sys.stderr,
+        )
     ref_target = ref.get("target")
     if ref_target is not None and abs(float(ref_target) - ctx.target) > 1e-9:
-        raise ValueError(f"{method}: the --reference structure is at MACs target {ref_target}, this search at "
-                         f"{ctx.target}; pass the reference's structure.json at the same --target")
+        raise ValueError(
+            f"{method}: the --reference structure is at MACs target {ref_target}, this search at "
+            f"{ctx.target}; pass the reference's structure.json at the same --target"
+        )
     structure = {gid: sorted(int(i) for i in kept[gid]) for gid in ours}
     ctx.space.validate(structure)
     return structure
@@ -66,13 +74,20 @@ def reference_structure(ctx: SearchContext, method: str) -> Structure:
 def _reference_info(ctx: SearchContext) -> dict[str, Any]:
     """What the reference was: its method label, registered method and dataset (transfer controls)."""
     ref = ctx.reference or {}
-    return {"reference_method": ref.get("method"), "reference_base_method": ref.get("base_method", ref.get("method")),
-            "reference_dataset": ref.get("dataset")}
+    return {
+        "reference_method": ref.get("method"),
+        "reference_base_method": ref.get("base_method", ref.get("method")),
+        "reference_dataset": ref.get("dataset"),
+    }
 
 
-@register_method("random_widths", family="control",
-                 summary="random channels at a reference structure's per-group widths (how wide vs which channels)",
-                 **CONTROL_DEFAULTS)
+@register_method(
+    "random_widths",
+    family="control",
+    summary="random channels at a reference structure's per-group widths (how wide vs which channels)",
+    needs_reference=True,
+    **CONTROL_DEFAULTS,
+)
 def random_widths_method(ctx: SearchContext) -> SearchResult:
     ref = reference_structure(ctx, "random_widths")
     gen = torch.Generator().manual_seed(ctx.seed)
@@ -84,10 +99,13 @@ def random_widths_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(structure, {**cost(), **_reference_info(ctx), "groups_same_as_reference": int(same)})
 
 
-@register_method("scratch", family="control",
-                 summary="the reference structure trained from a fresh random init with the dense+finetune budget "
-                         "(Liu et al. 2019)",
-                 **CONTROL_DEFAULTS)
+@register_method(
+    "scratch",
+    family="control",
+    summary="the reference structure trained from a fresh random init with the dense+finetune budget (Liu et al. 2019)",
+    needs_reference=True,
+    **CONTROL_DEFAULTS,
+)
 def scratch_method(ctx: SearchContext) -> SearchResult:
     # Which indices are kept does not matter for a fresh initialisation; the reference's are as good as any.
     structure = reference_structure(ctx, "scratch")

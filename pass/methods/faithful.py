@@ -29,10 +29,12 @@ deviates):
 Sparsity training is weight training: those methods return ``weights_changed=True`` and report their steps
 both as search cost and as ``weight_train_*`` (see :func:`passprune.methods.cost`).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,9 +93,11 @@ def _select_uniform(ctx: SearchContext, scores: dict[str, torch.Tensor], protect
     except ValueError as e:
         if not protect:
             raise
-        raise ValueError(f"{e}; with keep_coupled the residual streams ({len(protect)} groups) keep all their "
-                         "channels, which this MACs target does not allow: set the method's option "
-                         "keep_coupled: false in the config's methods: block") from None
+        raise ValueError(
+            f"{e}; with keep_coupled the residual streams ({len(protect)} groups) keep all their "
+            "channels, which this MACs target does not allow: set the method's option "
+            "keep_coupled: false in the config's methods: block"
+        ) from None
     counts = np.array([len(structure[g.id]) for g in space.groups], dtype=float)
     sizes = space.sizes.astype(float)
     budget = ctx.target * space.dense_macs
@@ -125,19 +129,40 @@ def _sparsity_train(ctx: SearchContext, after_backward: Callable[[nn.Module, int
     """Train the dense weights with a method's regulariser added to the gradients (SGD with momentum 0.9,
     no Nesterov, cosine schedule, the method's own weight decay); returns its cost and facts."""
     o = ctx.options
-    cfg = TrainConfig(epochs=o["epochs"], batch_size=ctx.batch_size, lr=o["lr"], nesterov=False, schedule="cosine",
-                      weight_decay=o["weight_decay"], label_smoothing=0.0,
-                      max_steps_per_epoch=o.get("max_steps_per_epoch"))
+    cfg = TrainConfig(
+        epochs=o["epochs"],
+        batch_size=ctx.batch_size,
+        lr=o["lr"],
+        nesterov=False,
+        schedule="cosine",
+        weight_decay=o["weight_decay"],
+        label_smoothing=0.0,
+        max_steps_per_epoch=o.get("max_steps_per_epoch"),
+    )
     t0 = time.time()
-    res = train(ctx.model, ctx.data, cfg, device=ctx.device, seed=ctx.seed, after_backward=after_backward,
-                checkpoint=ctx.workdir / "sparsity_ckpt.pt", desc=f"{tag} sparsity training",
-                fingerprint=repr((tag, sorted(o.items()), ctx.target, ctx.seed)),
-                on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"},
-                                             rec["epoch"]))
-    return {"sparsity_epochs": o["epochs"], "sparsity_seconds": time.time() - t0,
-            "sparsity_val_top1": res.best_val_top1,
-            **cost(search_steps=res.steps, search_images=res.images, weight_train_steps=res.steps,
-                   weight_train_images=res.images)}
+    res = train(
+        ctx.model,
+        ctx.data,
+        cfg,
+        device=ctx.device,
+        seed=ctx.seed,
+        after_backward=after_backward,
+        checkpoint=ctx.workdir / "sparsity_ckpt.pt",
+        desc=f"{tag} sparsity training",
+        fingerprint=repr((tag, sorted(o.items()), ctx.target, ctx.seed)),
+        on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"]),
+    )
+    return {
+        "sparsity_epochs": o["epochs"],
+        "sparsity_seconds": time.time() - t0,
+        "sparsity_val_top1": res.best_val_top1,
+        **cost(
+            search_steps=res.steps,
+            search_images=res.images,
+            weight_train_steps=res.steps,
+            weight_train_images=res.images,
+        ),
+    }
 
 
 SPARSITY = dict(epochs=1, lr=0.01, max_steps_per_epoch=None)  # the embedded default's short budget
@@ -150,17 +175,23 @@ def l1_filter_scores(space: PruningSpace) -> dict[str, torch.Tensor]:
     return {g.id: raw_filters(space, g).abs().sum(dim=1) for g in space.groups}
 
 
-@register_method("l1", family="baseline",
-                 summary="Li et al. 2017: L1 norm of raw filters, the same ratio in every layer, residual stream kept",
-                 keep_coupled=True)
+@register_method(
+    "l1",
+    family="baseline",
+    summary="Li et al. 2017: L1 norm of raw filters, the same ratio in every layer, residual stream kept",
+    keep_coupled=True,
+)
 def l1_method(ctx: SearchContext) -> SearchResult:
     structure = _select_uniform(ctx, l1_filter_scores(ctx.space), _protected(ctx))
     return SearchResult(structure, cost())
 
 
-@register_method("fpgm", family="baseline",
-                 summary="He et al. 2019: filters nearest the layer's geometric median go first, same ratio per layer",
-                 p=2)
+@register_method(
+    "fpgm",
+    family="baseline",
+    summary="He et al. 2019: filters nearest the layer's geometric median go first, same ratio per layer",
+    p=2,
+)
 def fpgm_method(ctx: SearchContext) -> SearchResult:
     scores = {}
     for g in ctx.space.groups:
@@ -191,8 +222,9 @@ def taylor_gate_importance(ctx: SearchContext, batches: int) -> tuple[dict[str, 
             masker.set(gates)
             while n < batches:  # as many passes over the training split as ``batches`` needs
                 seen = n
-                for x, y in ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=False, generator=gen,
-                                                   device=ctx.device, drop_last=True):
+                for x, y in ctx.data.train.batches(
+                    ctx.batch_size, shuffle=True, augment=False, generator=gen, device=ctx.device, drop_last=True
+                ):
                     if n >= batches:
                         break
                     loss = F.cross_entropy(model(x), y)
@@ -213,15 +245,19 @@ def taylor_gate_importance(ctx: SearchContext, batches: int) -> tuple[dict[str, 
     return {gid: (t / n).float() for gid, t in total.items()}, n, images
 
 
-@register_method("taylor", family="baseline",
-                 summary="Molchanov et al. 2019: (sum of w*g)^2 of BN gates per minibatch, averaged, global ranking",
-                 batches=32)
+@register_method(
+    "taylor",
+    family="baseline",
+    summary="Molchanov et al. 2019: (sum of w*g)^2 of BN gates per minibatch, averaged, global ranking",
+    batches=32,
+)
 def taylor_method(ctx: SearchContext) -> SearchResult:
     t0 = time.time()
     scores, n, images = taylor_gate_importance(ctx, ctx.options["batches"])
-    return SearchResult(ctx.space.select_global(scores, ctx.target),
-                        info={"taylor_batches": n, "gradient_seconds": time.time() - t0,
-                              **cost(search_steps=n, search_images=images)})
+    return SearchResult(
+        ctx.space.select_global(scores, ctx.target),
+        info={"taylor_batches": n, "gradient_seconds": time.time() - t0, **cost(search_steps=n, search_images=images)},
+    )
 
 
 # ----------------------------------------------------------------------------- network slimming
@@ -233,31 +269,43 @@ def bn_gamma_scores(space: PruningSpace) -> dict[str, torch.Tensor]:
     mods = _modules(space)
     out = {}
     for g in space.groups:
-        gammas = [mods[n].weight.detach().float().abs().cpu() for n in g.norms
-                  if getattr(mods[n], "weight", None) is not None]
+        gammas = [
+            mods[n].weight.detach().float().abs().cpu() for n in g.norms if getattr(mods[n], "weight", None) is not None
+        ]
         out[g.id] = torch.stack(gammas).mean(dim=0) if gammas else torch.full((g.size,), float("inf"))
     return out
 
 
-@register_method("slimming", family="baseline",
-                 summary="Liu et al. 2017: L1 on BN scales during sparsity training, "
-                         "one global threshold on raw |gamma|",
-                 **SPARSITY, reg=1e-4, weight_decay=1e-4, keep_coupled=True)
+@register_method(
+    "slimming",
+    family="baseline",
+    trains_weights=True,
+    summary="Liu et al. 2017: L1 on BN scales during sparsity training, one global threshold on raw |gamma|",
+    **SPARSITY,
+    reg=1e-4,
+    weight_decay=1e-4,
+    keep_coupled=True,
+)
 def slimming_method(ctx: SearchContext) -> SearchResult:
     info = cost()
     if ctx.options["epochs"] > 0:
         # Torch-Pruning's BNScalePruner.regularize is exactly Liu et al.'s subgradient: grad += reg * sign(gamma)
-        pruner = tp.pruner.BNScalePruner(ctx.model, ctx.space.example_inputs.to(ctx.device),
-                                         importance=tp.importance.BNScaleImportance(), reg=ctx.options["reg"],
-                                         ignored_layers=_ignored(ctx))
+        pruner = tp.pruner.BNScalePruner(
+            ctx.model,
+            ctx.space.example_inputs.to(ctx.device),
+            importance=tp.importance.BNScaleImportance(),
+            reg=ctx.options["reg"],
+            ignored_layers=_ignored(ctx),
+        )
         info = _sparsity_train(ctx, lambda model, step: pruner.regularize(model), "slimming")
     scores = bn_gamma_scores(ctx.space)
     protect = _protected(ctx) + [gid for gid, s in scores.items() if torch.isinf(s).all()]
     try:
         structure = ctx.space.select_global(scores, ctx.target, protect=protect)
     except ValueError as e:
-        raise ValueError(f"slimming: {e}; set keep_coupled: false to let the threshold reach the residual "
-                         "streams") from None
+        raise ValueError(
+            f"slimming: {e}; set keep_coupled: false to let the threshold reach the residual streams"
+        ) from None
     return SearchResult(structure, info, weights_changed=ctx.options["epochs"] > 0)
 
 
@@ -270,11 +318,16 @@ class GrowingL2:
     it reaches ``ceiling``, then is held there (the paper's "stabilize" phase). It is a function of the step
     alone, so a resumed sparsity training continues the same schedule."""
 
-    def __init__(self, space: PruningSpace, pruned: dict[str, list[int]], *, delta: float, every: int,
-                 ceiling: float) -> None:
+    def __init__(
+        self, space: PruningSpace, pruned: dict[str, list[int]], *, delta: float, every: int, ceiling: float
+    ) -> None:
         mods = _modules(space)
-        self.targets = [(mods[w], torch.as_tensor(idx, dtype=torch.long))
-                        for g in space.groups if (idx := pruned.get(g.id)) for w in g.writers]
+        self.targets = [
+            (mods[w], torch.as_tensor(idx, dtype=torch.long))
+            for g in space.groups
+            if (idx := pruned.get(g.id))
+            for w in g.writers
+        ]
         self.delta, self.every, self.ceiling = delta, every, ceiling
 
     def reg_at(self, step: int) -> float:
@@ -295,10 +348,19 @@ class GrowingL2:
                 module.weight.grad[i] += reg * module.weight[i]
 
 
-@register_method("greg", family="baseline",
-                 summary="Wang et al. 2021 (GReg-1): to-prune filters fixed up front by L1, "
-                         "an L2 penalty on them grows to a ceiling",
-                 **SPARSITY, weight_decay=1e-4, delta_reg=0.05, update_every=1, reg_ceiling=1.0, keep_coupled=True)
+@register_method(
+    "greg",
+    family="baseline",
+    trains_weights=True,
+    summary="Wang et al. 2021 (GReg-1): to-prune filters fixed up front by L1, "
+    "an L2 penalty on them grows to a ceiling",
+    **SPARSITY,
+    weight_decay=1e-4,
+    delta_reg=0.05,
+    update_every=1,
+    reg_ceiling=1.0,
+    keep_coupled=True,
+)
 def greg_method(ctx: SearchContext) -> SearchResult:
     o = ctx.options
     structure = _select_uniform(ctx, l1_filter_scores(ctx.space), _protected(ctx))  # fixed before training
@@ -308,9 +370,12 @@ def greg_method(ctx: SearchContext) -> SearchResult:
     if o["epochs"] > 0:
         info = _sparsity_train(ctx, penalty, "greg")
     last = info["search_steps"] - 1  # the training's steps (a resumed run's earlier epochs included)
-    info.update(greg_final_reg=penalty.reg_at(last) if last >= 0 else 0.0, greg_ceiling_step=penalty.ceiling_step,
-                greg_reached_ceiling=last >= penalty.ceiling_step,
-                greg_pruned_channels=sum(len(v) for v in pruned.values()))
+    info.update(
+        greg_final_reg=penalty.reg_at(last) if last >= 0 else 0.0,
+        greg_ceiling_step=penalty.ceiling_step,
+        greg_reached_ceiling=last >= penalty.ceiling_step,
+        greg_pruned_channels=sum(len(v) for v in pruned.values()),
+    )
     return SearchResult(structure, info, weights_changed=o["epochs"] > 0)
 
 
@@ -344,8 +409,7 @@ def zero_channels(space: PruningSpace, group: Group, idxs: list[int]) -> None:
             mod.weight[:, i] = 0
 
 
-def progressive_prune(ctx: SearchContext, importance, steps: int,
-                      normalizer: str) -> tuple[Structure, dict[str, int]]:
+def progressive_prune(ctx: SearchContext, importance, steps: int, normalizer: str) -> tuple[Structure, dict[str, int]]:
     """Torch-Pruning's progressive pruning (``reproduce/main.py``: ``pruning_ratio=1.0``, ``iterative_steps``
     small global steps until the speed-up is reached), on masks: step k removes the globally least important
     remaining channels until k/steps of all prunable channels are gone (each group keeps its floor), with
@@ -369,7 +433,7 @@ def progressive_prune(ctx: SearchContext, importance, steps: int,
         out = {}
         for gi, g in enumerate(space.groups):
             s = importance(g.tp_group).detach().float().cpu()
-            gone = torch.from_numpy(removed[offsets[gi]:offsets[gi] + g.size].copy())
+            gone = torch.from_numpy(removed[offsets[gi] : offsets[gi] + g.size].copy())
             ref = s[~gone].max() if normalizer == "max" else s[~gone].mean()
             s = s / (ref + 1e-12)
             s[gone] = -float("inf")
@@ -410,24 +474,42 @@ def progressive_prune(ctx: SearchContext, importance, steps: int,
     # The exact fit may take back a channel an earlier step removed, only when every remaining channel is too
     # expensive for the leftover budget; counted, never silent.
     revived = sum(int(removed[offsets[gi] + i]) for gi, g in enumerate(space.groups) for i in structure[g.id])
-    return structure, {"progressive_steps": taken, "progressive_removed_channels": int(removed.sum()),
-                       "progressive_revived_channels": revived}
+    return structure, {
+        "progressive_steps": taken,
+        "progressive_removed_channels": int(removed.sum()),
+        "progressive_revived_channels": revived,
+    }
 
 
-@register_method("depgraph", family="baseline",
-                 summary="Fang et al. 2023: group-norm sparsity learning, "
-                         "then progressive global pruning (reference implementation)",
-                 **SPARSITY, reg=5e-4, weight_decay=0.0, steps=400, normalizer="max")
+@register_method(
+    "depgraph",
+    family="baseline",
+    trains_weights=True,
+    summary="Fang et al. 2023: group-norm sparsity learning, "
+    "then progressive global pruning (reference implementation)",
+    **SPARSITY,
+    reg=5e-4,
+    weight_decay=0.0,
+    steps=400,
+    normalizer="max",
+)
 def depgraph_method(ctx: SearchContext) -> SearchResult:
     o = ctx.options
     if o["normalizer"] not in ("max", "mean"):
-        raise ValueError(f"depgraph: option normalizer is {o['normalizer']!r}; use 'max' (the reference's CIFAR "
-                         "recipe) or 'mean' (Torch-Pruning's default)")
+        raise ValueError(
+            f"depgraph: option normalizer is {o['normalizer']!r}; use 'max' (the reference's CIFAR "
+            "recipe) or 'mean' (Torch-Pruning's default)"
+        )
     imp = tp.importance.GroupMagnitudeImportance(p=2, normalizer=None)
     info: dict[str, Any] = cost()
     if o["epochs"] > 0:
-        pruner = tp.pruner.GroupNormPruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
-                                           reg=o["reg"], ignored_layers=_ignored(ctx))
+        pruner = tp.pruner.GroupNormPruner(
+            ctx.model,
+            ctx.space.example_inputs.to(ctx.device),
+            importance=imp,
+            reg=o["reg"],
+            ignored_layers=_ignored(ctx),
+        )
         info = _sparsity_train(ctx, lambda model, step: pruner.regularize(model), "depgraph")
     t0 = time.time()
     structure, facts = progressive_prune(ctx, imp, o["steps"], o["normalizer"])

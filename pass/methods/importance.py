@@ -6,6 +6,7 @@ a callable from a group to per-channel scores); selection under the MACs budget 
 ``PruningSpace.select_global`` / ``select_uniform``. Torch-Pruning's default ``normalizer='mean'`` divides
 each group's scores by their mean, which is what makes a *global* ranking across groups meaningful.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,41 +29,54 @@ def random_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
-@register_method("l1_tp", family="baseline",
-                 summary="Torch-Pruning style: L1 norm summed over the coupled group, mean-normalised, global ranking",
-                 p=1)
+@register_method(
+    "l1_tp",
+    family="baseline",
+    summary="Torch-Pruning style: L1 norm summed over the coupled group, mean-normalised, global ranking",
+    p=1,
+)
 def l1_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
     return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
-@register_method("l1_uniform_tp", family="baseline",
-                 summary="Torch-Pruning style: L1 norm summed over the coupled group, the same ratio in every group",
-                 p=1)
+@register_method(
+    "l1_uniform_tp",
+    family="baseline",
+    summary="Torch-Pruning style: L1 norm summed over the coupled group, the same ratio in every group",
+    p=1,
+)
 def l1_uniform_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
     return SearchResult(ctx.space.select_uniform(scores, ctx.target), cost())
 
 
-@register_method("fpgm_tp", family="baseline",
-                 summary="Torch-Pruning style FPGM: geometric-median distance over the coupled group, global ranking",
-                 p=2)
+@register_method(
+    "fpgm_tp",
+    family="baseline",
+    summary="Torch-Pruning style FPGM: geometric-median distance over the coupled group, global ranking",
+    p=2,
+)
 def fpgm_method(ctx: SearchContext) -> SearchResult:
     scores = group_scores(ctx, tp.importance.FPGMImportance(p=ctx.options["p"]))
     return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
-@register_method("taylor_tp", family="baseline",
-                 summary="Torch-Pruning style Taylor: |w * dL/dw| of gradients summed over batches, global ranking",
-                 batches=8)
+@register_method(
+    "taylor_tp",
+    family="baseline",
+    summary="Torch-Pruning style Taylor: |w * dL/dw| of gradients summed over batches, global ranking",
+    batches=8,
+)
 def taylor_method(ctx: SearchContext) -> SearchResult:
     model = ctx.model.to(ctx.device)
     model.eval()  # BN statistics stay those of the trained model; gradients still flow
     model.zero_grad(set_to_none=True)
     gen = torch.Generator().manual_seed(ctx.seed)
     t0, n, images = time.time(), 0, 0
-    for i, (x, y) in enumerate(ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=False,
-                                                      generator=gen, device=ctx.device)):
+    for i, (x, y) in enumerate(
+        ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=False, generator=gen, device=ctx.device)
+    ):
         if i >= ctx.options["batches"]:
             break
         F.cross_entropy(model(x), y).backward()  # gradients accumulate over batches
@@ -70,6 +84,7 @@ def taylor_method(ctx: SearchContext) -> SearchResult:
         images += y.numel()
     scores = group_scores(ctx, tp.importance.GroupTaylorImportance())
     model.zero_grad(set_to_none=True)
-    return SearchResult(ctx.space.select_global(scores, ctx.target),
-                        info={"taylor_batches": n, "gradient_seconds": time.time() - t0,
-                              **cost(search_steps=n, search_images=images)})
+    return SearchResult(
+        ctx.space.select_global(scores, ctx.target),
+        info={"taylor_batches": n, "gradient_seconds": time.time() - t0, **cost(search_steps=n, search_images=images)},
+    )

@@ -11,6 +11,7 @@ cost and are reported as such (fine-tuning gets the same budget as every other m
 are both ``search_steps``/``search_images`` and ``weight_train_steps``/``weight_train_images``, the extra
 training the fine-tuned weights already had.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,9 +25,15 @@ from .importance import group_scores
 
 def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dict:
     o = ctx.options
-    cfg = TrainConfig(epochs=o["epochs"], batch_size=ctx.batch_size, lr=o["lr"], schedule="cosine",
-                      weight_decay=0.0 if o["no_weight_decay"] else 5e-4, label_smoothing=0.0,
-                      max_steps_per_epoch=o.get("max_steps_per_epoch"))
+    cfg = TrainConfig(
+        epochs=o["epochs"],
+        batch_size=ctx.batch_size,
+        lr=o["lr"],
+        schedule="cosine",
+        weight_decay=0.0 if o["no_weight_decay"] else 5e-4,
+        label_smoothing=0.0,
+        max_steps_per_epoch=o.get("max_steps_per_epoch"),
+    )
 
     def after_backward(model, step):
         pruner.regularize(model)
@@ -34,54 +41,112 @@ def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dic
             pruner.update_reg()  # GReg: the penalty grows on unimportant groups
 
     t0 = time.time()
-    res = train(ctx.model, ctx.data, cfg, device=ctx.device, seed=ctx.seed, after_backward=after_backward,
-                checkpoint=ctx.workdir / "sparsity_ckpt.pt", desc="sparsity training",
-                fingerprint=repr((sorted(o.items()), ctx.target, ctx.seed, type(pruner).__name__)),
-                on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"]))
-    return {"sparsity_epochs": o["epochs"], "sparsity_seconds": time.time() - t0, "sparsity_val_top1": res.best_val_top1,
-            **cost(search_steps=res.steps, search_images=res.images, weight_train_steps=res.steps,
-                   weight_train_images=res.images)}
+    res = train(
+        ctx.model,
+        ctx.data,
+        cfg,
+        device=ctx.device,
+        seed=ctx.seed,
+        after_backward=after_backward,
+        checkpoint=ctx.workdir / "sparsity_ckpt.pt",
+        desc="sparsity training",
+        fingerprint=repr((sorted(o.items()), ctx.target, ctx.seed, type(pruner).__name__)),
+        on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"]),
+    )
+    return {
+        "sparsity_epochs": o["epochs"],
+        "sparsity_seconds": time.time() - t0,
+        "sparsity_val_top1": res.best_val_top1,
+        **cost(
+            search_steps=res.steps,
+            search_images=res.images,
+            weight_train_steps=res.steps,
+            weight_train_images=res.images,
+        ),
+    }
 
 
 def _ignored(ctx: SearchContext):
     return [dict(ctx.model.named_modules())[ctx.space.classifier]]
 
 
-@register_method("bn_scale_tp", family="baseline",
-                 summary="Torch-Pruning style slimming: L1 on BN scales, group-normalised |gamma|, global ranking",
-                 epochs=1, lr=0.01, reg=1e-4, no_weight_decay=False, max_steps_per_epoch=None)
+@register_method(
+    "bn_scale_tp",
+    family="baseline",
+    trains_weights=True,
+    summary="Torch-Pruning style slimming: L1 on BN scales, group-normalised |gamma|, global ranking",
+    epochs=1,
+    lr=0.01,
+    reg=1e-4,
+    no_weight_decay=False,
+    max_steps_per_epoch=None,
+)
 def bn_scale_method(ctx: SearchContext) -> SearchResult:
     imp = tp.importance.BNScaleImportance()
     info = cost()
     if ctx.options["epochs"] > 0:
-        pruner = tp.pruner.BNScalePruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
-                                         reg=ctx.options["reg"], ignored_layers=_ignored(ctx))
+        pruner = tp.pruner.BNScalePruner(
+            ctx.model,
+            ctx.space.example_inputs.to(ctx.device),
+            importance=imp,
+            reg=ctx.options["reg"],
+            ignored_layers=_ignored(ctx),
+        )
         info = _sparsity_train(ctx, pruner)
     scores = group_scores(ctx, imp)
     return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
 
 
-@register_method("depgraph_tp", family="baseline",
-                 summary="Torch-Pruning style DepGraph: group-norm sparsity learning, then one-shot group L2 ranking",
-                 epochs=1, lr=0.01, reg=5e-4, no_weight_decay=False, max_steps_per_epoch=None)
+@register_method(
+    "depgraph_tp",
+    family="baseline",
+    trains_weights=True,
+    summary="Torch-Pruning style DepGraph: group-norm sparsity learning, then one-shot group L2 ranking",
+    epochs=1,
+    lr=0.01,
+    reg=5e-4,
+    no_weight_decay=False,
+    max_steps_per_epoch=None,
+)
 def depgraph_method(ctx: SearchContext) -> SearchResult:
     imp = tp.importance.GroupMagnitudeImportance(p=2)
-    pruner = tp.pruner.GroupNormPruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
-                                       reg=ctx.options["reg"], ignored_layers=_ignored(ctx))
+    pruner = tp.pruner.GroupNormPruner(
+        ctx.model,
+        ctx.space.example_inputs.to(ctx.device),
+        importance=imp,
+        reg=ctx.options["reg"],
+        ignored_layers=_ignored(ctx),
+    )
     info = _sparsity_train(ctx, pruner) if ctx.options["epochs"] > 0 else cost()
     scores = group_scores(ctx, imp)
     return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
 
 
-@register_method("greg_tp", family="baseline",
-                 summary="Torch-Pruning GrowingRegPruner: an L2 penalty growing on low-norm channels, target-agnostic",
-                 epochs=1, lr=0.01, reg=1e-4, delta_reg=1e-4, update_every=10, no_weight_decay=False,
-                 max_steps_per_epoch=None)
+@register_method(
+    "greg_tp",
+    family="baseline",
+    trains_weights=True,
+    summary="Torch-Pruning GrowingRegPruner: an L2 penalty growing on low-norm channels, target-agnostic",
+    epochs=1,
+    lr=0.01,
+    reg=1e-4,
+    delta_reg=1e-4,
+    update_every=10,
+    no_weight_decay=False,
+    max_steps_per_epoch=None,
+)
 def greg_method(ctx: SearchContext) -> SearchResult:
     imp = tp.importance.GroupMagnitudeImportance(p=2)
-    pruner = tp.pruner.GrowingRegPruner(ctx.model, ctx.space.example_inputs.to(ctx.device), importance=imp,
-                                        reg=ctx.options["reg"], delta_reg=ctx.options["delta_reg"],
-                                        ignored_layers=_ignored(ctx))
-    info = _sparsity_train(ctx, pruner, update_every=ctx.options["update_every"]) if ctx.options["epochs"] > 0 else cost()
+    pruner = tp.pruner.GrowingRegPruner(
+        ctx.model,
+        ctx.space.example_inputs.to(ctx.device),
+        importance=imp,
+        reg=ctx.options["reg"],
+        delta_reg=ctx.options["delta_reg"],
+        ignored_layers=_ignored(ctx),
+    )
+    info = (
+        _sparsity_train(ctx, pruner, update_every=ctx.options["update_every"]) if ctx.options["epochs"] > 0 else cost()
+    )
     scores = group_scores(ctx, imp)
     return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)

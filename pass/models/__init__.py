@@ -9,8 +9,11 @@ Contract shared by all registered factories (the pruning code relies on it):
 
 Importing this package imports the family modules so that they register themselves.
 """
+
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -69,14 +72,13 @@ def build_model(
     factory = MODELS.get(name)
     if num_classes < 1 or in_channels < 1 or width <= 0:
         raise ValueError(
-            f"bad model shape for {name!r}: num_classes={num_classes}, "
-            f"in_channels={in_channels}, width={width}"
+            f"bad model shape for {name!r}: num_classes={num_classes}, in_channels={in_channels}, width={width}"
         )
     if pretrained:
-        if name not in IMAGENET_WEIGHTS:
+        if name not in IMAGENET_ARCHS:
             raise ValueError(
                 f"pretrained=True is not available for {name!r}: ImageNet weights exist only for "
-                f"{', '.join(sorted(IMAGENET_WEIGHTS))}"
+                f"{', '.join(sorted(IMAGENET_ARCHS))}"
             )
         if width != 1.0:
             raise ValueError(
@@ -85,12 +87,44 @@ def build_model(
             )
     model = factory(num_classes=num_classes, in_channels=in_channels, width=width, **kwargs)
     if pretrained:
+        from .imagenet import load_imagenet_weights
+
         load_imagenet_weights(model, name, in_channels=in_channels, weights_dir=weights_dir)
     return model
 
 
-# Family modules register into MODELS on import, so they must come after its definition.
-from . import cifar_resnet, imagenet, mobilenet, vgg  # noqa: E402,F401
-from .imagenet import IMAGENET_WEIGHTS, load_imagenet_weights  # noqa: E402
+#: Architectures with torchvision ImageNet weights (= the keys of ``IMAGENET_WEIGHTS``; tests/test_models.py
+#: checks that), known without importing torchvision.
+IMAGENET_ARCHS = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")
+#: The torchvision-based architectures and their modules. Those modules import ``torchvision.models`` (its ops
+#: and torch._dynamo: about 3.7 s of CPU per process, measured in bench/README.md), so they are imported on
+#: first build: every job on a CIFAR-style network starts that much sooner.
+_LAZY = {"resnet18": "imagenet", "resnet34": "imagenet", "resnet50": "imagenet", "mobilenet_v2": "mobilenet"}
 
-__all__ = ["MODELS", "build_model", "get_classifier", "list_models", "scaled", "IMAGENET_WEIGHTS"]
+
+def _lazy_factory(name: str, module: str) -> Callable[..., nn.Module]:
+    def factory(**kwargs: Any) -> nn.Module:
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)(**kwargs)
+
+    factory.__name__ = name
+    factory.__doc__ = f"``{name}`` from passprune.models.{module} (imported on first build)"
+    return factory
+
+
+for _name, _module in _LAZY.items():
+    MODELS.register(_name)(_lazy_factory(_name, _module))
+
+
+def __getattr__(attr: str) -> Any:
+    """``IMAGENET_WEIGHTS`` / ``load_imagenet_weights`` import torchvision only when someone asks for them."""
+    if attr in ("IMAGENET_WEIGHTS", "load_imagenet_weights"):
+        from . import imagenet
+
+        return getattr(imagenet, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+# Family modules register into MODELS on import, so they must come after its definition.
+from . import cifar_resnet, vgg  # noqa: E402,F401
+
+__all__ = ["MODELS", "build_model", "get_classifier", "list_models", "scaled", "IMAGENET_ARCHS", "IMAGENET_WEIGHTS"]

@@ -6,6 +6,7 @@ is a lambda / ``F.pad`` whose channel mapping torch-pruning cannot trace, so the
 additions would not be coupled into one pruning group; a projection conv is an ordinary layer
 that the dependency graph handles. The cost is a few thousand extra parameters.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -72,7 +73,9 @@ class CifarResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-def _cifar_resnet(widths: Sequence[int], blocks: Sequence[int], num_classes: int, in_channels: int, width: float) -> CifarResNet:
+def _cifar_resnet(
+    widths: Sequence[int], blocks: Sequence[int], num_classes: int, in_channels: int, width: float
+) -> CifarResNet:
     return CifarResNet([scaled(w, width) for w in widths], blocks, num_classes, in_channels)
 
 

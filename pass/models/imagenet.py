@@ -7,6 +7,7 @@ Width multiplier: torchvision hard-codes the 64-128-256-512 stage widths, and it
 than reimplementing keeps torchvision's blocks, forward and state_dict key names, which is what
 lets the ImageNet checkpoints load by name (at width 1.0).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,14 +15,15 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import ResNet, ResNet18_Weights, ResNet34_Weights, ResNet50_Weights
+from torchvision.models import MobileNet_V2_Weights, ResNet, ResNet18_Weights, ResNet34_Weights, ResNet50_Weights
 from torchvision.models._api import WeightsEnum
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from . import MODELS, scaled
+from . import scaled
 
-# Architecture name -> torchvision ImageNet weights; other families add their entries on import.
+# Architecture name -> torchvision ImageNet weights (their names: passprune.models.IMAGENET_ARCHS).
 IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {
+    "mobilenet_v2": MobileNet_V2_Weights.IMAGENET1K_V1,
     "resnet18": ResNet18_Weights.IMAGENET1K_V1,
     "resnet34": ResNet34_Weights.IMAGENET1K_V1,
     "resnet50": ResNet50_Weights.IMAGENET1K_V1,
@@ -56,19 +58,16 @@ class ScaledResNet(ResNet):
         return super()._make_layer(block, scaled(planes, self._width), blocks, stride, dilate)
 
 
-@MODELS.register("resnet18")
 def resnet18(num_classes: int, in_channels: int = 3, width: float = 1.0) -> nn.Module:
     """torchvision ResNet-18 (ImageNet stem: 7x7 stride-2 conv + max-pool)."""
     return ScaledResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, width)
 
 
-@MODELS.register("resnet34")
 def resnet34(num_classes: int, in_channels: int = 3, width: float = 1.0) -> nn.Module:
     """torchvision ResNet-34."""
     return ScaledResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, width)
 
 
-@MODELS.register("resnet50")
 def resnet50(num_classes: int, in_channels: int = 3, width: float = 1.0) -> nn.Module:
     """torchvision ResNet-50 (Bottleneck blocks, stride on the 3x3 as in torchvision v1.5)."""
     return ScaledResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, width)

@@ -6,23 +6,18 @@ through ``build_model(..., small_input=...)``) makes the stem conv and the first
 after the fourth downsampling and a 28 px one even earlier. The layers keep torchvision's names,
 so ImageNet weights load either way (strides hold no parameters).
 """
+
 from __future__ import annotations
 
 import copy
 
 from torch import nn
-from torchvision.models import MobileNet_V2_Weights, MobileNetV2
-
-from . import MODELS
-from .imagenet import IMAGENET_WEIGHTS
-
-IMAGENET_WEIGHTS["mobilenet_v2"] = MobileNet_V2_Weights.IMAGENET1K_V1
+from torchvision.models import MobileNetV2
 
 # torchvision's default inverted-residual setting: expansion t, channels c, repeats n, stride s.
 _SETTING = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
 
 
-@MODELS.register("mobilenet_v2")
 def mobilenet_v2(num_classes: int, in_channels: int = 3, width: float = 1.0, small_input: bool = True) -> nn.Module:
     """MobileNetV2 with ``width_mult=width``; the classifier is ``classifier[1]`` (after dropout)."""
     setting = copy.deepcopy(_SETTING)

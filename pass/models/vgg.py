@@ -6,6 +6,7 @@ FC layers, which would dominate the parameter count at 32 px). The pools use
 ``ceil_mode=True`` so odd sizes round up (28 -> 14 -> 7 -> 4 -> 2 -> 1) instead of shrinking
 to zero, and the adaptive pool makes the head independent of the input size.
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -10,13 +10,12 @@ mean over seeds without anyone noticing.  The same reasoning rejects duplicate r
 The atomic-write helpers live here (not in :mod:`passprune.files`) so that the report layer does not import
 torch: a report must be rebuildable on a machine that only has the plotting stack.
 """
+
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -26,10 +25,23 @@ from ..records import DENSE_DEFAULTS, RUN_KEY, load_metrics
 
 #: Columns every summary has, in this order (other scalar keys follow alphabetically).
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "dataset", "arch", "method", "family", "target", "seed", "source",
-    "top1_before_ft", "top1", "val_top1", "macs", "params",
-    "speedup_macs", "speedup_latency", "search_seconds",
+    "dataset",
+    "arch",
+    "method",
+    "family",
+    "target",
+    "seed",
+    "source",
+    "top1_before_ft",
+    "top1",
+    "val_top1",
+    "macs",
+    "params",
+    "speedup_macs",
+    "speedup_latency",
+    "search_seconds",
 )
+
 
 # ----------------------------------------------------------------------------- reading metrics.json
 def _is_scalar(v: Any) -> bool:
@@ -74,8 +86,11 @@ def sort_summary(df: pd.DataFrame) -> pd.DataFrame:
     Target descending puts the dense reference (target 1.0) first within each (dataset, arch).
     """
     key = df.assign(_source=df["source"].astype("object").where(df["source"].notna(), ""))
-    key = key.sort_values(["dataset", "arch", "target", "method", "seed", "_source"],
-                          ascending=[True, True, False, True, True, True], kind="mergesort")
+    key = key.sort_values(
+        ["dataset", "arch", "target", "method", "seed", "_source"],
+        ascending=[True, True, False, True, True, True],
+        kind="mergesort",
+    )
     return df.loc[key.index].reset_index(drop=True)
 
 
@@ -111,8 +126,17 @@ def read_summary(path: str | os.PathLike) -> pd.DataFrame:
     for col in SUMMARY_COLUMNS:
         if col not in df.columns:
             df[col] = None
-    numeric = ["target", "top1_before_ft", "top1", "val_top1", "macs", "params",
-               "speedup_macs", "speedup_latency", "search_seconds"]
+    numeric = [
+        "target",
+        "top1_before_ft",
+        "top1",
+        "val_top1",
+        "macs",
+        "params",
+        "speedup_macs",
+        "speedup_latency",
+        "search_seconds",
+    ]
     for col in numeric + [c for c in ("macs_ratio",) if c in df.columns]:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["seed"] = pd.to_numeric(df["seed"], errors="raise").astype(int)

@@ -15,6 +15,7 @@ counting which MACs" invites comparisons with papers that count differently.  A 
 absent is skipped with a note (and any stale copy from an earlier build removed) rather than failing the
 whole report, since e.g. the layer-wise plot needs per-run files that a summary-only rebuild lacks.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,12 +31,21 @@ from .tables import dense_mask, write_search_cost, write_tables
 
 #: (file stem, README heading, what it shows)
 FIGURES: tuple[tuple[str, str, str], ...] = (
-    ("acc_vs_macs", "Accuracy vs MACs",
-     "Top-1 after fine-tuning against MACs, mean ± std over seeds; dense model dashed."),
-    ("before_after_ft", "Before vs after fine-tuning",
-     "Top-1 of the pruned network straight after pruning (hatched) and after fine-tuning (solid)."),
-    ("layerwise_sparsity", "Layer-wise kept ratio",
-     "Kept channels / group size for each prunable group, in forward order."),
+    (
+        "acc_vs_macs",
+        "Accuracy vs MACs",
+        "Top-1 after fine-tuning against MACs, mean ± std over seeds; dense model dashed.",
+    ),
+    (
+        "before_after_ft",
+        "Before vs after fine-tuning",
+        "Top-1 of the pruned network straight after pruning (hatched) and after fine-tuning (solid).",
+    ),
+    (
+        "layerwise_sparsity",
+        "Layer-wise kept ratio",
+        "Kept channels / group size for each prunable group, in forward order.",
+    ),
     ("search_cost", "Search cost", "Wall-clock seconds spent choosing the structure, per method and target."),
 )
 
@@ -61,18 +71,19 @@ def _provenance_note(df: pd.DataFrame, summary_csv: Path, out_dir: Path) -> str:
         "gives the runs per row and no ± is shown when n = 1. "
         "Top-1 is test-set accuracy (%), before and after fine-tuning the pruned network. "
         "MACs count the multiply-accumulates of convolution and linear layers for one input image "
-        "(the quantity pruning papers call \"FLOPs\"); params count all parameters. "
+        '(the quantity pruning papers call "FLOPs"); params count all parameters. '
         "Speed-up (MACs) = dense MACs / pruned MACs; speed-up (latency) = dense / pruned measured latency "
         "at the largest benchmarked batch size (– when not measured); search (s) = wall time of the "
-        "structure search. \"MACs kept\" is the target fraction of dense MACs."
+        'structure search. "MACs kept" is the target fraction of dense MACs.'
     )
 
 
 def _claims_outputs(df: pd.DataFrame, claims: str | os.PathLike | None, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Claims table + forest plot and the README section; with ``claims=None``, stale copies are removed
     (an old verdict next to new numbers would be worse than none)."""
-    stale = [out_dir / "tables" / f"claims.{x}" for x in ("md", "tex", "csv")] + \
-        [out_dir / "figures" / f"claims_forest.{x}" for x in ("png", "pdf")]
+    stale = [out_dir / "tables" / f"claims.{x}" for x in ("md", "tex", "csv")] + [
+        out_dir / "figures" / f"claims_forest.{x}" for x in ("png", "pdf")
+    ]
     if claims is None:
         for p in stale:
             p.unlink(missing_ok=True)
@@ -88,9 +99,12 @@ def _claims_outputs(df: pd.DataFrame, claims: str | os.PathLike | None, out_dir:
     return written, readme_section(results, df, claims_ref)
 
 
-def build_report(summary_csv: str | os.PathLike, out_dir: str | os.PathLike,
-                 metrics_files: Sequence[str | os.PathLike] = (),
-                 claims: str | os.PathLike | None = None) -> list[Path]:
+def build_report(
+    summary_csv: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    metrics_files: Sequence[str | os.PathLike] = (),
+    claims: str | os.PathLike | None = None,
+) -> list[Path]:
     """Write tables, figures and ``README.md`` under ``out_dir`` (every file atomically).
 
     ``metrics_files`` are the per-run ``metrics.json`` files; only the layer-wise figure needs them.
@@ -126,19 +140,34 @@ def build_report(summary_csv: str | os.PathLike, out_dir: str | os.PathLike,
             for ext in (".png", ".pdf"):  # never leave an earlier build's figure next to a "skipped" note
                 (fig_dir / f"{stem}{ext}").unlink(missing_ok=True)
 
-    lines = ["# Results", "", *claims_lines, "## How the numbers were made", "",
-             _provenance_note(df, summary_csv, out_dir), "", "## Main table", ""]
+    lines = [
+        "# Results",
+        "",
+        *claims_lines,
+        "## How the numbers were made",
+        "",
+        _provenance_note(df, summary_csv, out_dir),
+        "",
+        "## Main table",
+        "",
+    ]
     lines.append(tables["main"]["md"].read_text(encoding="utf-8").rstrip("\n"))
     lines += ["", "Also as [LaTeX](tables/main.tex) and [CSV](tables/main.csv) (full precision).", ""]
     if "transfer" in tables:
         lines += ["## Transfer", "", "Runs whose structure or hypernetwork came from the `Source` dataset.", ""]
         lines.append(tables["transfer"]["md"].read_text(encoding="utf-8").rstrip("\n"))
         lines += ["", "Also as [LaTeX](tables/transfer.tex) and [CSV](tables/transfer.csv).", ""]
-    lines += ["## Search cost", "",
-              "Mean over seeds of what each method spent choosing its structure (and, for the sparsity-training "
-              "baselines, training weights), and the shared fine-tuning; – = not recorded by these runs.", "",
-              cost["md"].read_text(encoding="utf-8").rstrip("\n"), "",
-              "Also as [LaTeX](tables/search_cost.tex) and [CSV](tables/search_cost.csv).", ""]
+    lines += [
+        "## Search cost",
+        "",
+        "Mean over seeds of what each method spent choosing its structure (and, for the sparsity-training "
+        "baselines, training weights), and the shared fine-tuning; – = not recorded by these runs.",
+        "",
+        cost["md"].read_text(encoding="utf-8").rstrip("\n"),
+        "",
+        "Also as [LaTeX](tables/search_cost.tex) and [CSV](tables/search_cost.csv).",
+        "",
+    ]
     lines += ["## Figures", ""]
     for stem, title, what in FIGURES:
         lines += [f"### {title}", ""]

@@ -15,6 +15,7 @@ global rcParams are left as they were.
 Every plotting function raises :class:`NoData` when its input is absent, so the caller can skip the
 figure with a note instead of crashing or writing an empty plot.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,9 @@ def save_figure(fig: Figure, out_stem: str | os.PathLike) -> list[Path]:
     """
     out_stem = Path(out_stem)
     png = atomic_write(out_stem.with_suffix(".png"), lambda fh: fig.savefig(fh, format="png", dpi=DPI))
-    pdf = atomic_write(out_stem.with_suffix(".pdf"),
-                       lambda fh: fig.savefig(fh, format="pdf", metadata={"CreationDate": None}))
+    pdf = atomic_write(
+        out_stem.with_suffix(".pdf"), lambda fh: fig.savefig(fh, format="pdf", metadata={"CreationDate": None})
+    )
     return [png, pdf]
 
 
@@ -172,8 +174,13 @@ def _figure_legend(fig: Figure, axes: np.ndarray, order: Sequence[str] = ()) -> 
     if handles:
         # widen the figure by the legend's width, so the panels keep theirs (x-small text ~ 0.055 in/char)
         fig.set_figwidth(fig.get_figwidth() + 0.8 + 0.055 * max(len(lab) for lab in handles))
-        fig.legend(list(handles.values()), list(handles.keys()), loc="outside right upper", fontsize="x-small",
-                   handlelength=3.2)
+        fig.legend(
+            list(handles.values()),
+            list(handles.keys()),
+            loc="outside right upper",
+            fontsize="x-small",
+            handlelength=3.2,
+        )
 
 
 def _target_panels(axes: np.ndarray, blocks: Sequence[tuple[str, str]], targets: dict):
@@ -192,8 +199,7 @@ def _nan0(v: float) -> float:
 
 
 # ----------------------------------------------------------------------------- (a) accuracy vs MACs
-def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike,
-                     x: Literal["macs", "ratio"] = "macs") -> list[Path]:
+def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike, x: Literal["macs", "ratio"] = "macs") -> list[Path]:
     """Top-1 after fine-tuning against MACs, one line per method (mean ± std over seeds), dense dashed.
 
     One panel per (dataset, arch).  ``x="ratio"`` plots the fraction of dense MACs kept instead of MACs.
@@ -225,14 +231,31 @@ def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike,
                 g = s.groupby("target").agg(x=("_x", "mean"), y=("top1", "mean"), e=("top1", "std"))
                 g = g.sort_values("x")
                 st = styles[lab]
-                ax.errorbar(g["x"], g["y"], yerr=g["e"].fillna(0.0), marker=st.marker, ls=st.linestyle, ms=4.5,
-                            capsize=2.5, lw=1.3, color=st.color, label=lab)
+                ax.errorbar(
+                    g["x"],
+                    g["y"],
+                    yerr=g["e"].fillna(0.0),
+                    marker=st.marker,
+                    ls=st.linestyle,
+                    ms=4.5,
+                    capsize=2.5,
+                    lw=1.3,
+                    color=st.color,
+                    label=lab,
+                )
             dense = d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)]
             if not dense.empty:
                 m, sd = dense["top1"].mean(), dense["top1"].std()
                 ax.axhline(m, ls="--", color="black", lw=1.1, label="dense")
-                ax.text(0.01, m, f"dense {m:.2f}%", transform=ax.get_yaxis_transform(), va="bottom",
-                        fontsize="x-small", bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.6})
+                ax.text(
+                    0.01,
+                    m,
+                    f"dense {m:.2f}%",
+                    transform=ax.get_yaxis_transform(),
+                    va="bottom",
+                    fontsize="x-small",
+                    bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.6},
+                )
                 if not math.isnan(sd) and sd > 0:
                     ax.axhspan(m - sd, m + sd, color="black", alpha=0.07, lw=0)
             ax.set_title(f"{ds} / {arch}")
@@ -254,8 +277,10 @@ def plot_before_after(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Pat
     if pruned.empty:
         raise NoData("no pruned runs with top-1 before/after fine-tuning")
     blocks = _blocks(pruned)
-    targets = {b: sorted(pruned[(pruned["dataset"] == b[0]) & (pruned["arch"] == b[1])]["target"].unique(),
-                         reverse=True) for b in blocks}
+    targets = {
+        b: sorted(pruned[(pruned["dataset"] == b[0]) & (pruned["arch"] == b[1])]["target"].unique(), reverse=True)
+        for b in blocks
+    }
     ncols = max(len(t) for t in targets.values())
     labels = _label_order(pruned)
     styles = method_styles(pruned)
@@ -266,12 +291,24 @@ def plot_before_after(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Pat
             dense = d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)]
             sub = pruned[(pruned["dataset"] == ds) & (pruned["arch"] == arch) & (pruned["target"] == t)]
             present = [lab for lab in labels if (sub["label"] == lab).any()]
-            g = sub.groupby("label").agg(b=("top1_before_ft", "mean"), be=("top1_before_ft", "std"),
-                                         a=("top1", "mean"), ae=("top1", "std")).reindex(present)
+            g = (
+                sub.groupby("label")
+                .agg(b=("top1_before_ft", "mean"), be=("top1_before_ft", "std"), a=("top1", "mean"), ae=("top1", "std"))
+                .reindex(present)
+            )
             xs = np.arange(len(present))
             cols = [styles[lab].color for lab in present]
-            ax.bar(xs - width / 2, g["b"], width, yerr=g["be"].fillna(0.0), color=cols, alpha=0.45,
-                   hatch="//", edgecolor=cols, capsize=2)
+            ax.bar(
+                xs - width / 2,
+                g["b"],
+                width,
+                yerr=g["be"].fillna(0.0),
+                color=cols,
+                alpha=0.45,
+                hatch="//",
+                edgecolor=cols,
+                capsize=2,
+            )
             ax.bar(xs + width / 2, g["a"], width, yerr=g["ae"].fillna(0.0), color=cols, capsize=2)
             if not dense.empty:
                 ax.axhline(dense["top1"].mean(), ls="--", color="black", lw=1.0)
@@ -279,8 +316,10 @@ def plot_before_after(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Pat
             ax.set_title(f"{ds} / {arch}, {t:.2f} of dense MACs", fontsize="small")
             if c == 0:
                 ax.set_ylabel("Top-1 (%)")
-        handles = [Patch(facecolor="grey", alpha=0.45, hatch="//", label="before fine-tuning"),
-                   Patch(facecolor="grey", label="after fine-tuning")]
+        handles = [
+            Patch(facecolor="grey", alpha=0.45, hatch="//", label="before fine-tuning"),
+            Patch(facecolor="grey", label="after fine-tuning"),
+        ]
         handles.append(Line2D([], [], ls="--", color="black", label="dense"))
         fig.legend(handles=handles, loc="outside upper center", ncols=3, fontsize="small")
         return save_figure(fig, out_stem)
@@ -307,9 +346,19 @@ def layerwise_frame(metrics_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
             gid = str(gid)
             if gid not in kept or not sizes.get(gid):
                 continue
-            recs.append({"dataset": m["dataset"], "arch": m["arch"], "target": float(m["target"]), "label": label,
-                         "family": m.get("family"), "seed": m["seed"], "group_index": i, "group": gid,
-                         "kept_ratio": kept[gid] / sizes[gid]})
+            recs.append(
+                {
+                    "dataset": m["dataset"],
+                    "arch": m["arch"],
+                    "target": float(m["target"]),
+                    "label": label,
+                    "family": m.get("family"),
+                    "seed": m["seed"],
+                    "group_index": i,
+                    "group": gid,
+                    "kept_ratio": kept[gid] / sizes[gid],
+                }
+            )
     return pd.DataFrame(recs)
 
 
@@ -324,8 +373,9 @@ def plot_layerwise(metrics_files: Sequence[str | os.PathLike], out_stem: str | o
     if lw.empty:
         raise NoData("none of the given metrics.json files has kept_channels/group_sizes/group_order")
     blocks = _blocks(lw)
-    targets = {b: sorted(lw[(lw["dataset"] == b[0]) & (lw["arch"] == b[1])]["target"].unique(), reverse=True)
-               for b in blocks}
+    targets = {
+        b: sorted(lw[(lw["dataset"] == b[0]) & (lw["arch"] == b[1])]["target"].unique(), reverse=True) for b in blocks
+    }
     ncols = max(len(t) for t in targets.values())
     labels = _label_order(lw)
     styles = method_styles(lw)
@@ -339,12 +389,17 @@ def plot_layerwise(metrics_files: Sequence[str | os.PathLike], out_stem: str | o
                     continue
                 g = s.groupby("group_index")["kept_ratio"].agg(["mean", "std"]).sort_index()
                 st = styles[lab]
-                ax.plot(g.index, g["mean"], marker=st.marker, ls=st.linestyle, ms=3, lw=1.2, color=st.color,
-                        label=lab)
+                ax.plot(g.index, g["mean"], marker=st.marker, ls=st.linestyle, ms=3, lw=1.2, color=st.color, label=lab)
                 std = g["std"].fillna(0.0)
                 if (std > 0).any():
-                    ax.fill_between(g.index, g["mean"] - std, g["mean"] + std, color=st.color,
-                                    alpha=0.12 if len(labels) <= 6 else 0.05, lw=0)
+                    ax.fill_between(
+                        g.index,
+                        g["mean"] - std,
+                        g["mean"] + std,
+                        color=st.color,
+                        alpha=0.12 if len(labels) <= 6 else 0.05,
+                        lw=0,
+                    )
             ax.set_ylim(0, 1.05)
             ax.set_title(f"{ds} / {arch}, {t:.2f} of dense MACs", fontsize="small")
             ax.set_xlabel("group index (forward order)")
@@ -402,7 +457,10 @@ def plot_search_cost(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Path
 # ----------------------------------------------------------------------------- (e) claims forest plot
 #: Colour of each verdict in the forest plot ("no data" rows have no estimate and are not drawn).
 VERDICT_COLORS: dict[str, str] = {
-    "supported": "#2e7d32", "contradicted": "#c62828", "inconclusive": "#e69f00", "not enough seeds": "#9e9e9e",
+    "supported": "#2e7d32",
+    "contradicted": "#c62828",
+    "inconclusive": "#e69f00",
+    "not enough seeds": "#9e9e9e",
 }
 _UNIT_LABELS = {"points": "top-1 points", "x": "× speed-up at matched top-1"}
 
@@ -436,8 +494,7 @@ def plot_claims_forest(results: pd.DataFrame, out_stem: str | os.PathLike) -> li
             FigureCanvasAgg(fig)
             ax = fig.subplots()
             ax.axis("off")
-            ax.text(0.5, 0.5, "No claim comparison has paired seeds (see the claims table).", ha="center",
-                    va="center")
+            ax.text(0.5, 0.5, "No claim comparison has paired seeds (see the claims table).", ha="center", va="center")
             return save_figure(fig, out_stem)
         counts = [int((r["unit"] == u).sum()) for u in units]
         fig = Figure(figsize=(9.5, 1.3 + 0.3 * sum(counts) + 0.9 * len(units)), layout="constrained")
@@ -465,10 +522,15 @@ def plot_claims_forest(results: pd.DataFrame, out_stem: str | os.PathLike) -> li
             ax.set_ylim(-0.7, len(sub) - 0.3)
             ax.grid(axis="y", visible=False)
             ax.set_xlabel(f"mean paired difference, method − versus ({_UNIT_LABELS[unit]})")
-        handles = [Line2D([], [], color=c, lw=2.4, marker="o", label=v) for v, c in VERDICT_COLORS.items()
-                   if (r["verdict"] == v).any()]
-        handles += [Line2D([], [], color="grey", lw=2.4, label="95% t-interval (decides)"),
-                    Line2D([], [], color="grey", lw=1.0, alpha=0.7, label="95% paired bootstrap"),
-                    Line2D([], [], color="black", lw=1.1, ls=(0, (2, 1.5)), label="claimed margin")]
+        handles = [
+            Line2D([], [], color=c, lw=2.4, marker="o", label=v)
+            for v, c in VERDICT_COLORS.items()
+            if (r["verdict"] == v).any()
+        ]
+        handles += [
+            Line2D([], [], color="grey", lw=2.4, label="95% t-interval (decides)"),
+            Line2D([], [], color="grey", lw=1.0, alpha=0.7, label="95% paired bootstrap"),
+            Line2D([], [], color="black", lw=1.1, ls=(0, (2, 1.5)), label="claimed margin"),
+        ]
         fig.legend(handles=handles, loc="outside upper center", ncols=4, fontsize="x-small")
         return save_figure(fig, out_stem)

@@ -7,6 +7,7 @@ straight into a paper.  Rounding happens only when rendering text, never in the 
 Std is the sample standard deviation (ddof=1, pandas' default) over seeds; with one seed there is no
 spread to report, so the text cell shows the mean alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,11 +48,23 @@ MAIN_KEYS: tuple[str, ...] = ("dataset", "arch", "target", "method")
 TRANSFER_KEYS: tuple[str, ...] = ("dataset", "arch", "source", "target", "method")
 
 #: Reading order inside one target: the method, its ablations and transfers, then baselines.
-FAMILY_ORDER: dict[str, int] = {"dense": 0, "pass": 1, "pass-ablation": 2, "pass-transfer": 3, "baseline": 4,
-                                "control": 5}
+FAMILY_ORDER: dict[str, int] = {
+    "dense": 0,
+    "pass": 1,
+    "pass-ablation": 2,
+    "pass-transfer": 3,
+    "baseline": 4,
+    "control": 5,
+}
 
-_HEADERS = {"dataset": "Dataset", "arch": "Arch", "source": "Source", "target": "MACs kept",
-            "method": "Method", "n": "n"}
+_HEADERS = {
+    "dataset": "Dataset",
+    "arch": "Arch",
+    "source": "Source",
+    "target": "MACs kept",
+    "method": "Method",
+    "n": "n",
+}
 
 
 def dense_mask(df: pd.DataFrame) -> pd.Series:
@@ -72,15 +85,17 @@ def summarize(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     for st in STATS:
         work[st.key] = pd.to_numeric(df[st.column], errors="coerce") * st.scale
     g = work.groupby(keys, dropna=False, sort=False)
-    out = g.agg(family=("family", "first"), n=("seed", "size"),
-                **{f"{st.key}_{fn}": (st.key, fn) for st in STATS for fn in ("mean", "std")})
+    out = g.agg(
+        family=("family", "first"),
+        n=("seed", "size"),
+        **{f"{st.key}_{fn}": (st.key, fn) for st in STATS for fn in ("mean", "std")},
+    )
     out = out.reset_index()
     order = out.assign(
         _dense=~dense_mask(out),
         _fam=out["family"].map(lambda f: FAMILY_ORDER.get(f, len(FAMILY_ORDER))),
     )
-    sort_cols = ["dataset", "arch", "_dense"] + (["source"] if "source" in keys else []) + \
-        ["target", "_fam", "method"]
+    sort_cols = ["dataset", "arch", "_dense"] + (["source"] if "source" in keys else []) + ["target", "_fam", "method"]
     asc = [True, True, True] + ([True] if "source" in keys else []) + [False, True, True]
     order = order.sort_values(sort_cols, ascending=asc, kind="mergesort")
     cols = keys + ["family", "n"] + [f"{st.key}_{fn}" for st in STATS for fn in ("mean", "std")]
@@ -133,16 +148,29 @@ def to_markdown(table: pd.DataFrame) -> str:
     """GitHub pipe table (tabulate), numbers right-aligned; text cells are not re-parsed as numbers."""
     headers, rows = display_rows(table)
     n_text = len(headers) - len(STATS) - 1
-    align = ["right" if h == _HEADERS["target"] else "left" for h in headers[:n_text]] + \
-        ["right"] * (len(STATS) + 1)
+    align = ["right" if h == _HEADERS["target"] else "left" for h in headers[:n_text]] + ["right"] * (len(STATS) + 1)
     return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align) + "\n"
 
 
 _LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "–": "--", "×": r"$\times$", "−": r"$-$", "≥": r"$\geq$", "≤": r"$\leq$",
-    "<": r"$<$", ">": r"$>$",  # in text mode (OT1) these would print as ¡ and ¿
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "–": "--",
+    "×": r"$\times$",
+    "−": r"$-$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "<": r"$<$",
+    ">": r"$>$",  # in text mode (OT1) these would print as ¡ and ¿
 }
 
 
@@ -228,12 +256,19 @@ def search_cost_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = [f"{st.key}_{fn}" for st in SEARCH_COST_STATS for fn in ("mean", "std")]
     if work.empty:
         return pd.DataFrame(columns=[*SEARCH_COST_KEYS, "family", "n", *cols])
-    out = g.agg(family=("family", "first"), n=("seed", "size"),
-                **{f"{st.key}_{fn}": (st.key, fn) for st in SEARCH_COST_STATS for fn in ("mean", "std")}).reset_index()
-    order = out.assign(_src=out["source"] != "",
-                       _fam=out["family"].map(lambda f: FAMILY_ORDER.get(f, len(FAMILY_ORDER))))
-    order = order.sort_values(["dataset", "arch", "_src", "source", "target", "_fam", "method"],
-                              ascending=[True, True, True, True, False, True, True], kind="mergesort")
+    out = g.agg(
+        family=("family", "first"),
+        n=("seed", "size"),
+        **{f"{st.key}_{fn}": (st.key, fn) for st in SEARCH_COST_STATS for fn in ("mean", "std")},
+    ).reset_index()
+    order = out.assign(
+        _src=out["source"] != "", _fam=out["family"].map(lambda f: FAMILY_ORDER.get(f, len(FAMILY_ORDER)))
+    )
+    order = order.sort_values(
+        ["dataset", "arch", "_src", "source", "target", "_fam", "method"],
+        ascending=[True, True, True, True, False, True, True],
+        kind="mergesort",
+    )
     return out.loc[order.index, [*SEARCH_COST_KEYS, "family", "n", *cols]].reset_index(drop=True)
 
 
@@ -242,8 +277,14 @@ def search_cost_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = ["Dataset", "Arch", "MACs kept", "Method", "Source", "n"] + [st.header for st in SEARCH_COST_STATS]
     rows = []
     for rec in table.to_dict("records"):
-        row = [str(rec["dataset"]), str(rec["arch"]), f"{rec['target']:.2f}", str(rec["method"]),
-               str(rec["source"]) or "–", str(int(rec["n"]))]
+        row = [
+            str(rec["dataset"]),
+            str(rec["arch"]),
+            f"{rec['target']:.2f}",
+            str(rec["method"]),
+            str(rec["source"]) or "–",
+            str(int(rec["n"])),
+        ]
         row += [format_cell(rec[f"{st.key}_mean"], None, st.fmt) for st in SEARCH_COST_STATS]
         rows.append(row)
     return headers, rows
@@ -257,9 +298,13 @@ def _render(headers: list[str], rows: list[list[str]], right: set[str], fmt: str
             return "| " + " | ".join(headers) + " |\n|" + "|".join("---" for _ in headers) + "|\n"
         return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align) + "\n"
     spec = "".join("r" if h in right else "l" for h in headers)
-    lines = [f"% Generated by passprune.report; needs \\usepackage{{booktabs}}.{(' ' + comment) if comment else ''}",
-             f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(latex_escape(h) for h in headers) + " \\\\",
-             "\\midrule"]
+    lines = [
+        f"% Generated by passprune.report; needs \\usepackage{{booktabs}}.{(' ' + comment) if comment else ''}",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(h) for h in headers) + " \\\\",
+        "\\midrule",
+    ]
     lines += [" & ".join(latex_escape(c) for c in row) + " \\\\" for row in rows]
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ what the paper says, here?"), and a verdict without its rule (paired how, which 
 corrected over how many comparisons, which baseline, selected how) cannot be judged.  The CSV keeps full
 precision and every column (both intervals, raw and adjusted p, notes); the text tables round.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,22 +57,46 @@ def _text(v: object) -> str:
 
 def claims_rows(results: pd.DataFrame, notes: bool = True) -> tuple[list[str], list[list[str]]]:
     """Headers and rounded text rows of the per-comparison claims table."""
-    headers = ["Claim", "Dataset", "Arch", "MACs kept", "Comparison", "Claimed diff", "n", "Mean diff",
-               "95% CI (t)", "95% CI (bootstrap)", "Test", "p (Holm)", "Verdict"] + (["Notes"] if notes else [])
+    headers = [
+        "Claim",
+        "Dataset",
+        "Arch",
+        "MACs kept",
+        "Comparison",
+        "Claimed diff",
+        "n",
+        "Mean diff",
+        "95% CI (t)",
+        "95% CI (bootstrap)",
+        "Test",
+        "p (Holm)",
+        "Verdict",
+    ] + (["Notes"] if notes else [])
     rows = []
     for r in results.to_dict("records"):
         if r["verdict"] == "no data" and _text(r["dataset"]) == "–":
             target = "–"
         else:
             target = "curve" if pd.isna(r["target"]) else f"{float(r['target']):.2f}"
-        comp = f"{r['method']} − {r['versus']}" + (" (best baseline)" if r["versus_rule"] == BEST_BASELINE
-                                                   and r["versus"] != BEST_BASELINE else "")
+        comp = f"{r['method']} − {r['versus']}" + (
+            " (best baseline)" if r["versus_rule"] == BEST_BASELINE and r["versus"] != BEST_BASELINE else ""
+        )
         unit = _UNIT.get(r["unit"], "")
-        row = [r["claim"], _text(r["dataset"]), _text(r["arch"]), target, comp,
-               claimed(r["relation"], float(r["margin"]), r["unit"]), str(int(r["n"])),
-               _num(r["mean_diff"]) + ("" if pd.isna(r["mean_diff"]) else unit),
-               _interval(r["ci_low"], r["ci_high"]), _interval(r["boot_low"], r["boot_high"]),
-               {"t": "paired t", "wilcoxon": "Wilcoxon"}.get(r["test"], "–"), _p(r["p_holm"]), r["verdict"]]
+        row = [
+            r["claim"],
+            _text(r["dataset"]),
+            _text(r["arch"]),
+            target,
+            comp,
+            claimed(r["relation"], float(r["margin"]), r["unit"]),
+            str(int(r["n"])),
+            _num(r["mean_diff"]) + ("" if pd.isna(r["mean_diff"]) else unit),
+            _interval(r["ci_low"], r["ci_high"]),
+            _interval(r["boot_low"], r["boot_high"]),
+            {"t": "paired t", "wilcoxon": "Wilcoxon"}.get(r["test"], "–"),
+            _p(r["p_holm"]),
+            r["verdict"],
+        ]
         if notes:
             row.append(_text(r["note"]))
         rows.append(row)
@@ -94,16 +119,23 @@ def claims_markdown(results: pd.DataFrame) -> str:
 def claims_latex(results: pd.DataFrame) -> str:
     """The per-comparison table as a booktabs tabular (notes are in the CSV: too long for a paper table)."""
     headers, rows = claims_rows(results, notes=False)
-    return _render(headers, rows, _RIGHT, "tex",
-                   "Mean paired difference (method - versus) over seeds; p Holm-adjusted; notes in claims.csv.")
+    return _render(
+        headers,
+        rows,
+        _RIGHT,
+        "tex",
+        "Mean paired difference (method - versus) over seeds; p Holm-adjusted; notes in claims.csv.",
+    )
 
 
 def overview_markdown(results: pd.DataFrame) -> str:
     """One line per claim: what it says and how many of its comparisons got each verdict."""
     counts = verdict_counts(results)
     headers = ["Claim", "What is claimed", "Comparisons", *VERDICTS]
-    rows = [[r["claim"], r["text"], str(r["comparisons"]), *(str(r[v]) for v in VERDICTS)]
-            for r in counts.to_dict("records")]
+    rows = [
+        [r["claim"], r["text"], str(r["comparisons"]), *(str(r[v]) for v in VERDICTS)]
+        for r in counts.to_dict("records")
+    ]
     return _render(headers, _md_escape(rows), _RIGHT, "md")
 
 
@@ -135,24 +167,43 @@ def selection_rule_text(summary: pd.DataFrame) -> str:
         return "PASS's selection rule: unknown (no PASS-family run records `select_on_val`)."
     k, n = sum(vals), len(vals)
     if k == n:
-        return (f"PASS kept the hypernetwork state whose structure scored best on the validation split "
-                f"(`select_on_val` true in all {n} PASS-family runs).")
+        return (
+            f"PASS kept the hypernetwork state whose structure scored best on the validation split "
+            f"(`select_on_val` true in all {n} PASS-family runs)."
+        )
     if k == 0:
         return f"PASS kept the final state of its search (`select_on_val` false in all {n} PASS-family runs)."
-    return (f"PASS's selection rule was mixed: `select_on_val` true in {k} and false in {n - k} of the "
-            f"{n} PASS-family runs.")
+    return (
+        f"PASS's selection rule was mixed: `select_on_val` true in {k} and false in {n - k} of the "
+        f"{n} PASS-family runs."
+    )
 
 
-def readme_section(results: pd.DataFrame, summary: pd.DataFrame, claims_file: str,
-                   links: Sequence[str] = ("tables/claims.tex", "tables/claims.csv"),
-                   figure: str | None = "figures/claims_forest.png") -> list[str]:
+def readme_section(
+    results: pd.DataFrame,
+    summary: pd.DataFrame,
+    claims_file: str,
+    links: Sequence[str] = ("tables/claims.tex", "tables/claims.csv"),
+    figure: str | None = "figures/claims_forest.png",
+) -> list[str]:
     """Lines of the README's ``## Claims`` section: the rule, an overview per claim, the full table."""
-    lines = ["## Claims", "",
-             f"The paper's claims (`{claims_file}`) checked against these runs. "
-             + decision_rule_text(results) + " " + selection_rule_text(summary), "",
-             overview_markdown(results).rstrip("\n"), "", "Per comparison (differences are `method − versus`):", "",
-             claims_markdown(results).rstrip("\n"), "",
-             f"Also as [LaTeX]({links[0]}) and [CSV]({links[1]}) (full precision, raw and adjusted p).", ""]
+    lines = [
+        "## Claims",
+        "",
+        f"The paper's claims (`{claims_file}`) checked against these runs. "
+        + decision_rule_text(results)
+        + " "
+        + selection_rule_text(summary),
+        "",
+        overview_markdown(results).rstrip("\n"),
+        "",
+        "Per comparison (differences are `method − versus`):",
+        "",
+        claims_markdown(results).rstrip("\n"),
+        "",
+        f"Also as [LaTeX]({links[0]}) and [CSV]({links[1]}) (full precision, raw and adjusted p).",
+        "",
+    ]
     if figure:
         lines += [f"![Claims: mean paired difference with 95% intervals]({figure})", ""]
     return lines

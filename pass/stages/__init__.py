@@ -5,6 +5,7 @@ parsed :class:`passprune.settings.JobSettings`) and returns the record it wrote 
 ``search.json``), so a notebook or another workflow engine can run a stage without the CLI. ``passprune.cli``
 only parses arguments and dispatches here.
 """
+
 from __future__ import annotations
 
 from .common import Job, start_job

@@ -1,4 +1,5 @@
 """What every job stage does alike: parse its settings, seed, pick the device, load the data."""
+
 from __future__ import annotations
 
 import hashlib
@@ -65,8 +66,16 @@ def load_data(data: DataSettings, dataset: str, seed: int):
     """The job's splits (train / val carved from train / test), from the decoded on-disk cache."""
     from ..data import load_dataset
 
-    return load_dataset(dataset, data.root, seed=seed, val_size=data.val_size, train_subset=data.train_subset,
-                        test_subset=data.test_subset, image_size=data.image_size, num_workers=data.num_workers)
+    return load_dataset(
+        dataset,
+        data.root,
+        seed=seed,
+        val_size=data.val_size,
+        train_subset=data.train_subset,
+        test_subset=data.test_subset,
+        image_size=data.image_size,
+        num_workers=data.num_workers,
+    )
 
 
 def start_job(job: Job):

@@ -1,4 +1,5 @@
 """Stage ``finetune``: physical pruning, the shared fine-tuning budget, evaluation, cost and latency."""
+
 from __future__ import annotations
 
 import copy
@@ -88,11 +89,14 @@ def cost_columns(search: dict[str, Any], structure_only: bool, weight_train: tup
 def _read_search(search_dir: Path, arch: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """structure.json and search.json of a search folder, checked to belong to ``arch``."""
     structure = read_json_checked(search_dir / "structure.json", "structure", ("arch", "kept", "group_sizes"))
-    search = read_json_checked(search_dir / "search.json", "search record", ("method", "family", "weights",
-                                                                          "search_seconds"))
+    search = read_json_checked(
+        search_dir / "search.json", "search record", ("method", "family", "weights", "search_seconds")
+    )
     if structure["arch"] != arch:
-        raise ValueError(f"structure {search_dir / 'structure.json'} is for {structure['arch']}, not {arch}: a "
-                         "structure only applies to the architecture it was searched on")
+        raise ValueError(
+            f"structure {search_dir / 'structure.json'} is for {structure['arch']}, not {arch}: a "
+            "structure only applies to the architecture it was searched on"
+        )
     return structure, search
 
 
@@ -101,11 +105,15 @@ def _check_fits(structure: dict[str, Any], space, path: Path, dense: Path) -> No
     same channel counts; another width or a modified architecture would prune the wrong channels)."""
     sizes = {g.id: g.size for g in space.groups}
     if {str(k): int(v) for k, v in structure["group_sizes"].items()} != sizes:
-        diff = sorted(set(sizes) ^ set(structure["group_sizes"]))[:3] or [
-            g for g in sizes if structure["group_sizes"].get(g) != sizes[g]][:3]
-        raise ValueError(f"structure {path} does not fit the dense model {dense}: their dependency groups differ "
-                         f"(e.g. {diff}); it was searched on another network (another width or dataset's "
-                         "input channels): rerun its search on this dense model")
+        diff = (
+            sorted(set(sizes) ^ set(structure["group_sizes"]))[:3]
+            or [g for g in sizes if structure["group_sizes"].get(g) != sizes[g]][:3]
+        )
+        raise ValueError(
+            f"structure {path} does not fit the dense model {dense}: their dependency groups differ "
+            f"(e.g. {diff}); it was searched on another network (another width or dataset's "
+            "input channels): rerun its search on this dense model"
+        )
     space.validate(structure["kept"])
 
 
@@ -144,8 +152,10 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     start = dense
     if scratch:
         if not dense_metrics or not (dense_metrics.get("settings") or {}).get("train"):
-            raise FileNotFoundError(f"scratch needs the dense model's metrics.json next to --dense {job.dense} (its "
-                                    "pretraining recipe settings.train and history set the training budget)")
+            raise FileNotFoundError(
+                f"scratch needs the dense model's metrics.json next to --dense {job.dense} (its "
+                "pretraining recipe settings.train and history set the training budget)"
+            )
         start = fresh_model(dense_ck["arch"], dense_ck["model_kwargs"], job.seed)
     elif search["weights"] != "dense" and not job.structure_only:
         start, _ = load_dense(search_dir / search["weights"])
@@ -173,16 +183,33 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
         pre = None
         if scratch:  # phase 1: the dense model's pretraining recipe, from the fresh init; phase 2 is below
             pre_cfg = pretrain_recipe(dense_metrics)
-            pre = train(pruned, data, pre_cfg, device=device, seed=job.seed, checkpoint=out / "scratch_ckpt.pt",
-                        on_epoch=lambda r: run.log_metrics({f"scratch_{k}": v for k, v in r.items() if k != "epoch"},
-                                                           r["epoch"]),
-                        desc=f"scratch {method}@{job.target}",
-                        fingerprint=fingerprint("scratch", job.dataset, job.arch, job.seed, job.raw, kept, pre_cfg,
-                                                search["search_seconds"]))
-        res = train(net, data, cfg, device=device, seed=job.seed, checkpoint=out / "finetune_ckpt.pt",
-                    **vp.train_kwargs(pruned),
-                    on_epoch=lambda r: run.log_metrics(r, r["epoch"]), desc=f"finetune {method}@{job.target}",
-                    fingerprint=fingerprint(job.dataset, job.arch, job.seed, job.raw, kept, search["search_seconds"]))
+            pre = train(
+                pruned,
+                data,
+                pre_cfg,
+                device=device,
+                seed=job.seed,
+                checkpoint=out / "scratch_ckpt.pt",
+                on_epoch=lambda r: run.log_metrics(
+                    {f"scratch_{k}": v for k, v in r.items() if k != "epoch"}, r["epoch"]
+                ),
+                desc=f"scratch {method}@{job.target}",
+                fingerprint=fingerprint(
+                    "scratch", job.dataset, job.arch, job.seed, job.raw, kept, pre_cfg, search["search_seconds"]
+                ),
+            )
+        res = train(
+            net,
+            data,
+            cfg,
+            device=device,
+            seed=job.seed,
+            checkpoint=out / "finetune_ckpt.pt",
+            **vp.train_kwargs(pruned),
+            on_epoch=lambda r: run.log_metrics(r, r["epoch"]),
+            desc=f"finetune {method}@{job.target}",
+            fingerprint=fingerprint(job.dataset, job.arch, job.seed, job.raw, kept, search["search_seconds"]),
+        )
         test = evaluate(net, data.test, device, cfg.eval_batch_size)
         test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, test)
         p_cpu = copy.deepcopy(pruned).cpu().to(memory_format=torch.contiguous_format).eval()
@@ -194,40 +221,77 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
         lat = job.settings.latency
         latency = {}
         if lat.enabled:
-            latency = interleaved_latency(d_cpu.to(device), p_cpu.to(device), tuple(x0.shape[1:]), device,
-                                          batch_sizes=lat.batch_sizes, repeats=lat.repeats)
+            latency = interleaved_latency(
+                d_cpu.to(device),
+                p_cpu.to(device),
+                tuple(x0.shape[1:]),
+                device,
+                batch_sizes=lat.batch_sizes,
+                repeats=lat.repeats,
+            )
             p_cpu, d_cpu = p_cpu.cpu(), d_cpu.cpu()
         bs_main = max(lat.batch_sizes) if latency else None
         metrics = {
-            "stage": "finetune", "dataset": job.dataset, "arch": job.arch, "seed": job.seed, "method": method,
-            "family": family, "target": job.target, "source": job.source_dataset,
-            "top1": test["top1"], "top1_before_ft": before_test["top1"], "val_top1": res.best_val_top1,
-            "val_top1_before_ft": before_val["top1"], "val_top1_before_ft_no_recal": raw_val["top1"],
-            "bn_recalibration_batches": recal, "best_epoch": res.best_epoch,
-            "macs": macs, "dense_macs": dense_macs, "macs_ratio": macs / dense_macs, "speedup_macs": dense_macs / macs,
-            "macs_tp": macs_tp, "params": params, "dense_params": dense_params, "dense_macs_tp": dense_macs_tp,
+            "stage": "finetune",
+            "dataset": job.dataset,
+            "arch": job.arch,
+            "seed": job.seed,
+            "method": method,
+            "family": family,
+            "target": job.target,
+            "source": job.source_dataset,
+            "top1": test["top1"],
+            "top1_before_ft": before_test["top1"],
+            "val_top1": res.best_val_top1,
+            "val_top1_before_ft": before_val["top1"],
+            "val_top1_before_ft_no_recal": raw_val["top1"],
+            "bn_recalibration_batches": recal,
+            "best_epoch": res.best_epoch,
+            "macs": macs,
+            "dense_macs": dense_macs,
+            "macs_ratio": macs / dense_macs,
+            "speedup_macs": dense_macs / macs,
+            "macs_tp": macs_tp,
+            "params": params,
+            "dense_params": dense_params,
+            "dense_macs_tp": dense_macs_tp,
             "speedup_latency": latency.get(f"speedup_latency_bs{bs_main}") if latency else None,
-            **latency, "device": str(device),
-            "search_seconds": search["search_seconds"], "finetune_seconds": res.seconds,
+            **latency,
+            "device": str(device),
+            "search_seconds": search["search_seconds"],
+            "finetune_seconds": res.seconds,
             "search_info": {k: v for k, v in search.get("info", {}).items() if k != "history"},
-            "kept_channels": {g: len(v) for g, v in kept.items()}, "group_sizes": structure["group_sizes"],
-            "group_order": [g.id for g in space.groups], "history": res.history,
-            "settings": job.raw, "provenance": provenance(),
+            "kept_channels": {g: len(v) for g, v in kept.items()},
+            "group_sizes": structure["group_sizes"],
+            "group_order": [g.id for g in space.groups],
+            "history": res.history,
+            "settings": job.raw,
+            "provenance": provenance(),
         }
         costs = cost_columns(search, job.structure_only, (pre.steps, pre.images) if pre is not None else None)
         wts = costs["weight_train_steps"]
-        metrics.update({
-            "base_method": search.get("base_method", search["method"]), "method_options": search.get("options"),
-            "select_on_val": (search.get("options") or {}).get("select_on_val"),
-            "search_job_seconds": search.get("job_seconds"), **costs,
-            "finetune_steps": res.steps, "finetune_images": res.images,
-            "total_weight_steps": wts + res.steps if wts is not None else None,
-            "dense_pretrain_steps": dense_pretrain_steps(dense_metrics),
-            "start_weights": "scratch" if scratch else "dense" if start is dense else "search",
-        })
+        metrics.update(
+            {
+                "base_method": search.get("base_method", search["method"]),
+                "method_options": search.get("options"),
+                "select_on_val": (search.get("options") or {}).get("select_on_val"),
+                "search_job_seconds": search.get("job_seconds"),
+                **costs,
+                "finetune_steps": res.steps,
+                "finetune_images": res.images,
+                "total_weight_steps": wts + res.steps if wts is not None else None,
+                "dense_pretrain_steps": dense_pretrain_steps(dense_metrics),
+                "start_weights": "scratch" if scratch else "dense" if start is dense else "search",
+            }
+        )
         if pre is not None:
-            metrics.update({"scratch_init_seed": scratch_init_seed(job.seed), "scratch_history": pre.history,
-                            "scratch_val_top1": pre.best_val_top1})
+            metrics.update(
+                {
+                    "scratch_init_seed": scratch_init_seed(job.seed),
+                    "scratch_history": pre.history,
+                    "scratch_val_top1": pre.best_val_top1,
+                }
+            )
         metrics.update(vp.metrics(test_np, before_test_np))
         vp.save(out)
         save_pruned(out / "model.pt", job.arch, dense_ck["model_kwargs"], kept, p_cpu, list(x0.shape))
@@ -237,6 +301,8 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
         drop_checkpoint(job.settings, out / "scratch_ckpt.pt")
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         log_outputs(run, out)
-    print(f"{method} at {job.target} on {job.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
-          f"({metrics['speedup_macs']:.2f}x MACs)")
+    print(
+        f"{method} at {job.target} on {job.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
+        f"({metrics['speedup_macs']:.2f}x MACs)"
+    )
     return metrics

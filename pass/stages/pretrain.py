@@ -1,4 +1,5 @@
 """Stage ``pretrain``: the dense model every method of a (dataset, arch, seed) starts from."""
+
 from __future__ import annotations
 
 import copy
@@ -33,20 +34,43 @@ def run_pretrain(job: Job) -> dict[str, Any]:
     out = job.out
     run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/dense"
     with JobRun(job.settings.tracking, run_name, job.tags(method="dense"), job.raw) as run:
-        res = train(model, data, cfg, device=device, seed=job.seed, checkpoint=out / "train_ckpt.pt",
-                    on_epoch=lambda r: run.log_metrics(r, r["epoch"]), desc=f"pretrain {job.arch}",
-                    fingerprint=fingerprint(job.dataset, job.arch, job.seed, job.raw))
+        res = train(
+            model,
+            data,
+            cfg,
+            device=device,
+            seed=job.seed,
+            checkpoint=out / "train_ckpt.pt",
+            on_epoch=lambda r: run.log_metrics(r, r["epoch"]),
+            desc=f"pretrain {job.arch}",
+            fingerprint=fingerprint(job.dataset, job.arch, job.seed, job.raw),
+        )
         test = evaluate(model, data.test, device, cfg.eval_batch_size)
         cpu = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
         x0 = example_input(data)
         macs_tp, params = count_macs_params(cpu, x0)
         metrics = {
-            "stage": "pretrain", "dataset": job.dataset, "arch": job.arch, "seed": job.seed, "method": "dense",
-            "family": "dense", "target": 1.0, "top1": test["top1"], "top1_before_ft": test["top1"],
-            "val_top1": res.best_val_top1, "best_epoch": res.best_epoch, "macs": conv_linear_macs(cpu, x0),
-            "macs_tp": macs_tp, "params": params, "train_seconds": res.seconds, "history": res.history,
-            "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
-            "settings": job.raw, "provenance": provenance(),
+            "stage": "pretrain",
+            "dataset": job.dataset,
+            "arch": job.arch,
+            "seed": job.seed,
+            "method": "dense",
+            "family": "dense",
+            "target": 1.0,
+            "top1": test["top1"],
+            "top1_before_ft": test["top1"],
+            "val_top1": res.best_val_top1,
+            "best_epoch": res.best_epoch,
+            "macs": conv_linear_macs(cpu, x0),
+            "macs_tp": macs_tp,
+            "params": params,
+            "train_seconds": res.seconds,
+            "history": res.history,
+            "n_train": len(data.train),
+            "n_val": len(data.val),
+            "n_test": len(data.test),
+            "settings": job.raw,
+            "provenance": provenance(),
         }
         save_dense(out / "model.pt", job.arch, kw, cpu, list(x0.shape))
         metrics["wall_seconds"] = time.time() - t0

@@ -1,4 +1,5 @@
 """Stage ``search``: one registered method answers "dense model + data + MACs target -> kept channels"."""
+
 from __future__ import annotations
 
 import re
@@ -39,8 +40,10 @@ def _reference(path: str | None) -> dict[str, Any] | None:
     if not path:
         return None
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--reference {path}: no such file; pass the structure.json of the reference "
-                                "method's search (same dataset, arch, seed and target)")
+        raise FileNotFoundError(
+            f"--reference {path}: no such file; pass the structure.json of the reference "
+            "method's search (same dataset, arch, seed and target)"
+        )
     return read_json(path)
 
 
@@ -69,17 +72,29 @@ def run_search(job: SearchJob) -> dict[str, Any]:
     tags = job.tags(method=label, base_method=job.method, target=job.target, family=spec.family)
     run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{label}/macs{job.target}/search"
     with JobRun(job.settings.tracking, run_name, tags, {"options": options, **job.raw}) as run:
-        ctx = SearchContext(model=model, space=space, data=data, target=job.target, options=options, device=device,
-                            seed=job.seed, workdir=out, batch_size=sc.batch_size,
-                            log=lambda m, step: run.log_metrics(m, step), reference=reference)
+        ctx = SearchContext(
+            model=model,
+            space=space,
+            data=data,
+            target=job.target,
+            options=options,
+            device=device,
+            seed=job.seed,
+            workdir=out,
+            batch_size=sc.batch_size,
+            log=lambda m, step: run.log_metrics(m, step),
+            reference=reference,
+        )
         t_search = time.time()
         result = spec.fn(ctx)
         seconds = time.time() - t_search
         space.validate(result.structure)
         ratio = space.structure_macs_ratio(result.structure)
         if not (job.target * 0.99 <= ratio <= job.target * 1.0 + 1e-9):
-            raise RuntimeError(f"{job.method} returned a structure at {ratio:.4f} of dense MACs; target {job.target} "
-                               "must be met within 1%: this is a bug in the method")
+            raise RuntimeError(
+                f"{job.method} returned a structure at {ratio:.4f} of dense MACs; target {job.target} "
+                "must be met within 1%: this is a bug in the method"
+            )
         if result.weights_changed:
             model_cpu = model.cpu().to(memory_format=torch.contiguous_format)
             atomic_torch_save({**dense_ck, "state_dict": model_cpu.state_dict()}, out / "search_model.pt")
@@ -88,22 +103,47 @@ def run_search(job: SearchJob) -> dict[str, Any]:
         if not result.weights_changed:  # the fine-tuned weights are the dense ones (or a fresh init)
             costs.update({k: costs[k] or 0 for k in ("weight_train_steps", "weight_train_images")})
         weights = "scratch" if result.reinit else "search_model.pt" if result.weights_changed else "dense"
-        search = {"method": label, "base_method": job.method, "family": spec.family, "target": job.target,
-                  "macs_ratio": ratio, "search_seconds": seconds, **costs, "weights": weights, "options": options,
-                  "reference": str(job.reference) if job.reference else None, "info": info,
-                  "settings": job.raw, "provenance": provenance()}
+        search = {
+            "method": label,
+            "base_method": job.method,
+            "family": spec.family,
+            "target": job.target,
+            "macs_ratio": ratio,
+            "search_seconds": seconds,
+            **costs,
+            "weights": weights,
+            "options": options,
+            "reference": str(job.reference) if job.reference else None,
+            "info": info,
+            "settings": job.raw,
+            "provenance": provenance(),
+        }
         search["job_seconds"] = time.time() - t0
         atomic_write_json(out / "search.json", search)
-        structure = {"arch": job.arch, "dataset": job.dataset, "target": job.target, "method": label,
-                     "base_method": job.method, "group_sizes": {g.id: g.size for g in space.groups},
-                     "kept": result.structure}
+        structure = {
+            "arch": job.arch,
+            "dataset": job.dataset,
+            "target": job.target,
+            "method": label,
+            "base_method": job.method,
+            "group_sizes": {g.id: g.size for g in space.groups},
+            "kept": result.structure,
+        }
         atomic_write_json(out / "structure.json", structure)
         drop_checkpoint(job.settings, out / "sparsity_ckpt.pt")
         drop_checkpoint(job.settings, out / "search_ckpt.pt")  # PASS's resumable search state
-        run.log_metrics({"search_seconds": seconds, "job_seconds": search["job_seconds"], "macs_ratio": ratio,
-                         **{k: v for k, v in costs.items() if isinstance(v, (int, float))},
-                         **{k: v for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+        run.log_metrics(
+            {
+                "search_seconds": seconds,
+                "job_seconds": search["job_seconds"],
+                "macs_ratio": ratio,
+                **{k: v for k, v in costs.items() if isinstance(v, (int, float))},
+                **{k: v for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            }
+        )
         log_outputs(run, out)
-    print(f"{label} ({job.method}) at {job.target}: {ratio:.4f} of dense MACs; search {seconds:.1f}s "
-          f"(job {search['job_seconds']:.1f}s)")
+    print(
+        f"{label} ({job.method}) at {job.target}: {ratio:.4f} of dense MACs; search {seconds:.1f}s "
+        f"(job {search['job_seconds']:.1f}s)"
+    )
     return search

@@ -10,6 +10,7 @@ variation of the dense model cancels out.
   ``workflow/schemas/claims.schema.yaml``) evaluated against ``summary.csv`` into one verdict per
   (claim, dataset, arch, target).
 """
+
 from .claims import (
     VERDICTS,
     Claim,
@@ -40,8 +41,28 @@ from .paired import (
 )
 
 __all__ = [
-    "ALPHA", "MIN_SEEDS", "MIN_WILCOXON_N", "VERDICTS", "Claim", "ClaimsError", "PairedResult", "align_by_seed",
-    "bootstrap_interval", "choose_test", "decide", "decision_rule_text", "evaluate_claims", "holm", "load_claims",
-    "matched_level", "paired_compare", "paired_pvalue", "speedup_at_accuracy", "t_interval", "tost_pvalue",
-    "validate_claims", "verdict_counts", "wilcoxon_min_n",
+    "ALPHA",
+    "MIN_SEEDS",
+    "MIN_WILCOXON_N",
+    "VERDICTS",
+    "Claim",
+    "ClaimsError",
+    "PairedResult",
+    "align_by_seed",
+    "bootstrap_interval",
+    "choose_test",
+    "decide",
+    "decision_rule_text",
+    "evaluate_claims",
+    "holm",
+    "load_claims",
+    "matched_level",
+    "paired_compare",
+    "paired_pvalue",
+    "speedup_at_accuracy",
+    "t_interval",
+    "tost_pvalue",
+    "validate_claims",
+    "verdict_counts",
+    "wilcoxon_min_n",
 ]

@@ -20,6 +20,7 @@ Rules that are easy to get wrong, and why they are what they are:
 * A claim whose ``method`` or ``versus`` has no rows at all (e.g. a control not run in this study)
   gives a single "no data" row instead of an error, so a partial study still gets a report.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,9 +64,33 @@ SELECTION_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Columns of :func:`evaluate_claims`' result, in order.
 RESULT_COLUMNS: tuple[str, ...] = (
-    "claim", "metric", "relation", "margin", "unit", "dataset", "arch", "target", "method", "versus",
-    "versus_rule", "n", "seeds", "mean_diff", "ci_low", "ci_high", "boot_low", "boot_high", "test", "p",
-    "p_holm", "holm_m", "verdict", "speedup_axis", "accuracy_level", "note", "text",
+    "claim",
+    "metric",
+    "relation",
+    "margin",
+    "unit",
+    "dataset",
+    "arch",
+    "target",
+    "method",
+    "versus",
+    "versus_rule",
+    "n",
+    "seeds",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "boot_low",
+    "boot_high",
+    "test",
+    "p",
+    "p_holm",
+    "holm_m",
+    "verdict",
+    "speedup_axis",
+    "accuracy_level",
+    "note",
+    "text",
 )
 
 
@@ -102,12 +127,22 @@ class Claim:
             return None if v is None else ((v,) if isinstance(v, str) else tuple(v))
 
         targets = d.get("targets", "all")
-        return cls(id=d["id"], text=d["text"], method=d["method"], versus=d["versus"], metric=d["metric"],
-                   relation=d["relation"], margin=float(d["margin"]),
-                   targets=None if targets == "all" else tuple(float(t) for t in targets),
-                   dataset=names(d.get("dataset")), arch=names(d.get("arch")), source=d.get("source"),
-                   versus_source=d.get("versus_source"), matched_accuracy=d.get("matched_accuracy", "lowest"),
-                   where=d.get("where", ""))
+        return cls(
+            id=d["id"],
+            text=d["text"],
+            method=d["method"],
+            versus=d["versus"],
+            metric=d["metric"],
+            relation=d["relation"],
+            margin=float(d["margin"]),
+            targets=None if targets == "all" else tuple(float(t) for t in targets),
+            dataset=names(d.get("dataset")),
+            arch=names(d.get("arch")),
+            source=d.get("source"),
+            versus_source=d.get("versus_source"),
+            matched_accuracy=d.get("matched_accuracy", "lowest"),
+            where=d.get("where", ""),
+        )
 
 
 # ----------------------------------------------------------------------------- loading and validation
@@ -122,8 +157,10 @@ def find_schema(claims_path: str | os.PathLike | None = None) -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise ClaimsError(f"{claims_path}: cannot find {SCHEMA_RELPATH.as_posix()} (looked in "
-                      f"{', '.join(str(c.parent.parent.parent) for c in candidates)})")
+    raise ClaimsError(
+        f"{claims_path}: cannot find {SCHEMA_RELPATH.as_posix()} (looked in "
+        f"{', '.join(str(c.parent.parent.parent) for c in candidates)})"
+    )
 
 
 def _key_path(path: Sequence[Any]) -> str:
@@ -155,8 +192,7 @@ def _format_error(err: Any, data: Any) -> str:
     return f"{where}: {msg}"
 
 
-def validate_claims(data: Any, path: str | os.PathLike = "<claims>",
-                    schema: str | os.PathLike | None = None) -> None:
+def validate_claims(data: Any, path: str | os.PathLike = "<claims>", schema: str | os.PathLike | None = None) -> None:
     """Validate parsed claims against the JSON schema, then check what a schema cannot say.
 
     Raises :class:`ClaimsError` listing *every* problem, each as ``<file>: <key path>: <message>``.
@@ -274,9 +310,11 @@ def _per_seed(rows: pd.DataFrame, column: str, claim: Claim, who: str) -> pd.Ser
     dup = rows["seed"].duplicated(keep=False)
     if dup.any():
         srcs = sorted({str(s) for s in rows.loc[dup, "source"]})
-        raise ValueError(f"claim {claim.id!r}: {who} has several runs for seed(s) "
-                         f"{sorted(set(rows.loc[dup, 'seed']))} (sources {srcs}); add a `source:`/`versus_source:` "
-                         "filter to the claim")
+        raise ValueError(
+            f"claim {claim.id!r}: {who} has several runs for seed(s) "
+            f"{sorted(set(rows.loc[dup, 'seed']))} (sources {srcs}); add a `source:`/`versus_source:` "
+            "filter to the claim"
+        )
     return pd.Series(pd.to_numeric(rows[column], errors="coerce").to_numpy(), index=rows["seed"].astype(int))
 
 
@@ -315,8 +353,9 @@ class _Pending:
     accuracy_level: float = math.nan
 
 
-def _no_data(claim: Claim, why: str, dataset: Any = None, arch: Any = None, target: float = math.nan,
-             versus: str | None = None) -> _Pending:
+def _no_data(
+    claim: Claim, why: str, dataset: Any = None, arch: Any = None, target: float = math.nan, versus: str | None = None
+) -> _Pending:
     return _Pending(claim, dataset, arch, target, versus or claim.versus, notes=[why], verdict=NO_DATA)
 
 
@@ -337,8 +376,18 @@ def _top1_comparisons(scope: pd.DataFrame, claim: Claim) -> list[_Pending]:
         if rows_b.empty:
             out.append(_no_data(claim, f"no {versus} runs at {ds}/{arch}, target {t:g}", ds, arch, t, versus))
             continue
-        out.append(_Pending(claim, ds, arch, t, versus, _per_seed(rows_a, claim.metric, claim, claim.method),
-                            _per_seed(rows_b, claim.metric, claim, versus), notes))
+        out.append(
+            _Pending(
+                claim,
+                ds,
+                arch,
+                t,
+                versus,
+                _per_seed(rows_a, claim.metric, claim, claim.method),
+                _per_seed(rows_b, claim.metric, claim, versus),
+                notes,
+            )
+        )
     return out
 
 
@@ -355,8 +404,11 @@ def _curves(rows: pd.DataFrame, axis: str, dense: dict[int, float]) -> dict[int,
 
 
 def _dense_top1(df: pd.DataFrame, ds: Any, arch: Any) -> dict[int, float]:
-    d = df[((df["family"].astype("object") == "dense") | (df["method"].astype("object") == "dense"))
-           & (df["dataset"] == ds) & (df["arch"] == arch)]
+    d = df[
+        ((df["family"].astype("object") == "dense") | (df["method"].astype("object") == "dense"))
+        & (df["dataset"] == ds)
+        & (df["arch"] == arch)
+    ]
     top1 = pd.to_numeric(d["top1"], errors="coerce")
     return {int(s): float(v) for s, v in zip(d["seed"], top1) if not math.isnan(v)}
 
@@ -389,8 +441,10 @@ def _speedup_comparisons(df: pd.DataFrame, scope: pd.DataFrame, claim: Claim) ->
             continue
         for rows, who in ((rows_a, claim.method), (rows_b, versus)):
             if rows.duplicated(["seed", "_t"]).any():
-                raise ValueError(f"claim {claim.id!r}: {who} has several runs per seed and target at {ds}/{arch}; "
-                                 "add a `source:`/`versus_source:` filter to the claim")
+                raise ValueError(
+                    f"claim {claim.id!r}: {who} has several runs per seed and target at {ds}/{arch}; "
+                    "add a `source:`/`versus_source:` filter to the claim"
+                )
         both = pd.concat([rows_a, rows_b])
         lat = pd.to_numeric(both["speedup_latency"], errors="coerce")
         axis = "speedup_latency" if lat.notna().all() else "speedup_macs"
@@ -409,17 +463,33 @@ def _speedup_comparisons(df: pd.DataFrame, scope: pd.DataFrame, claim: Claim) ->
             level = matched_level(aa, ab, claim.matched_accuracy)
             xa, xb = speedup_at_accuracy(sa, aa, level), speedup_at_accuracy(sb, ab, level)
             if math.isnan(xa) or math.isnan(xb):
-                what = ("top-1 curves do not overlap" if isinstance(claim.matched_accuracy, str)
-                        else f"not both curves reach {level:g}% top-1")
-                notes.append(f"seed {seed}: {what} ({claim.method} "
-                             f"{np.nanmin(aa):.2f}-{np.nanmax(aa):.2f}, "
-                             f"{versus} {np.nanmin(ab):.2f}-{np.nanmax(ab):.2f})")
+                what = (
+                    "top-1 curves do not overlap"
+                    if isinstance(claim.matched_accuracy, str)
+                    else f"not both curves reach {level:g}% top-1"
+                )
+                notes.append(
+                    f"seed {seed}: {what} ({claim.method} "
+                    f"{np.nanmin(aa):.2f}-{np.nanmax(aa):.2f}, "
+                    f"{versus} {np.nanmin(ab):.2f}-{np.nanmax(ab):.2f})"
+                )
                 continue
             va[seed], vb[seed] = xa, xb
             levels.append(level)
-        out.append(_Pending(claim, ds, arch, math.nan, versus, pd.Series(va, dtype=float),
-                            pd.Series(vb, dtype=float), notes, speedup_axis=axis.removeprefix("speedup_"),
-                            accuracy_level=float(np.mean(levels)) if levels else math.nan))
+        out.append(
+            _Pending(
+                claim,
+                ds,
+                arch,
+                math.nan,
+                versus,
+                pd.Series(va, dtype=float),
+                pd.Series(vb, dtype=float),
+                notes,
+                speedup_axis=axis.removeprefix("speedup_"),
+                accuracy_level=float(np.mean(levels)) if levels else math.nan,
+            )
+        )
     return out
 
 
@@ -428,17 +498,24 @@ def _pending(df: pd.DataFrame, claim: Claim) -> list[_Pending]:
     if _side(scope, claim.method, claim.source).empty:
         return [_no_data(claim, f"no {claim.method} runs" + (f" from {claim.source}" if claim.source else ""))]
     if claim.versus != BEST_BASELINE and _side(scope, claim.versus, claim.versus_source).empty:
-        return [_no_data(claim, f"no {claim.versus} runs"
-                         + (f" from {claim.versus_source}" if claim.versus_source else ""))]
+        return [
+            _no_data(claim, f"no {claim.versus} runs" + (f" from {claim.versus_source}" if claim.versus_source else ""))
+        ]
     if claim.metric == SPEEDUP:
         return _speedup_comparisons(df, scope, claim)
     return _top1_comparisons(scope, claim)
 
 
 # ----------------------------------------------------------------------------- evaluation
-def evaluate_claims(summary: pd.DataFrame, claims: Sequence[Claim] | str | os.PathLike, *, alpha: float = ALPHA,
-                    min_seeds: int = MIN_SEEDS, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                    seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+def evaluate_claims(
+    summary: pd.DataFrame,
+    claims: Sequence[Claim] | str | os.PathLike,
+    *,
+    alpha: float = ALPHA,
+    min_seeds: int = MIN_SEEDS,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> pd.DataFrame:
     """Every claim against the summary: one row per comparison (columns :data:`RESULT_COLUMNS`).
 
     ``claims`` is a list of :class:`Claim` or the path of a claims YAML file.  ``mean_diff`` and the
@@ -456,19 +533,56 @@ def evaluate_claims(summary: pd.DataFrame, claims: Sequence[Claim] | str | os.Pa
     for p, al in zip(pending, pairs):
         c = p.claim
         row: dict[str, Any] = {
-            "claim": c.id, "metric": c.metric, "relation": c.relation, "margin": c.margin, "unit": c.unit,
-            "dataset": p.dataset, "arch": p.arch, "target": p.target, "method": c.method, "versus": p.versus,
-            "versus_rule": c.versus, "n": 0, "seeds": "", "mean_diff": math.nan, "ci_low": math.nan,
-            "ci_high": math.nan, "boot_low": math.nan, "boot_high": math.nan, "test": "", "p": math.nan,
-            "p_holm": math.nan, "holm_m": m, "verdict": p.verdict, "speedup_axis": p.speedup_axis,
-            "accuracy_level": p.accuracy_level, "note": "", "text": c.text,
+            "claim": c.id,
+            "metric": c.metric,
+            "relation": c.relation,
+            "margin": c.margin,
+            "unit": c.unit,
+            "dataset": p.dataset,
+            "arch": p.arch,
+            "target": p.target,
+            "method": c.method,
+            "versus": p.versus,
+            "versus_rule": c.versus,
+            "n": 0,
+            "seeds": "",
+            "mean_diff": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "boot_low": math.nan,
+            "boot_high": math.nan,
+            "test": "",
+            "p": math.nan,
+            "p_holm": math.nan,
+            "holm_m": m,
+            "verdict": p.verdict,
+            "speedup_axis": p.speedup_axis,
+            "accuracy_level": p.accuracy_level,
+            "note": "",
+            "text": c.text,
         }
         notes = list(p.notes)
         if al is not None:
-            r = paired_compare(p.a, p.b, c.relation, c.margin, m_tests=max(m, 1), alpha=alpha,
-                               n_resamples=n_resamples, seed=seed, names=(c.method, p.versus))
-            row.update(n=r.n, seeds=",".join(map(str, r.seeds)), mean_diff=r.mean_diff, ci_low=r.t_ci[0],
-                       ci_high=r.t_ci[1], boot_low=r.boot_ci[0], boot_high=r.boot_ci[1])
+            r = paired_compare(
+                p.a,
+                p.b,
+                c.relation,
+                c.margin,
+                m_tests=max(m, 1),
+                alpha=alpha,
+                n_resamples=n_resamples,
+                seed=seed,
+                names=(c.method, p.versus),
+            )
+            row.update(
+                n=r.n,
+                seeds=",".join(map(str, r.seeds)),
+                mean_diff=r.mean_diff,
+                ci_low=r.t_ci[0],
+                ci_high=r.t_ci[1],
+                boot_low=r.boot_ci[0],
+                boot_high=r.boot_ci[1],
+            )
             if r.n >= min_seeds:
                 row.update(test=r.test, p=r.p_value)
             else:
@@ -481,8 +595,9 @@ def evaluate_claims(summary: pd.DataFrame, claims: Sequence[Claim] | str | os.Pa
     out["p_holm"] = holm(out["p"].to_numpy(float), alpha)
     out["verdict"] = [
         v if isinstance(v, str) else decide(rel, mg, (lo, hi), ph, n, alpha, min_seeds)
-        for v, rel, mg, lo, hi, ph, n in zip(out["verdict"], out["relation"], out["margin"], out["ci_low"],
-                                              out["ci_high"], out["p_holm"], out["n"])
+        for v, rel, mg, lo, hi, ph, n in zip(
+            out["verdict"], out["relation"], out["margin"], out["ci_low"], out["ci_high"], out["p_holm"], out["n"]
+        )
     ]
     return out
 
@@ -492,8 +607,14 @@ def verdict_counts(results: pd.DataFrame) -> pd.DataFrame:
     recs = []
     for cid, g in results.groupby("claim", sort=False):
         counts = g["verdict"].value_counts()
-        recs.append({"claim": cid, "text": g["text"].iloc[0], "comparisons": len(g),
-                     **{v: int(counts.get(v, 0)) for v in VERDICTS}})
+        recs.append(
+            {
+                "claim": cid,
+                "text": g["text"].iloc[0],
+                "comparisons": len(g),
+                **{v: int(counts.get(v, 0)) for v in VERDICTS},
+            }
+        )
     return pd.DataFrame(recs, columns=["claim", "text", "comparisons", *VERDICTS])
 
 
@@ -501,8 +622,10 @@ def decision_rule_text(results: pd.DataFrame, alpha: float = ALPHA) -> str:
     """How the verdicts were made, in words (for the report and the CLI)."""
     m = int(results["holm_m"].iloc[0]) if len(results) else 0
     tests = sorted(set(results["test"]) - {""})
-    test_txt = {"t": "the paired t-test (`scipy.stats.ttest_rel`)",
-                "wilcoxon": "the Wilcoxon signed-rank test (`scipy.stats.wilcoxon`)"}
+    test_txt = {
+        "t": "the paired t-test (`scipy.stats.ttest_rel`)",
+        "wilcoxon": "the Wilcoxon signed-rank test (`scipy.stats.wilcoxon`)",
+    }
     used = " and ".join(test_txt[t] for t in tests) if tests else "no test (no comparison had enough seeds)"
     return (
         "Every comparison is paired by seed (each seed's methods prune the same dense model): the unit is the "

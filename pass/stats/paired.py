@@ -29,6 +29,7 @@ Conventions used throughout (``a`` = the claimed method, ``b`` = the method it i
 * **Multiplicity**: Holm over all comparisons of a study that have a p-value
   (``statsmodels.stats.multitest.multipletests(method="holm")``).  The intervals are *not* adjusted.
 """
+
 from __future__ import annotations
 
 import math
@@ -138,9 +139,14 @@ def _rng_kwargs(seed: int) -> dict:
     return {"rng": np.random.default_rng(seed)} if "rng" in params else {"random_state": seed}
 
 
-def bootstrap_interval(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
-                       confidence: float = 1 - ALPHA, n_resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = BOOTSTRAP_SEED, method: str = "percentile") -> tuple[float, float]:
+def bootstrap_interval(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 1 - ALPHA,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    method: str = "percentile",
+) -> tuple[float, float]:
     """Paired bootstrap interval of mean(a - b) over seeds (``scipy.stats.bootstrap``, ``paired=True``).
 
     Seeds are resampled with replacement, keeping each seed's pair together.  NaNs for n < 2; a point
@@ -154,8 +160,16 @@ def bootstrap_interval(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.
         return (float(d[0]), float(d[0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns about near-degenerate resamples at n = 3
-        res = scipy.stats.bootstrap((a, b), _mean_diff, paired=True, vectorized=True, n_resamples=n_resamples,
-                                    confidence_level=confidence, method=method, **_rng_kwargs(seed))
+        res = scipy.stats.bootstrap(
+            (a, b),
+            _mean_diff,
+            paired=True,
+            vectorized=True,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method=method,
+            **_rng_kwargs(seed),
+        )
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
@@ -171,8 +185,13 @@ def choose_test(n: int, m_tests: int = 1, alpha: float = ALPHA) -> Test:
     return "wilcoxon" if n >= wilcoxon_min_n(m_tests, alpha) else "t"
 
 
-def paired_pvalue(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, alternative: Alternative,
-                  margin: float = 0.0, test: Test = "t") -> float:
+def paired_pvalue(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    alternative: Alternative,
+    margin: float = 0.0,
+    test: Test = "t",
+) -> float:
     """One-sided paired p-value against a margin.
 
     ``alternative="greater"``: H0 mean(a - b) <= margin; ``"less"``: H0 mean(a - b) >= margin.  Computed
@@ -192,8 +211,9 @@ def paired_pvalue(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
     return 1.0 if math.isnan(p) else p
 
 
-def tost_pvalue(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, margin: float,
-                test: Test = "t") -> float:
+def tost_pvalue(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, margin: float, test: Test = "t"
+) -> float:
     """Two one-sided tests for equivalence, |mean(a - b)| < margin: the larger of the p-values of
     H0 diff <= -margin (alternative greater) and H0 diff >= +margin (alternative less)."""
     if margin <= 0:
@@ -241,22 +261,46 @@ class PairedResult:
     diffs: tuple[float, ...] = field(default=(), repr=False)
 
 
-def paired_compare(a: Mapping[int, float] | pd.Series, b: Mapping[int, float] | pd.Series, relation: Relation,
-                   margin: float, *, m_tests: int = 1, alpha: float = ALPHA, test: Test | None = None,
-                   n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                   names: tuple[str, str] = ("a", "b")) -> PairedResult:
+def paired_compare(
+    a: Mapping[int, float] | pd.Series,
+    b: Mapping[int, float] | pd.Series,
+    relation: Relation,
+    margin: float,
+    *,
+    m_tests: int = 1,
+    alpha: float = ALPHA,
+    test: Test | None = None,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    names: tuple[str, str] = ("a", "b"),
+) -> PairedResult:
     """Align ``{seed: value}`` of two methods and compute mean difference, both intervals and the
     claim's p-value (test chosen by :func:`choose_test` unless given).  Fewer than two pairs: NaNs."""
     al = align_by_seed(a, b)
     d = al.diffs
     if al.n < 2:
-        return PairedResult(al.n, al.seeds, float(d.mean()) if al.n else math.nan, (math.nan, math.nan),
-                            (math.nan, math.nan), "", math.nan, al.note(*names), tuple(d))
+        return PairedResult(
+            al.n,
+            al.seeds,
+            float(d.mean()) if al.n else math.nan,
+            (math.nan, math.nan),
+            (math.nan, math.nan),
+            "",
+            math.nan,
+            al.note(*names),
+            tuple(d),
+        )
     test = test or choose_test(al.n, m_tests, alpha)
     return PairedResult(
-        n=al.n, seeds=al.seeds, mean_diff=float(d.mean()), t_ci=t_interval(d, 1 - alpha),
+        n=al.n,
+        seeds=al.seeds,
+        mean_diff=float(d.mean()),
+        t_ci=t_interval(d, 1 - alpha),
         boot_ci=bootstrap_interval(al.a, al.b, 1 - alpha, n_resamples, seed),
-        test=test, p_value=claim_pvalue(al.a, al.b, relation, margin, test), note=al.note(*names), diffs=tuple(d),
+        test=test,
+        p_value=claim_pvalue(al.a, al.b, relation, margin, test),
+        note=al.note(*names),
+        diffs=tuple(d),
     )
 
 
@@ -265,8 +309,15 @@ SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusi
 NOT_ENOUGH_SEEDS, NO_DATA = "not enough seeds", "no data"
 
 
-def decide(relation: Relation, margin: float, ci: tuple[float, float], p_adjusted: float, n: int,
-           alpha: float = ALPHA, min_seeds: int = MIN_SEEDS) -> str:
+def decide(
+    relation: Relation,
+    margin: float,
+    ci: tuple[float, float],
+    p_adjusted: float,
+    n: int,
+    alpha: float = ALPHA,
+    min_seeds: int = MIN_SEEDS,
+) -> str:
     """Verdict of one comparison from its decision interval and Holm-adjusted p-value.
 
     greater: supported when CI low > margin and p_adj < alpha; contradicted when CI high < margin (the

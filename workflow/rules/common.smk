@@ -7,17 +7,33 @@ from snakemake.utils import validate
 
 try:
     validate(config, schema="../schemas/config.schema.yaml", set_default=True)
-except Exception as err:  # Snakemake appends the whole sub-schema; keep the lines that name the problem
-    keep = [l.strip() for l in str(err).splitlines()
-            if l.startswith(("ValidationError", "Failed validating", "On instance"))]
-    raise ValueError("invalid config (workflow/schemas/config.schema.yaml):\n  " + "\n  ".join(keep or [str(err)])) from None
+except (
+    Exception
+) as err:  # Snakemake appends the whole sub-schema; keep the lines that name the problem
+    keep = [
+        l.strip()
+        for l in str(err).splitlines()
+        if l.startswith(("ValidationError", "Failed validating", "On instance"))
+    ]
+    raise ValueError(
+        "invalid config (workflow/schemas/config.schema.yaml):\n  "
+        + "\n  ".join(keep or [str(err)])
+    ) from None
 
 
+# What the rules need to know about the registries, generated from them (`passprune registry --write`;
+# tests/test_registry_export.py fails when it is stale), so planning a study never imports torch.
+import yaml
+
+REGISTRY = yaml.safe_load(
+    open(os.path.join(workflow.basedir, "workflow", "registry.yaml"))
+)
+_CONFIGURABLE = {m: v for m, v in REGISTRY["methods"].items() if not v["transfer_only"]}
 # PASS and its ablations: they save a hypernetwork (hypernetwork transfer needs one)
-PASS_METHODS = ["pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats"]
+PASS_METHODS = sorted(m for m, v in _CONFIGURABLE.items() if v["saves_hypernet"])
 # Controls that read another method's structure (option `reference`, default "pass"): the search rule
 # gets that structure as an input, so Snakemake orders the jobs.
-REFERENCE_METHODS = ["random_widths", "scratch"]
+REFERENCE_METHODS = sorted(m for m, v in _CONFIGURABLE.items() if v["needs_reference"])
 DEFAULT_REFERENCE = "pass"
 # dataset_overrides.<dataset>: data keys (image_size, root, ...) are merged onto `data`; these are the
 # dataset's own training settings (stage section > batch_size > the study's; see _stage_train).
@@ -47,72 +63,127 @@ def reference_of(cfg, label):
 
 def grid_pairs(cfg):
     """(dataset, arch) pairs of the main grid; ``arch_settings.<arch>.datasets`` restricts an arch."""
-    return [(d, a) for d in cfg["datasets"] for a in cfg["archs"]
-            if d in cfg.get("arch_settings", {}).get(a, {}).get("datasets", cfg["datasets"])]
+    return [
+        (d, a)
+        for d in cfg["datasets"]
+        for a in cfg["archs"]
+        if d in cfg.get("arch_settings", {}).get(a, {}).get("datasets", cfg["datasets"])
+    ]
 
 
 def _check_semantics(cfg):
     """What JSON schema cannot say: cross-references between keys. Runs after the schema, so the layout is valid;
-    every problem is listed at once, each naming the key (and the transfer entry) it is about."""
+    every problem is listed at once, each naming the key (and the transfer entry) it is about.
+    """
     errors = []
     transfer = cfg.get("transfer", [])
     pass_methods = PASS_METHODS
     for i, t in enumerate(transfer):
         where = f"transfer[{i}] ({t['source']} -> {t['target']}, {t['method']})"
         if t["source"] == t["target"]:
-            errors.append(f"{where}: source and target are both {t['source']!r}; transfer needs two different tasks")
+            errors.append(
+                f"{where}: source and target are both {t['source']!r}; transfer needs two different tasks"
+            )
         if t["method"] not in cfg["methods"]:
-            errors.append(f"{where}: method {t['method']!r} is not in methods: {sorted(cfg['methods'])} "
-                          "(the source task's search runs with the options given there)")
+            errors.append(
+                f"{where}: method {t['method']!r} is not in methods: {sorted(cfg['methods'])} "
+                "(the source task's search runs with the options given there)"
+            )
         if "hypernet" in t["kinds"] and t["method"] not in pass_methods:
-            errors.append(f"{where}: kinds has 'hypernet', which needs a PASS method {list(pass_methods)}, "
-                          f"got method {t['method']!r}")
+            errors.append(
+                f"{where}: kinds has 'hypernet', which needs a PASS method {list(pass_methods)}, "
+                f"got method {t['method']!r}"
+            )
         if "hypernet" in t["kinds"] and t["method"] == "pass_noprompt":
-            errors.append(f"{where}: hypernet transfer adapts the prompt; pass_noprompt has none")
-        for j, u in enumerate(transfer[:i]):  # the same run twice: duplicate rows in summary.csv
-            same = (u["source"], u["target"], u["method"]) == (t["source"], t["target"], t["method"])
-            if same and set(u["kinds"]) & set(t["kinds"]) and set(u.get("archs", cfg["archs"])) & set(t.get("archs", cfg["archs"])) \
-                    and {float(x) for x in u.get("targets", cfg["targets"])} & {float(x) for x in t.get("targets", cfg["targets"])}:
-                errors.append(f"{where}: repeats runs of transfer[{j}] (same source, target, method, kinds, archs, targets)")
-    used_datasets = set(cfg["datasets"]) | {x for t in transfer for x in (t["source"], t["target"])}
+            errors.append(
+                f"{where}: hypernet transfer adapts the prompt; pass_noprompt has none"
+            )
+        for j, u in enumerate(
+            transfer[:i]
+        ):  # the same run twice: duplicate rows in summary.csv
+            same = (u["source"], u["target"], u["method"]) == (
+                t["source"],
+                t["target"],
+                t["method"],
+            )
+            if (
+                same
+                and set(u["kinds"]) & set(t["kinds"])
+                and set(u.get("archs", cfg["archs"]))
+                & set(t.get("archs", cfg["archs"]))
+                and {float(x) for x in u.get("targets", cfg["targets"])}
+                & {float(x) for x in t.get("targets", cfg["targets"])}
+            ):
+                errors.append(
+                    f"{where}: repeats runs of transfer[{j}] (same source, target, method, kinds, archs, targets)"
+                )
+    used_datasets = set(cfg["datasets"]) | {
+        x for t in transfer for x in (t["source"], t["target"])
+    }
     for name in cfg.get("dataset_overrides", {}):
         if name not in used_datasets:
-            errors.append(f"dataset_overrides: {name!r} is not used by datasets {cfg['datasets']} or transfer")
+            errors.append(
+                f"dataset_overrides: {name!r} is not used by datasets {cfg['datasets']} or transfer"
+            )
     used_archs = set(cfg["archs"]) | {a for t in transfer for a in t.get("archs", [])}
     for name, a_set in cfg.get("arch_settings", {}).items():
         if name not in used_archs:
-            errors.append(f"arch_settings: {name!r} is not in archs: {cfg['archs']} (nor in any transfer's archs)")
+            errors.append(
+                f"arch_settings: {name!r} is not in archs: {cfg['archs']} (nor in any transfer's archs)"
+            )
         for d in a_set.get("datasets", []):
             if d not in cfg["datasets"]:
-                errors.append(f"arch_settings.{name}.datasets: {d!r} is not in datasets: {cfg['datasets']}")
+                errors.append(
+                    f"arch_settings.{name}.datasets: {d!r} is not in datasets: {cfg['datasets']}"
+                )
     # Run folders are named macs{target:g}: two targets that print alike would share a folder.
-    for key, targets in [("targets", cfg["targets"])] + [(f"transfer[{i}].targets", t["targets"])
-                                                          for i, t in enumerate(transfer) if "targets" in t]:
+    for key, targets in [("targets", cfg["targets"])] + [
+        (f"transfer[{i}].targets", t["targets"])
+        for i, t in enumerate(transfer)
+        if "targets" in t
+    ]:
         names = [f"{float(x):g}" for x in targets]
         if len(set(names)) < len(names):
-            errors.append(f"{key}: {targets} name the same run folder twice ({names}); give targets that differ "
-                          "in the first 6 significant digits")
+            errors.append(
+                f"{key}: {targets} name the same run folder twice ({names}); give targets that differ "
+                "in the first 6 significant digits"
+            )
     # Fine-tuning options that the pretraining loop would reject at run time (TrainConfig.from_dict).
     if "bn_recalibration_batches" in cfg["pretrain"]["train"]:
-        errors.append("pretrain.train: bn_recalibration_batches is a finetune-only option (BN re-estimation of a "
-                      "pruned net); move it to finetune")
+        errors.append(
+            "pretrain.train: bn_recalibration_batches is a finetune-only option (BN re-estimation of a "
+            "pruned net); move it to finetune"
+        )
     errors += _check_dataset_training(cfg)
     # Pretrained starts (passprune.models.build_model raises at run time otherwise): ImageNet weights exist only
-    # for these archs (= passprune.models.IMAGENET_WEIGHTS; tests/test_config.py checks that) and only at width 1.0.
-    imagenet_archs = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")
+    # for these archs (passprune.models.IMAGENET_WEIGHTS, via workflow/registry.yaml) and only at width 1.0.
+    imagenet_archs = REGISTRY["imagenet_archs"]
     pairs = set(grid_pairs(cfg))
-    pairs |= {(d, a) for t in transfer for d in (t["source"], t["target"]) for a in t.get("archs", cfg["archs"])}
+    pairs |= {
+        (d, a)
+        for t in transfer
+        for d in (t["source"], t["target"])
+        for a in t.get("archs", cfg["archs"])
+    }
     pretrained = {}  # arch -> datasets it starts from ImageNet weights on
     for d, a in sorted(pairs):
-        if cfg.get("dataset_overrides", {}).get(d, {}).get("pretrained", cfg["pretrain"]["pretrained"]):
+        if (
+            cfg.get("dataset_overrides", {})
+            .get(d, {})
+            .get("pretrained", cfg["pretrain"]["pretrained"])
+        ):
             pretrained.setdefault(a, []).append(d)
     for a, ds in pretrained.items():
         why = f"pretrained weights are requested (pretrain.pretrained / dataset_overrides.*.pretrained) for {a} on {ds}"
         if a not in imagenet_archs:
-            errors.append(f"archs: {a!r}: {why}, but ImageNet weights exist only for {list(imagenet_archs)}")
+            errors.append(
+                f"archs: {a!r}: {why}, but ImageNet weights exist only for {list(imagenet_archs)}"
+            )
         width = cfg.get("arch_settings", {}).get(a, {}).get("width", 1.0)
         if width != 1.0:
-            errors.append(f"arch_settings.{a}.width: {width}: {why}, but ImageNet weights exist only at width 1.0")
+            errors.append(
+                f"arch_settings.{a}.width: {width}: {why}, but ImageNet weights exist only at width 1.0"
+            )
     errors += _check_methods(cfg)
     if errors:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(errors))
@@ -121,7 +192,11 @@ def _check_semantics(cfg):
 def search_section(cfg, dataset):
     """`search` for a dataset: the study's, then the dataset's batch_size, then its own search section."""
     ov = cfg.get("dataset_overrides", {}).get(dataset, {})
-    return {**cfg["search"], **({"batch_size": ov["batch_size"]} if "batch_size" in ov else {}), **ov.get("search", {})}
+    return {
+        **cfg["search"],
+        **({"batch_size": ov["batch_size"]} if "batch_size" in ov else {}),
+        **ov.get("search", {}),
+    }
 
 
 def train_images(cfg, dataset):
@@ -129,8 +204,13 @@ def train_images(cfg, dataset):
     from passprune.datasizes import split_sizes
 
     ov = cfg.get("dataset_overrides", {}).get(dataset, {})
-    data = {**cfg["data"], **{k: v for k, v in ov.items() if k not in OVERRIDE_STAGE_KEYS}}
-    return split_sizes(dataset, data["val_size"], data.get("train_subset"), data.get("test_subset"))["train"]
+    data = {
+        **cfg["data"],
+        **{k: v for k, v in ov.items() if k not in OVERRIDE_STAGE_KEYS},
+    }
+    return split_sizes(
+        dataset, data["val_size"], data.get("train_subset"), data.get("test_subset")
+    )["train"]
 
 
 def search_steps(cfg, dataset):
@@ -138,7 +218,11 @@ def search_steps(cfg, dataset):
     batches one epoch of the dataset's training split holds at its search batch size (PASS drops the last
     partial batch)."""
     s = search_section(cfg, dataset)
-    return s["epochs"] * (train_images(cfg, dataset) // s["batch_size"]) if s.get("epochs") else None
+    return (
+        s["epochs"] * (train_images(cfg, dataset) // s["batch_size"])
+        if s.get("epochs")
+        else None
+    )
 
 
 def _check_dataset_training(cfg):
@@ -148,77 +232,121 @@ def _check_dataset_training(cfg):
     errors = []
     for name, ov in cfg.get("dataset_overrides", {}).items():
         if "bn_recalibration_batches" in ov.get("pretrain", {}):
-            errors.append(f"dataset_overrides.{name}.pretrain: bn_recalibration_batches is a finetune-only option; "
-                          f"move it to dataset_overrides.{name}.finetune")
+            errors.append(
+                f"dataset_overrides.{name}.pretrain: bn_recalibration_batches is a finetune-only option; "
+                f"move it to dataset_overrides.{name}.finetune"
+            )
     epochs_given = cfg["search"].get("epochs") or any(
-        ov.get("search", {}).get("epochs") for ov in cfg.get("dataset_overrides", {}).values())
+        ov.get("search", {}).get("epochs")
+        for ov in cfg.get("dataset_overrides", {}).values()
+    )
     if not epochs_given:
         return errors
     pass_labels = [l for l, base in run_methods(cfg).items() if base in PASS_METHODS]
     for label in pass_labels:
         if "steps" in method_options(cfg, label):
-            where = f"variants.{label}.options" if label in cfg.get("variants", {}) else f"methods.{label}"
-            errors.append(f"{where}.steps: the search length is also given in epochs (search.epochs or "
-                          "dataset_overrides.*.search.epochs); keep one of the two")
-    used = set(cfg["datasets"]) | {x for t in cfg.get("transfer", []) for x in (t["source"], t["target"])}
+            where = (
+                f"variants.{label}.options"
+                if label in cfg.get("variants", {})
+                else f"methods.{label}"
+            )
+            errors.append(
+                f"{where}.steps: the search length is also given in epochs (search.epochs or "
+                "dataset_overrides.*.search.epochs); keep one of the two"
+            )
+    used = set(cfg["datasets"]) | {
+        x for t in cfg.get("transfer", []) for x in (t["source"], t["target"])
+    }
     for d in sorted(used):
         s = search_section(cfg, d)
         if not s.get("epochs") or not pass_labels:
             continue
         if d not in SIZES:
-            errors.append(f"search.epochs: dataset {d!r} has no train size in pass/datasizes.py (SIZES); add it")
+            errors.append(
+                f"search.epochs: dataset {d!r} has no train size in pass/datasizes.py (SIZES); add it"
+            )
             continue
         n = train_images(cfg, d)
         if n < s["batch_size"]:
-            errors.append(f"search.epochs: {d}'s training split has {n} images, fewer than its search batch size "
-                          f"{s['batch_size']}, so an epoch holds no full batch; lower the batch size")
+            errors.append(
+                f"search.epochs: {d}'s training split has {n} images, fewer than its search batch size "
+                f"{s['batch_size']}, so an epoch holds no full batch; lower the batch size"
+            )
     return errors
 
 
 def _check_methods(cfg):
     """Variants (a registered method run again under another label with other options) and the references of
-    the controls: names must not clash, options must be the base method's, references must be run."""
+    the controls: names must not clash, options must be the base method's, references must be run.
+    """
     import jsonschema
     import yaml
 
     errors = []
-    schema = yaml.safe_load(open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")))
+    schema = yaml.safe_load(
+        open(
+            os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+        )
+    )
     refs = schema["properties"]["methods"]["properties"]
     labels = run_methods(cfg)
     for name, v in cfg.get("variants", {}).items():
         where = f"variants.{name}"
         if name in cfg["methods"] or name in refs:
-            errors.append(f"{where}: the name is a registered method's; give the variant its own name")
+            errors.append(
+                f"{where}: the name is a registered method's; give the variant its own name"
+            )
         base = v["base"]
         if base not in refs:
-            errors.append(f"{where}.base: {base!r} is not a registered method ({sorted(refs)})")
+            errors.append(
+                f"{where}.base: {base!r} is not a registered method ({sorted(refs)})"
+            )
             continue
         sub = dict(schema["definitions"][refs[base]["$ref"].rsplit("/", 1)[-1]])
         sub["definitions"] = schema["definitions"]
         try:
             jsonschema.validate(v.get("options") or {}, sub)
         except jsonschema.ValidationError as err:
-            errors.append(f"{where}.options: {err.message} (the options of {base!r}; see `passprune list`)")
+            errors.append(
+                f"{where}.options: {err.message} (the options of {base!r}; see `passprune list`)"
+            )
     for label in labels:
         ref = reference_of(cfg, label)
         if ref is not None and ref not in labels:
-            errors.append(f"methods.{label}.reference: {ref!r} is not a method of this study ({sorted(labels)}); "
-                          "add it to methods or point reference at one that is")
+            errors.append(
+                f"methods.{label}.reference: {ref!r} is not a method of this study ({sorted(labels)}); "
+                "add it to methods or point reference at one that is"
+            )
         if ref is not None and reference_of(cfg, ref) is not None:
-            errors.append(f"methods.{label}.reference: {ref!r} is itself a control; reference a searched method")
+            errors.append(
+                f"methods.{label}.reference: {ref!r} is itself a control; reference a searched method"
+            )
     for i, t in enumerate(cfg.get("transfer", [])):
-        if {"target_search", "random_widths"} & set(t["kinds"]) and t["method"] not in labels:
-            errors.append(f"transfer[{i}]: kinds target_search/random_widths need method {t['method']!r} in methods")
+        if {"target_search", "random_widths"} & set(t["kinds"]) and t[
+            "method"
+        ] not in labels:
+            errors.append(
+                f"transfer[{i}]: kinds target_search/random_widths need method {t['method']!r} in methods"
+            )
     claims = cfg.get("claims")
     if claims and claims_path(claims) is None:
-        errors.append(f"claims: {claims!r} does not exist in the working directory nor in the repository "
-                      "(a claims file such as config/claims.yaml, or null)")
+        errors.append(
+            f"claims: {claims!r} does not exist in the working directory nor in the repository "
+            "(a claims file such as config/claims.yaml, or null)"
+        )
     return errors
 
 
 def claims_path(claims):
     """A claims file given relative to the working directory, else to the repository (config/claims.yaml)."""
-    return next((p for p in (claims, os.path.join(workflow.basedir, claims)) if os.path.exists(p)), None)
+    return next(
+        (
+            p
+            for p in (claims, os.path.join(workflow.basedir, claims))
+            if os.path.exists(p)
+        ),
+        None,
+    )
 
 
 _check_semantics(config)
@@ -244,13 +372,13 @@ METHODS = list(LABELS)
 # folder is named by a digest of those settings.
 STUDY_DIR = f"results/{STUDY}"
 DENSE_DIR = "results/_dense/{dataset}/{arch}/seed{seed}/{dense_id}"
-RUN_DIR = STUDY_DIR + "/{dataset}/{arch}/seed{seed}/{method}/macs{target}"
-SEARCH_DIR = RUN_DIR + "/search"
-LOGS = STUDY_DIR + "/logs"
-BENCH = STUDY_DIR + "/benchmarks"
-SUMMARY = STUDY_DIR + "/summary.csv"
-REPORT_DIR = STUDY_DIR + "/reports"
-STATE_FILE = STUDY_DIR + "/mlflow_study.json"
+RUN_DIR = f"{STUDY_DIR}/{{dataset}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}"
+SEARCH_DIR = f"{RUN_DIR}/search"
+LOGS = f"{STUDY_DIR}/logs"
+BENCH = f"{STUDY_DIR}/benchmarks"
+SUMMARY = f"{STUDY_DIR}/summary.csv"
+REPORT_DIR = f"{STUDY_DIR}/reports"
+STATE_FILE = f"{STUDY_DIR}/mlflow_study.json"
 
 
 wildcard_constraints:
@@ -268,13 +396,16 @@ def _override(dataset):
 
 def _data_settings(dataset):
     d = dict(config["data"])
-    d.update({k: v for k, v in _override(dataset).items() if k not in OVERRIDE_STAGE_KEYS})
+    d.update(
+        {k: v for k, v in _override(dataset).items() if k not in OVERRIDE_STAGE_KEYS}
+    )
     return d
 
 
 def _stage_train(dataset, stage):
     """The training recipe of a dataset's `pretrain` or `finetune` jobs: the study's (pretrain.train / finetune),
-    then the dataset's batch_size, then its own section (dataset_overrides.<dataset>.pretrain / .finetune)."""
+    then the dataset's batch_size, then its own section (dataset_overrides.<dataset>.pretrain / .finetune).
+    """
     base = config["pretrain"]["train"] if stage == "pretrain" else config["finetune"]
     ov = _override(dataset)
     if "batch_size" not in ov and stage not in ov:
@@ -289,7 +420,9 @@ def _stage_train(dataset, stage):
 # Where jobs log (MLflow): handed over in the environment, not in the jobs' settings, so that a change of
 # tracking store or study never reruns a job (a dense model shared by two studies would look changed).
 # Cluster jobs re-read this file, so they set it too. Threads reach a job as --threads {threads}.
-os.environ["PASSPRUNE_TRACKING"] = json.dumps({**config["tracking"], "state_file": STATE_FILE})
+os.environ.update(
+    PASSPRUNE_TRACKING=json.dumps({**config["tracking"], "state_file": STATE_FILE})
+)
 
 
 def _common(dataset, stage):
@@ -299,8 +432,12 @@ def _common(dataset, stage):
 def _model(dataset, arch):
     m = dict(config["arch_settings"].get(arch, {}))
     pre = _override(dataset).get("pretrained", config["pretrain"]["pretrained"])
-    return {"width": m.get("width", 1.0), "kwargs": m.get("kwargs", {}), "pretrained": pre,
-            "weights_dir": config["pretrain"].get("weights_dir")}
+    return {
+        "width": m.get("width", 1.0),
+        "kwargs": m.get("kwargs", {}),
+        "pretrained": pre,
+        "weights_dir": config["pretrain"].get("weights_dir"),
+    }
 
 
 def _pretrain_settings(dataset, arch):
@@ -312,7 +449,8 @@ def _pretrain_settings(dataset, arch):
 
 def dense_id(dataset, arch):
     """Digest of what a dense model depends on (data, model, training recipe, device); not of where it is
-    logged or how many threads it uses. Two studies with the same digest share the model."""
+    logged or how many threads it uses. Two studies with the same digest share the model.
+    """
     import hashlib
 
     s = _pretrain_settings(dataset, arch)
@@ -320,7 +458,9 @@ def dense_id(dataset, arch):
 
 
 def dense_dir(dataset, arch, seed):
-    return DENSE_DIR.format(dataset=dataset, arch=arch, seed=seed, dense_id=dense_id(dataset, arch))
+    return DENSE_DIR.format(
+        dataset=dataset, arch=arch, seed=seed, dense_id=dense_id(dataset, arch)
+    )
 
 
 def dense_model(wc):
@@ -333,7 +473,9 @@ def dense_metrics(wc):
 
 
 def run_dir(dataset, arch, seed, method, target):
-    return RUN_DIR.format(dataset=dataset, arch=arch, seed=seed, method=method, target=target)
+    return RUN_DIR.format(
+        dataset=dataset, arch=arch, seed=seed, method=method, target=target
+    )
 
 
 def settings_pretrain(wc):
@@ -343,9 +485,13 @@ def settings_pretrain(wc):
 def settings_search(wc, method=None):
     label = method or wc.method
     s = _common(wc.dataset, "search")
-    s["search"] = {k: v for k, v in search_section(config, wc.dataset).items() if k != "epochs"}  # -> steps below
+    s["search"] = {
+        k: v for k, v in search_section(config, wc.dataset).items() if k != "epochs"
+    }  # -> steps below
     s["method_options"] = method_options(config, label)
-    steps = search_steps(config, wc.dataset) if LABELS.get(label) in PASS_METHODS else None
+    steps = (
+        search_steps(config, wc.dataset) if LABELS.get(label) in PASS_METHODS else None
+    )
     if steps is not None:
         s["method_options"] = {**s["method_options"], "steps": steps}
     return json.dumps(s, sort_keys=True)
@@ -363,7 +509,9 @@ def search_inputs(wc):
     inputs = {"dense": dense_model(wc)}
     ref = reference_of(config, wc.method)
     if ref is not None:
-        inputs["reference"] = f"{run_dir(wc.dataset, wc.arch, wc.seed, ref, wc.target)}/search/structure.json"
+        inputs["reference"] = (
+            f"{run_dir(wc.dataset, wc.arch, wc.seed, ref, wc.target)}/search/structure.json"
+        )
     return inputs
 
 
@@ -386,7 +534,7 @@ def transfer_args(wc):
     """Transfer runs are fine-tuned by the shared rule; label them and name their source."""
     if not wc.method.startswith("xfer_"):
         return ""
-    kind, rest = wc.method[len("xfer_"):].split("-", 1)
+    kind, rest = wc.method[len("xfer_") :].split("-", 1)
     method, source = rest.split("-from-")
     return f"--label {method}_{kind}_transfer --source-dataset {source}"
 
@@ -408,8 +556,11 @@ def transfer_runs():
     runs = []
     for t in config.get("transfer", []):
         for kind in t["kinds"]:
-            mdir = t["method"] if kind == "target_search" else XFER.format(kind=kind, method=t["method"],
-                                                                          source=t["source"])
+            mdir = (
+                t["method"]
+                if kind == "target_search"
+                else XFER.format(kind=kind, method=t["method"], source=t["source"])
+            )
             for arch in t.get("archs", ARCHS):
                 for seed in SEEDS:
                     for tg in t.get("targets", config["targets"]):
@@ -420,46 +571,87 @@ def transfer_runs():
 def all_metrics():
     pairs = grid_pairs(config)
     files = [f"{dense_dir(d, a, s)}/metrics.json" for d, a in pairs for s in SEEDS]
-    files += [f"{run_dir(d, a, s, m, t)}/metrics.json" for d, a in pairs for s in SEEDS for m in METHODS for t in TARGETS]
+    files += [
+        f"{run_dir(d, a, s, m, t)}/metrics.json"
+        for d, a in pairs
+        for s in SEEDS
+        for m in METHODS
+        for t in TARGETS
+    ]
     files += [f"{run_dir(*r)}/metrics.json" for r in transfer_runs()]
-    return list(dict.fromkeys(files))  # a target_search run may also be in the main grid
+    return list(
+        dict.fromkeys(files)
+    )  # a target_search run may also be in the main grid
 
 
-STUDY_FILE = STUDY_DIR + "/study.json"  # the resolved config and the dense folders, for the study's MLflow run
+STUDY_FILE = f"{STUDY_DIR}/study.json"  # the resolved config and the dense folders, for the study's MLflow run
 
 
 def _dense_dirs():
     """Every dense-model folder the study uses (main grid and both sides of each transfer): shared between
     studies, so track-sync / track-verify are told which belong to this one."""
     pairs = set(grid_pairs(config))
-    pairs |= {(d, a) for t in config.get("transfer", []) for d in (t["source"], t["target"])
-              for a in t.get("archs", ARCHS)}
+    pairs |= {
+        (d, a)
+        for t in config.get("transfer", [])
+        for d in (t["source"], t["target"])
+        for a in t.get("archs", ARCHS)
+    }
     return sorted({dense_dir(d, a, s) for d, a in pairs for s in SEEDS})
 
 
 def track_init():
     """Before the jobs fan out: write the study file (rewritten only when it changes, so a rerun touches no
-    file) and create the store, the study's experiment and its study run once (passprune.tracking)."""
+    file) and create the store, the study's experiment and its study run once (passprune.tracking).
+    """
     if not config["tracking"]["enabled"]:
         return
-    info = {"study": STUDY, "config": config, "dense_dirs": _dense_dirs(), "repo": workflow.basedir}
+    info = {
+        "study": STUDY,
+        "config": config,
+        "dense_dirs": _dense_dirs(),
+        "repo": workflow.basedir,
+    }
     text = json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
     if not os.path.exists(STUDY_FILE) or open(STUDY_FILE).read() != text:
         from passprune.files import atomic_write_text
 
         atomic_write_text(STUDY_FILE, text)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config["tracking"]["uri"]
-    cmd = ["passprune", "track-init", "--uri", uri, "--experiment",
-           config["tracking"]["experiment"], "--study", config["study"], "--state-file", STATE_FILE]
+    cmd = [
+        "passprune",
+        "track-init",
+        "--uri",
+        uri,
+        "--experiment",
+        config["tracking"]["experiment"],
+        "--study",
+        config["study"],
+        "--state-file",
+        STATE_FILE,
+    ]
     subprocess.run(cmd, check=False)
 
 
 def track_close(status):
     """When the workflow ends: log every finished job the store is missing (a server that was down, a job whose
-    logging stopped), then mark the study run FINISHED or FAILED. Never fails the workflow."""
+    logging stopped), then mark the study run FINISHED or FAILED. Never fails the workflow.
+    """
     if not config["tracking"]["enabled"]:
         return
     if config["tracking"].get("sync", True) and os.path.exists(STUDY_FILE):
-        subprocess.run(["passprune", "track-sync", STUDY_DIR, "--close", status], check=False)
+        subprocess.run(
+            ["passprune", "track-sync", STUDY_DIR, "--close", status], check=False
+        )
     elif os.path.exists(STATE_FILE):
-        subprocess.run(["passprune", "track-close", "--state-file", STATE_FILE, "--status", status], check=False)
+        subprocess.run(
+            [
+                "passprune",
+                "track-close",
+                "--state-file",
+                STATE_FILE,
+                "--status",
+                status,
+            ],
+            check=False,
+        )

@@ -3,26 +3,26 @@ rule finetune:
     input:
         dense=dense_model,
         dense_metrics=dense_metrics,
-        structure=SEARCH_DIR + "/structure.json",
+        structure=f"{SEARCH_DIR}/structure.json",
     output:
-        model=RUN_DIR + "/model.pt",
-        metrics=RUN_DIR + "/metrics.json",
+        model=f"{RUN_DIR}/model.pt",
+        metrics=f"{RUN_DIR}/metrics.json",
+    log:
+        f"{LOGS}/finetune/{{dataset}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{dataset}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}.tsv"
     wildcard_constraints:
         method=r"[A-Za-z0-9_]+|xfer_(hypernet|random_widths)-[A-Za-z0-9_]+-from-[A-Za-z0-9_]+",
+    conda:
+        "../../environment.yml"
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        **resources_of("finetune"),
     params:
         settings=settings_finetune,
         out=lambda wc, output: os.path.dirname(output.model),
         search=lambda wc, input: os.path.dirname(input.structure),
         transfer=transfer_args,
-    log:
-        LOGS + "/finetune/{dataset}/{arch}/seed{seed}/{method}/macs{target}.log",
-    benchmark:
-        BENCH + "/finetune/{dataset}/{arch}/seed{seed}/{method}/macs{target}.tsv"
-    threads: config["resources"]["finetune"]["threads"]
-    resources:
-        **resources_of("finetune"),
-    conda:
-        "../../environment.yml"
     shell:
         "passprune finetune --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --target {wildcards.target} --dense {input.dense} --search {params.search}"

@@ -3,9 +3,11 @@ CLAIMS = claims_path(config["claims"]) if config.get("claims") else None
 if CLAIMS:
     FIGURES.append("claims_forest")
 TABLES = ["main", "search_cost"] + (["claims"] if CLAIMS else [])
-REPORT_FILES = [f"{REPORT_DIR}/README.md"] + [f"{REPORT_DIR}/tables/{t}.{x}" for t in TABLES for x in ("md", "tex", "csv")] + [
-    f"{REPORT_DIR}/figures/{f}.png" for f in FIGURES
-]
+REPORT_FILES = (
+    [f"{REPORT_DIR}/README.md"]
+    + [f"{REPORT_DIR}/tables/{t}.{x}" for t in TABLES for x in ("md", "tex", "csv")]
+    + [f"{REPORT_DIR}/figures/{f}.png" for f in FIGURES]
+)
 
 
 rule aggregate:
@@ -15,7 +17,7 @@ rule aggregate:
     output:
         report(SUMMARY, caption="../report/summary.rst", category="Tables"),
     log:
-        LOGS + "/aggregate.log",
+        f"{LOGS}/aggregate.log",
     conda:
         "../../environment.yml"
     shell:
@@ -31,16 +33,32 @@ rule report:
         claims=[CLAIMS] if CLAIMS else [],
     output:
         readme=f"{REPORT_DIR}/README.md",
-        md=report(f"{REPORT_DIR}/tables/main.md", caption="../report/table.rst", category="Tables"),
-        other=[f"{REPORT_DIR}/tables/{t}.{x}" for t in TABLES for x in ("md", "tex", "csv") if (t, x) != ("main", "md")],
-        figures=[report(f"{REPORT_DIR}/figures/{f}.png", caption=f"../report/{f}.rst", category="Figures") for f in FIGURES],
-    params:
-        claims=f"--claims {CLAIMS}" if CLAIMS else "",
-        out=REPORT_DIR,
+        md=report(
+            f"{REPORT_DIR}/tables/main.md",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
+        other=[
+            f"{REPORT_DIR}/tables/{t}.{x}"
+            for t in TABLES
+            for x in ("md", "tex", "csv")
+            if (t, x) != ("main", "md")
+        ],
+        figures=[
+            report(
+                f"{REPORT_DIR}/figures/{f}.png",
+                caption=f"../report/{f}.rst",
+                category="Figures",
+            )
+            for f in FIGURES
+        ],
     log:
-        LOGS + "/report.log",
+        f"{LOGS}/report.log",
     conda:
         "../../environment.yml"
+    params:
+        claims=f"--claims {CLAIMS}" if CLAIMS else "",
+        out=lambda wc, output: os.path.dirname(output.readme),
     shell:
         "passprune report --summary {input.summary} --out {params.out} {params.claims} --metrics {input.metrics}"
         " > {log} 2>&1"

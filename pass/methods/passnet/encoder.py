@@ -4,6 +4,7 @@ Our choice of form: a two-layer strided CNN over the masked prompt, global avera
 layer. For the no-prompt ablation, ``ConstantState`` replaces it: (h0, c0) become learned vectors, so the
 prompt's information path is removed while the hypernetwork keeps its capacity.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,9 +15,12 @@ class PromptEncoder(nn.Module):
     def __init__(self, in_channels: int, hidden: int, width: int = 16) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
             nn.Linear(2 * width, 2 * hidden),
         )
         self.hidden = hidden

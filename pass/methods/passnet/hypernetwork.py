@@ -17,6 +17,7 @@ Switches, each off by default except where the paper states the component:
 * ``use_stats=False`` (ablation): learned per-group embeddings replace the statistics (excludes ``bilinear``,
   which needs them).
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,16 +25,30 @@ import torch.nn as nn
 
 
 class RecurrentHyperNetwork(nn.Module):
-    def __init__(self, group_sizes: list[int], stat_dim: int, desc_dim: int, hidden: int = 64, embed: int = 64,
-                 recurrent: bool = True, use_stats: bool = True, bilinear: bool = False,
-                 autoregressive: bool = False, temperature: float = 1.0) -> None:
+    def __init__(
+        self,
+        group_sizes: list[int],
+        stat_dim: int,
+        desc_dim: int,
+        hidden: int = 64,
+        embed: int = 64,
+        recurrent: bool = True,
+        use_stats: bool = True,
+        bilinear: bool = False,
+        autoregressive: bool = False,
+        temperature: float = 1.0,
+    ) -> None:
         super().__init__()
         if bilinear and not use_stats:
-            raise ValueError("bilinear scores read the per-channel statistics; they cannot be used without them "
-                             "(pass_nostats): set bilinear: false")
+            raise ValueError(
+                "bilinear scores read the per-channel statistics; they cannot be used without them "
+                "(pass_nostats): set bilinear: false"
+            )
         if autoregressive and not recurrent:
-            raise ValueError("autoregressive feeds each group's decision to the next step, which is a recurrence; "
-                             "the no-recurrence ablation (pass_norecur) excludes it: set autoregressive: false")
+            raise ValueError(
+                "autoregressive feeds each group's decision to the next step, which is a recurrence; "
+                "the no-recurrence ablation (pass_norecur) excludes it: set autoregressive: false"
+            )
         self.recurrent, self.use_stats, self.hidden = recurrent, use_stats, hidden
         self.bilinear, self.autoregressive, self.temperature = bilinear, autoregressive, float(temperature)
         if use_stats:
@@ -55,8 +70,9 @@ class RecurrentHyperNetwork(nn.Module):
             nn.init.zeros_(m.bias)
         self.embed = embed
 
-    def forward(self, stats: list[torch.Tensor], desc: torch.Tensor,
-                state: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+    def forward(
+        self, stats: list[torch.Tensor], desc: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> list[torch.Tensor]:
         """Per-group channel scores (unbounded logits, before the temperature)."""
         h, c = state
         h0 = h
@@ -78,7 +94,7 @@ class RecurrentHyperNetwork(nn.Module):
             out = torch.relu(self.norm(out))
             s = mapper(out)[0]
             if self.bilinear:
-                s = s + z @ self.query(out)[0] / self.embed ** 0.5
+                s = s + z @ self.query(out)[0] / self.embed**0.5
             if self.autoregressive:
                 prev_keep = torch.sigmoid(s / self.temperature).mean().view(1, 1)
             scores.append(s)

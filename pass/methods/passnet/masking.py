@@ -13,6 +13,7 @@ activations, residual adds, pooling) is per channel -- so the forward pass still
 pruned network (tested for every architecture), while dL/dmask_j = sum <dL/d(input_j), x_j> with the
 channel's real activation x_j, also for a pruned channel.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -34,5 +35,8 @@ class ReaderMasker(HookMasker):
 
             return hook
 
-        return [modules[layer.name].register_forward_pre_hook(hook_for(layer.in_group))
-                for layer in self.space.layers if layer.in_group is not None]
+        return [
+            modules[layer.name].register_forward_pre_hook(hook_for(layer.in_group))
+            for layer in self.space.layers
+            if layer.in_group is not None
+        ]

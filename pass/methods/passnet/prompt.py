@@ -3,6 +3,7 @@
 Why a pad prompt: the paper does not say; the same group's VPNs code uses a pad prompt of 16 px at 224 px,
 so we take that and scale the width with resolution (at least 1 px): 2 px at 28 px.
 """
+
 from __future__ import annotations
 
 import torch

@@ -22,6 +22,7 @@ Not applied (``prompt_at_eval: false`` recorded, the noprompt numbers equal the 
 option is off, for methods without a prompt (pass_noprompt, every baseline) and for structure transfer
 (``--structure-only``): there the structure is transferred, not the source task's prompt.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,8 +68,9 @@ class FinetunePrompt:
         self.prompt, self.lr = prompt, float(lr)
 
     @classmethod
-    def from_search(cls, search_dir: str | Path, search: dict[str, Any], structure_only: bool = False
-                    ) -> "FinetunePrompt":
+    def from_search(
+        cls, search_dir: str | Path, search: dict[str, Any], structure_only: bool = False
+    ) -> FinetunePrompt:
         options = search.get("options") or {}
         if not options.get("prompt_at_eval") or structure_only:
             return cls(None, 0.0)
@@ -92,21 +94,28 @@ class FinetunePrompt:
         """Extra arguments of ``engine.train``: SGD on the weights only, Adam on V."""
         if not self.active:
             return {}
-        return {"params": [p for p in net.parameters() if p.requires_grad],
-                "aux_optimizer": torch.optim.Adam([self.prompt.delta], lr=self.lr)}
+        return {
+            "params": [p for p in net.parameters() if p.requires_grad],
+            "aux_optimizer": torch.optim.Adam([self.prompt.delta], lr=self.lr),
+        }
 
-    def noprompt(self, net: nn.Module, split, device: torch.device, batch_size: int,
-                 prompted: dict[str, float]) -> dict[str, float]:
+    def noprompt(
+        self, net: nn.Module, split, device: torch.device, batch_size: int, prompted: dict[str, float]
+    ) -> dict[str, float]:
         """The plain network's result on ``split`` (``prompted`` itself when inactive: the same network)."""
         return evaluate(net, split, device, batch_size) if self.active else prompted
 
     def metrics(self, test_noprompt: dict[str, float], before_test_noprompt: dict[str, float]) -> dict[str, Any]:
-        return {"prompt_at_eval": self.active, "top1_noprompt": test_noprompt["top1"],
-                "top1_before_ft_noprompt": before_test_noprompt["top1"],
-                "finetune_prompt_lr": self.lr if self.active else None}
+        return {
+            "prompt_at_eval": self.active,
+            "top1_noprompt": test_noprompt["top1"],
+            "top1_before_ft_noprompt": before_test_noprompt["top1"],
+            "finetune_prompt_lr": self.lr if self.active else None,
+        }
 
     def save(self, out: str | Path) -> None:
         """The fine-tuned V next to the pruned model (``prompt.pt``), so the prompted accuracy is reproducible."""
         if self.active:
-            atomic_torch_save({"delta": self.prompt.delta.detach().cpu(), "mask": self.prompt.mask.cpu()},
-                              Path(out) / "prompt.pt")
+            atomic_torch_save(
+                {"delta": self.prompt.delta.detach().cpu(), "mask": self.prompt.mask.cpu()}, Path(out) / "prompt.pt"
+            )

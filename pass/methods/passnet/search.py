@@ -17,12 +17,13 @@ prompt, optimiser, step, data-order generator, best-so-far selection, RNG) to ``
 rerunning the same search (same fingerprint: options, target, seed, data, dense weights) in the same folder
 continues from there and gives exactly the uninterrupted run's result on CPU.
 """
+
 from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -87,12 +88,21 @@ class PassVariant:
 FULL_PASS = PassVariant()
 #: ablation -> (the one field of the full PASS variant it changes, summary)
 ABLATIONS: dict[str, tuple[dict[str, Any], str]] = {
-    "pass_noprompt": ({"prompt": False}, "PASS without the visual prompt: no V, the LSTM's initial state is a learned vector"),
+    "pass_noprompt": (
+        {"prompt": False},
+        "PASS without the visual prompt: no V, the LSTM's initial state is a learned vector",
+    ),
     "pass_norecur": ({"recurrent": False}, "PASS without recurrence: a per-step MLP, no state carried between groups"),
-    "pass_uniform": ({"strategy": "uniform"}, "PASS scores, but every group pruned by the same ratio (no global ranking)"),
+    "pass_uniform": (
+        {"strategy": "uniform"},
+        "PASS scores, but every group pruned by the same ratio (no global ranking)",
+    ),
     "pass_nostats": ({"stats": False}, "PASS with learned per-group embeddings instead of weight statistics"),
 }
-PASS_VARIANTS: dict[str, PassVariant] = {"pass": FULL_PASS, **{n: replace(FULL_PASS, **ch) for n, (ch, _) in ABLATIONS.items()}}
+PASS_VARIANTS: dict[str, PassVariant] = {
+    "pass": FULL_PASS,
+    **{n: replace(FULL_PASS, **ch) for n, (ch, _) in ABLATIONS.items()},
+}
 
 
 def effective_config(method: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -112,7 +122,9 @@ def check_options(o: dict[str, Any]) -> None:
     if int(o["min_channels"]) != o["min_channels"] or o["min_channels"] < 1:
         raise ValueError(f"min_channels must be an integer >= 1, got {o['min_channels']!r}")
     if int(o["checkpoint_every"]) != o["checkpoint_every"] or o["checkpoint_every"] < 0:
-        raise ValueError(f"checkpoint_every must be an integer >= 0 (0 = no checkpoints), got {o['checkpoint_every']!r}")
+        raise ValueError(
+            f"checkpoint_every must be an integer >= 0 (0 = no checkpoints), got {o['checkpoint_every']!r}"
+        )
     if o["temperature"] <= 0:
         raise ValueError(f"temperature must be > 0, got {o['temperature']!r}")
 
@@ -132,19 +144,31 @@ class _StraightThrough(torch.autograd.Function):
 class PassSearcher(nn.Module):
     """V + g_w + theta for one pruning space; ``structure()`` gives the hard choice at a target."""
 
-    def __init__(self, space: PruningSpace, in_channels: int, image_size: int, variant: PassVariant,
-                 options: dict) -> None:
+    def __init__(
+        self, space: PruningSpace, in_channels: int, image_size: int, variant: PassVariant, options: dict
+    ) -> None:
         super().__init__()
         self.space, self.variant, self.options = space, variant, options
-        self.prompt = (PadPrompt(in_channels, image_size, options["prompt_width"] or pad_width(image_size))
-                       if variant.prompt else None)
-        self.encoder = (PromptEncoder(in_channels, options["hidden"]) if variant.prompt
-                        else ConstantState(options["hidden"]))
-        self.hyper = RecurrentHyperNetwork([g.size for g in space.groups], len(CHANNEL_STATS), 3,
-                                           hidden=options["hidden"], embed=options["embed"],
-                                           recurrent=variant.recurrent, use_stats=variant.stats,
-                                           bilinear=options["bilinear"], autoregressive=options["autoregressive"],
-                                           temperature=options["temperature"])
+        self.prompt = (
+            PadPrompt(in_channels, image_size, options["prompt_width"] or pad_width(image_size))
+            if variant.prompt
+            else None
+        )
+        self.encoder = (
+            PromptEncoder(in_channels, options["hidden"]) if variant.prompt else ConstantState(options["hidden"])
+        )
+        self.hyper = RecurrentHyperNetwork(
+            [g.size for g in space.groups],
+            len(CHANNEL_STATS),
+            3,
+            hidden=options["hidden"],
+            embed=options["embed"],
+            recurrent=variant.recurrent,
+            use_stats=variant.stats,
+            bilinear=options["bilinear"],
+            autoregressive=options["autoregressive"],
+            temperature=options["temperature"],
+        )
         self.register_buffer("desc", group_descriptors(space))
         self.stats: list[torch.Tensor] = channel_statistics(space)
         self.protected: tuple[str, ...] = (space.groups[0].id,) if options["protect_first"] else ()
@@ -235,17 +259,31 @@ class _Progress:
     elapsed: float = 0.0  # seconds of search loop before this process (resumed runs)
 
 
-def search_fingerprint(ctx: SearchContext, variant: PassVariant, train_parts: tuple[str, ...],
-                       searcher: nn.Module) -> str:
+def search_fingerprint(
+    ctx: SearchContext, variant: PassVariant, train_parts: tuple[str, ...], searcher: nn.Module
+) -> str:
     """Digest of everything the search's trajectory depends on: a checkpoint resumes only a search with the
     same options, target, seed, batch size, data sizes, pruning space, dense weights and initial state."""
     o = {k: v for k, v in ctx.options.items() if k not in _RESUME_NEUTRAL}
-    h = hashlib.sha256(json.dumps({
-        "options": o, "target": ctx.target, "seed": ctx.seed, "variant": asdict(variant),
-        "train_parts": list(train_parts), "batch_size": ctx.batch_size, "n_train": len(ctx.data.train),
-        "n_val": len(ctx.data.val), "groups": [(g.id, g.size) for g in ctx.space.groups],
-        "max_prune_frac": ctx.space.max_prune_frac, "device": ctx.device.type,
-    }, sort_keys=True, default=str).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            {
+                "options": o,
+                "target": ctx.target,
+                "seed": ctx.seed,
+                "variant": asdict(variant),
+                "train_parts": list(train_parts),
+                "batch_size": ctx.batch_size,
+                "n_train": len(ctx.data.train),
+                "n_val": len(ctx.data.val),
+                "groups": [(g.id, g.size) for g in ctx.space.groups],
+                "max_prune_frac": ctx.space.max_prune_frac,
+                "device": ctx.device.type,
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
     for state in (ctx.model.state_dict(), searcher.state_dict()):
         for k, t in state.items():
             h.update(k.encode())
@@ -253,8 +291,12 @@ def search_fingerprint(ctx: SearchContext, variant: PassVariant, train_parts: tu
     return h.hexdigest()[:16]
 
 
-def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher | None = None,
-                train_parts: tuple[str, ...] = ("prompt", "encoder", "hyper")) -> SearchResult:
+def pass_search(
+    ctx: SearchContext,
+    variant: PassVariant,
+    searcher: PassSearcher | None = None,
+    train_parts: tuple[str, ...] = ("prompt", "encoder", "hyper"),
+) -> SearchResult:
     o = ctx.options
     check_options(o)
     torch.manual_seed(ctx.seed)
@@ -312,21 +354,29 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
                     return
                 masker.set(ctx.space.masks_from_structure(structure, ctx.device))
                 model.eval()
-                n = recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"],
-                                   ctx.batch_size, ctx.seed)
+                n = recalibrate_bn(
+                    model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed
+                )
                 val = _masked_val(model, ctx, None)
                 dense_bn.restore_stats()
                 run.val_images += min(n * ctx.batch_size, len(ctx.data.train)) + len(ctx.data.val)
                 best.setdefault("seen", []).append({"structure": structure, "val": val, "step": run.step})
                 if val > best["val"]:
-                    best.update(val=val, step=run.step, structure=structure,
-                                state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
+                    best.update(
+                        val=val,
+                        step=run.step,
+                        structure=structure,
+                        state={k: v.detach().clone() for k, v in searcher.state_dict().items()},
+                    )
                 search_mode()
 
             while run.step < o["steps"]:
                 gen.set_state(run.epoch_gen_state)
-                batches = iter(ctx.data.train.batches(ctx.batch_size, shuffle=True, augment=True, generator=gen,
-                                                      device=ctx.device, drop_last=True))
+                batches = iter(
+                    ctx.data.train.batches(
+                        ctx.batch_size, shuffle=True, augment=True, generator=gen, device=ctx.device, drop_last=True
+                    )
+                )
                 for _ in itertools.islice(batches, run.epoch_batches):  # resumed mid-epoch: skip what was used
                     pass
                 for x, y in batches:
@@ -347,8 +397,10 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
                     run.epoch_batches += 1
                     run.images += y.numel()
                     if run.step % o["log_every"] == 0 or run.step == o["steps"]:
-                        rec = {"search_loss": loss.item(),
-                               "search_top1": 100.0 * (out.argmax(1) == y).float().mean().item()}
+                        rec = {
+                            "search_loss": loss.item(),
+                            "search_top1": 100.0 * (out.argmax(1) == y).float().mean().item(),
+                        }
                         run.history.append({"step": run.step, **rec})
                         ctx.log(rec, run.step)
                         if o["select_on_val"] and run.step >= warm:
@@ -359,13 +411,18 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
                         _save(ckpt_path, fp, searcher, opt, run, _budget(ctx.target, run.step, o))
                 else:  # the epoch ran out: the next one starts from the generator's current state
                     if run.epoch_batches == 0:
-                        raise ValueError(f"the training split ({len(ctx.data.train)} images) yields no full batch "
-                                         f"of {ctx.batch_size}; lower search.batch_size")
+                        raise ValueError(
+                            f"the training split ({len(ctx.data.train)} images) yields no full batch "
+                            f"of {ctx.batch_size}; lower search.batch_size"
+                        )
                     run.epoch_gen_state = gen.get_state()
                     run.epoch_batches = 0
             if not o["select_on_val"] or "structure" not in best:
-                best.update(structure=searcher.structure(ctx.target), step=run.step,
-                            state={k: v.detach().clone() for k, v in searcher.state_dict().items()})
+                best.update(
+                    structure=searcher.structure(ctx.target),
+                    step=run.step,
+                    state={k: v.detach().clone() for k, v in searcher.state_dict().items()},
+                )
             searcher.load_state_dict(best["state"])
             structure = best["structure"]
             masker.set(ctx.space.masks_from_structure(structure, ctx.device))
@@ -373,34 +430,65 @@ def pass_search(ctx: SearchContext, variant: PassVariant, searcher: PassSearcher
             if "val" in best and best["val"] >= 0:
                 val_plain = best["val"]  # measured when it was selected, with the same BN re-estimation
             else:
-                recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size,
-                               ctx.seed)
+                recalibrate_bn(
+                    model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed
+                )
                 val_plain = _masked_val(model, ctx, None)
-            recalibrate_bn(model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size,
-                           ctx.seed, input_transform=searcher.apply_prompt)
+            recalibrate_bn(
+                model,
+                ctx.data.train,
+                ctx.device,
+                o["bn_recalibration_batches"],
+                ctx.batch_size,
+                ctx.seed,
+                input_transform=searcher.apply_prompt,
+            )
             val_prompted = _masked_val(model, ctx, searcher.apply_prompt)
     finally:
         dense_bn.restore()  # the dense model leaves the search as it came in (statistics and BN flags)
-    atomic_torch_save({"state_dict": searcher.state_dict(), "variant": asdict(variant), "options": dict(o),
-                       "group_ids": [g.id for g in ctx.space.groups]}, Path(ctx.workdir) / "hypernetwork.pt")
-    info = {**cost(search_steps=run.step, search_images=run.images),
-            "val_images": run.val_images, "search_loop_seconds": run.elapsed + time.time() - t0,
-            "resumed_from_step": resumed_from, "masked_val_top1_prompted": val_prompted,
-            "masked_val_top1": val_plain, "selected_step": best["step"], "history": run.history,
-            "val_candidates": [{"step": c["step"], "val_top1": c["val"]} for c in best.get("seen", [])],
-            "variant": asdict(variant), "effective_options": dict(o),
-            "trainable_prompt_params": searcher.prompt.num_trainable if searcher.prompt is not None else 0,
-            # the prompt counts only its border entries (the interior is masked out and gets no gradient)
-            "trainable_params": sum(p.numel() for g in groups for p in g["params"] if p is not prompt_delta)
-            + (searcher.prompt.num_trainable if prompt_delta is not None else 0)}
+    atomic_torch_save(
+        {
+            "state_dict": searcher.state_dict(),
+            "variant": asdict(variant),
+            "options": dict(o),
+            "group_ids": [g.id for g in ctx.space.groups],
+        },
+        Path(ctx.workdir) / "hypernetwork.pt",
+    )
+    info = {
+        **cost(search_steps=run.step, search_images=run.images),
+        "val_images": run.val_images,
+        "search_loop_seconds": run.elapsed + time.time() - t0,
+        "resumed_from_step": resumed_from,
+        "masked_val_top1_prompted": val_prompted,
+        "masked_val_top1": val_plain,
+        "selected_step": best["step"],
+        "history": run.history,
+        "val_candidates": [{"step": c["step"], "val_top1": c["val"]} for c in best.get("seen", [])],
+        "variant": asdict(variant),
+        "effective_options": dict(o),
+        "trainable_prompt_params": searcher.prompt.num_trainable if searcher.prompt is not None else 0,
+        # the prompt counts only its border entries (the interior is masked out and gets no gradient)
+        "trainable_params": sum(p.numel() for g in groups for p in g["params"] if p is not prompt_delta)
+        + (searcher.prompt.num_trainable if prompt_delta is not None else 0),
+    }
     return SearchResult(structure, info)
 
 
-def _save(path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimizer, run: _Progress,
-          budget: float) -> None:
-    atomic_torch_save({"fingerprint": fp, "searcher": searcher.state_dict(), "optimizer": opt.state_dict(),
-                       "progress": {f.name: getattr(run, f.name) for f in fields(run)},
-                       "rng": torch.get_rng_state(), "budget": budget}, path)
+def _save(
+    path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimizer, run: _Progress, budget: float
+) -> None:
+    atomic_torch_save(
+        {
+            "fingerprint": fp,
+            "searcher": searcher.state_dict(),
+            "optimizer": opt.state_dict(),
+            "progress": {f.name: getattr(run, f.name) for f in fields(run)},
+            "rng": torch.get_rng_state(),
+            "budget": budget,
+        },
+        path,
+    )
 
 
 def _resume(path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimizer, run: _Progress) -> int:
@@ -409,8 +497,10 @@ def _resume(path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimi
         return 0
     ck = torch.load(path, map_location="cpu", weights_only=False)
     if ck.get("fingerprint") != fp:
-        print(f"[pass] ignoring {path}: it belongs to another search (options, target, seed, data or weights)",
-              file=sys.stderr)
+        print(
+            f"[pass] ignoring {path}: it belongs to another search (options, target, seed, data or weights)",
+            file=sys.stderr,
+        )
         return 0
     searcher.load_state_dict(ck["searcher"])
     opt.load_state_dict(ck["optimizer"])
@@ -443,7 +533,7 @@ def _masked_val(model: nn.Module, ctx: SearchContext, transform) -> float:
 def _register(name: str, family: str, summary: str) -> None:
     variant = PASS_VARIANTS[name]
 
-    @register_method(name, family=family, summary=summary, **PASS_DEFAULTS)
+    @register_method(name, family=family, summary=summary, saves_hypernet=True, **PASS_DEFAULTS)
     def method(ctx: SearchContext) -> SearchResult:
         return pass_search(ctx, variant)
 
@@ -455,7 +545,9 @@ for _name, (_change, _summary) in ABLATIONS.items():
     _register(_name, "pass-ablation", _summary)
 
 
-def load_searcher(path: str | Path, space: PruningSpace, in_channels: int, image_size: int, options: dict) -> PassSearcher:
+def load_searcher(
+    path: str | Path, space: PruningSpace, in_channels: int, image_size: int, options: dict
+) -> PassSearcher:
     """Rebuild a saved PASS searcher for another model of the same architecture (hypernetwork transfer).
 
     The options that shape the hypernetwork (``_ARCH_OPTIONS``) are the source's; everything else (steps,
@@ -473,9 +565,15 @@ def load_searcher(path: str | Path, space: PruningSpace, in_channels: int, image
     return searcher
 
 
-@register_method("pass_hypertransfer", family="pass-transfer",
-                 summary="PASS hypernetwork transfer: theta and w from a source task, a new prompt learned on the target",
-                 source="", **{**PASS_DEFAULTS, "steps": 50})
+@register_method(
+    "pass_hypertransfer",
+    family="pass-transfer",
+    summary="PASS hypernetwork transfer: theta and w from a source task, a new prompt learned on the target",
+    saves_hypernet=True,
+    transfer_only=True,
+    source="",
+    **{**PASS_DEFAULTS, "steps": 50},
+)
 def pass_hypertransfer(ctx: SearchContext) -> SearchResult:
     """The target's own weight statistics feed the source's theta and w; only a fresh V is trained."""
     if not ctx.options["source"]:

@@ -5,6 +5,7 @@ coupled writer layers) and the following norm layer's gamma and beta; standardis
 that groups of any width and scale look alike. Per group, three descriptors: log width, relative depth and
 the group's share of the dense MACs. The paper says only "weight statistics"; these are our choice.
 """
+
 from __future__ import annotations
 
 import math
