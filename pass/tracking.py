@@ -564,7 +564,9 @@ class JobRun:
         self.settings = settings or {}
         self.run_name = run_name
         self.uri = tracking_uri(settings)
-        if self.uri is None:
+        if self.uri is None or self.settings.get("live", True) is False:
+            # live: false -- the job only writes its files; `passprune track-sync` mirrors them when the workflow
+            # ends (no mlflow import, no store round-trips: seconds per job on a small machine)
             return
         try:
             state_file = self.settings.get("state_file", "results/mlflow_study.json")

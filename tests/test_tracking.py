@@ -295,3 +295,22 @@ def test_disabled_tracking_makes_no_store(tmp_path):
     with JobRun({"enabled": False, "uri": f"sqlite:///{tmp_path}/m.db"}, "job", {}, {}) as run:
         run.log_metrics({"a": 1.0})
     assert not (tmp_path / "m.db").exists()
+
+
+def test_live_false_jobs_only_write_files_and_sync_mirrors_them(tmp_path):
+    """``tracking.live: false``: a job opens no store and imports no mlflow; its files are what track-sync
+    mirrors later (tests/test_mlflow_server.py covers the sync itself)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from passprune.tracking import JobRun\n"
+        f"s = {{'enabled': True, 'live': False, 'uri': 'sqlite:///{tmp_path}/m.db'}}\n"
+        "with JobRun(s, 'job', {'stage': 'x'}, {'a': 1}) as run:\n"
+        "    run.log_metrics({'top1': 1.0}); run.log_outputs('.')\n"
+        "print('mlflow' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+    assert not (tmp_path / "m.db").exists()
