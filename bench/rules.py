@@ -1,6 +1,6 @@
 """Part 4: per-rule wall times of the embedded default, from Snakemake's own benchmark files.
 
-Why read files rather than run the study here: the embedded default takes about 13 minutes on 2 cores and
+Why read files rather than run the study here: the embedded default takes about 10 minutes on 2 cores and
 the lead runs it once at the end; this part only reads what that run left behind, so it is cheap to rerun
 alone (``bash bench/run.sh rules``) after it.
 
