@@ -58,34 +58,44 @@ def read(path: str | Path, kind: str = "model", required: tuple[str, ...] = DENS
     return ck
 
 
+def _save(
+    path: str | Path,
+    arch: str,
+    model_kwargs: dict[str, Any],
+    model: nn.Module,
+    input_shape: list[int],
+    structure: dict[str, list[int]] | None = None,
+) -> Path:
+    """One layout for every model file (key order fixed, so the same model gives the same bytes)."""
+    record: dict[str, Any] = {"arch": arch, "model_kwargs": dict(model_kwargs)}
+    if structure is not None:
+        record["structure"] = structure
+    record["state_dict"] = model.to(memory_format=torch.contiguous_format).state_dict()
+    record["input_shape"] = list(input_shape)
+    return atomic_torch_save(record, path)
+
+
+def _load_weights(model: nn.Module, ck: dict[str, Any], what: str, fix: str) -> None:
+    """``load_state_dict`` with an error that says which file does not fit and how to get a good one."""
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{what}: {str(err).splitlines()[0]}; {fix}") from None
+
+
 def save_dense(
-    path: str | Path, arch: str, model_kwargs: dict[str, Any], model: nn.Module, input_shape: list[int], **extra: Any
+    path: str | Path, arch: str, model_kwargs: dict[str, Any], model: nn.Module, input_shape: list[int]
 ) -> Path:
     """A dense (or sparsity-trained) network: rebuildable with :func:`build` + ``load_state_dict``."""
-    state = model.to(memory_format=torch.contiguous_format).state_dict()
-    return atomic_torch_save(
-        {
-            "arch": arch,
-            "model_kwargs": dict(model_kwargs),
-            "state_dict": state,
-            "input_shape": list(input_shape),
-            **extra,
-        },
-        path,
-    )
+    return _save(path, arch, model_kwargs, model, input_shape)
 
 
 def load_dense(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The dense network of a ``model.pt`` written by pretraining (or a sparsity-trained ``search_model.pt``)."""
     ck = read(path, "dense model")
     model = build(ck["arch"], ck["model_kwargs"])
-    try:
-        model.load_state_dict(ck["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"dense model {path}: its weights do not fit {ck['arch']}({ck['model_kwargs']}): "
-            f"{str(err).splitlines()[0]}; delete it and rerun its pretraining"
-        ) from None
+    what = f"dense model {path}: its weights do not fit {ck['arch']}({ck['model_kwargs']})"
+    _load_weights(model, ck, what, "delete it and rerun its pretraining")
     return model.to(device), ck
 
 
@@ -98,17 +108,7 @@ def save_pruned(
     input_shape: list[int],
 ) -> Path:
     """A physically pruned network as data: dense architecture + kept channels + weights."""
-    state = model.to(memory_format=torch.contiguous_format).state_dict()
-    return atomic_torch_save(
-        {
-            "arch": arch,
-            "model_kwargs": dict(model_kwargs),
-            "structure": structure,
-            "state_dict": state,
-            "input_shape": list(input_shape),
-        },
-        path,
-    )
+    return _save(path, arch, model_kwargs, model, input_shape, structure)
 
 
 def load_pruned(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -118,11 +118,6 @@ def load_pruned(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     ck = read(path, "pruned model", DENSE_KEYS + ("structure",))
     model = build(ck["arch"], ck["model_kwargs"])
     prune_model(model, torch.zeros(ck["input_shape"]), ck["structure"])
-    try:
-        model.load_state_dict(ck["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"pruned model {path}: its weights do not fit its structure: "
-            f"{str(err).splitlines()[0]}; delete it and rerun its fine-tuning"
-        ) from None
+    what = f"pruned model {path}: its weights do not fit its structure"
+    _load_weights(model, ck, what, "delete it and rerun its fine-tuning")
     return model, ck
