@@ -92,22 +92,25 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def git_commit() -> str:
+def git_state(root: str | os.PathLike | None = None, timeout: float = 5) -> tuple[str, bool] | None:
+    """(HEAD commit, dirty flag) of the repository at ``root`` (default: this checkout), or None outside git."""
+    root = root or Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=timeout)
+
     try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if out.returncode == 0:
-            return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
+        return None
+    return (head.stdout.strip(), bool(dirty.stdout.strip())) if head.returncode == 0 else None
+
+
+def git_commit() -> str:
+    """The commit a result was produced with, suffixed ``-dirty`` when tracked files had changes."""
+    state = git_state()
+    return "unknown" if state is None else state[0] + ("-dirty" if state[1] else "")
 
 
 def provenance() -> dict[str, Any]:

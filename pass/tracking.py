@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .files import atomic_write_json, read_json
+from .files import atomic_write_json, git_state, read_json
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # MLflow's HTTP client retries 7 times with exponential back-off by default (minutes against a dead server,
@@ -125,25 +125,13 @@ def config_hash(config: dict) -> str:
 def provenance_tags(info: dict[str, Any]) -> dict[str, str]:
     """Tags that tell two studies apart: git commit and dirty flag of the workflow's repository, config hash,
     library versions and the device the config asks for (and what it resolves to here)."""
-    import subprocess
     from importlib.metadata import PackageNotFoundError, version
 
     tags: dict[str, str] = {}
-    repo = info.get("repo") or str(Path(__file__).resolve().parent.parent)
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if head.returncode == 0:
-            tags["passprune.git_commit"] = head.stdout.strip()
-            tags["passprune.git_dirty"] = str(bool(dirty.stdout.strip())).lower()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    state = git_state(info.get("repo"), timeout=10)
+    if state is not None:
+        tags["passprune.git_commit"] = state[0]
+        tags["passprune.git_dirty"] = str(state[1]).lower()
     tags.setdefault("passprune.git_commit", "unknown")
     for pkg in ("passprune", "torch", "torchvision", "torch-pruning", "snakemake", "mlflow"):
         try:

@@ -126,17 +126,7 @@ def read_summary(path: str | os.PathLike) -> pd.DataFrame:
     for col in SUMMARY_COLUMNS:
         if col not in df.columns:
             df[col] = None
-    numeric = [
-        "target",
-        "top1_before_ft",
-        "top1",
-        "val_top1",
-        "macs",
-        "params",
-        "speedup_macs",
-        "speedup_latency",
-        "search_seconds",
-    ]
+    numeric = [c for c in SUMMARY_COLUMNS if c not in ("dataset", "arch", "method", "family", "seed", "source")]
     for col in numeric + [c for c in ("macs_ratio",) if c in df.columns]:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["seed"] = pd.to_numeric(df["seed"], errors="raise").astype(int)
