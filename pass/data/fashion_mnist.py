@@ -10,6 +10,7 @@ Lookup order (why: compute nodes are often offline, and Debian ships the data as
 3. torchvision's ``download=True``;
 4. otherwise a :class:`DatasetNotFoundError` naming both paths and how to get the data.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -130,11 +131,18 @@ def load_fashion_mnist_tensors(
         train = FashionMNIST(str(root), train=True, download=False)
         test = FashionMNIST(str(root), train=False, download=False)
     except Exception as err:  # noqa: BLE001  (torchvision's IDX reader fails in many ways on a damaged file)
-        raise ValueError(f"fashion_mnist: the raw files in {_raw_dir(Path(root))} are truncated or corrupted "
-                         f"({type(err).__name__}: {err}); delete that folder and rerun: they are extracted again "
-                         "from Debian's dataset-fashion-mnist package (or `passprune prefetch` downloads them)") from None
-    d = {"train_x": train.data.unsqueeze(1).contiguous(), "train_y": train.targets.long(),
-         "test_x": test.data.unsqueeze(1).contiguous(), "test_y": test.targets.long(), "classes": list(train.classes)}
+        raise ValueError(
+            f"fashion_mnist: the raw files in {_raw_dir(Path(root))} are truncated or corrupted "
+            f"({type(err).__name__}: {err}); delete that folder and rerun: they are extracted again "
+            "from Debian's dataset-fashion-mnist package (or `passprune prefetch` downloads them)"
+        ) from None
+    d = {
+        "train_x": train.data.unsqueeze(1).contiguous(),
+        "train_y": train.targets.long(),
+        "test_x": test.data.unsqueeze(1).contiguous(),
+        "test_y": test.targets.long(),
+        "classes": list(train.classes),
+    }
     atomic_torch_save(d, cache)
     return d["train_x"], d["train_y"], d["test_x"], d["test_y"], d["classes"]
 
@@ -149,18 +157,30 @@ def fashion_mnist(root: Path, *, image_size: int | None = None, num_workers: int
     del num_workers  # in-memory: batches are built with tensor ops, no workers
     tx, ty, vx, vy, classes = load_fashion_mnist_tensors(root)
     return tensor_source(
-        "fashion_mnist", tx, ty, vx, vy, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD,
-        class_names=classes, pad=PAD, image_size=image_size,
+        "fashion_mnist",
+        tx,
+        ty,
+        vx,
+        vy,
+        mean=FASHION_MNIST_MEAN,
+        std=FASHION_MNIST_STD,
+        class_names=classes,
+        pad=PAD,
+        image_size=image_size,
     )
 
 
 @DATASETS.register("fashion_mnist_a")
 def fashion_mnist_a(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
     """Fashion-MNIST classes 0-4 (T-shirt/top .. Coat), relabelled 0..4: transfer source task."""
-    return class_subset(fashion_mnist(root, image_size=image_size, num_workers=num_workers), range(0, 5), "fashion_mnist_a")
+    return class_subset(
+        fashion_mnist(root, image_size=image_size, num_workers=num_workers), range(0, 5), "fashion_mnist_a"
+    )
 
 
 @DATASETS.register("fashion_mnist_b")
 def fashion_mnist_b(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
     """Fashion-MNIST classes 5-9 (Sandal .. Ankle boot), relabelled 0..4: transfer target task."""
-    return class_subset(fashion_mnist(root, image_size=image_size, num_workers=num_workers), range(5, 10), "fashion_mnist_b")
+    return class_subset(
+        fashion_mnist(root, image_size=image_size, num_workers=num_workers), range(5, 10), "fashion_mnist_b"
+    )

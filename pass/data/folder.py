@@ -14,6 +14,7 @@ Expected layouts (under the ``root`` passed to ``load_dataset``)::
 Why the official val becomes the test split: neither set publishes test labels, and our protocol
 carves validation from training data so model selection never sees the reported test images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,21 +69,35 @@ def _tiny_transforms(size: int) -> tuple[Any, Any]:
     eval: resize + centre crop (a no-op at 64 px)."""
     from torchvision import transforms as T
 
-    train = T.Compose([T.Resize(size), T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip(), T.PILToTensor()])
+    train = T.Compose(
+        [T.Resize(size), T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip(), T.PILToTensor()]
+    )
     evaluate = T.Compose([T.Resize(size), T.CenterCrop(size), T.PILToTensor()])
     return train, evaluate
 
 
-def _image_list_source(name: str, train_samples: list[tuple[str, int]], test_samples: list[tuple[str, int]],
-                       classes: list[str], transforms: tuple[Any, Any], size: int, num_workers: int) -> DatasetSource:
+def _image_list_source(
+    name: str,
+    train_samples: list[tuple[str, int]],
+    test_samples: list[tuple[str, int]],
+    classes: list[str],
+    transforms: tuple[Any, Any],
+    size: int,
+    num_workers: int,
+) -> DatasetSource:
     """Train and test ``(path, label)`` lists as a file-backed source; ``transforms`` = ``(train, eval)``."""
     train_tf, eval_tf = transforms
     return folder_source(
         name,
-        ImageListDataset(train_samples, classes), [t for _, t in train_samples],
-        ImageListDataset(test_samples, classes), [t for _, t in test_samples],
-        train_transform=train_tf, eval_transform=eval_tf, image_size=size,
-        class_names=list(classes), num_workers=num_workers,
+        ImageListDataset(train_samples, classes),
+        [t for _, t in train_samples],
+        ImageListDataset(test_samples, classes),
+        [t for _, t in test_samples],
+        train_transform=train_tf,
+        eval_transform=eval_tf,
+        image_size=size,
+        class_names=list(classes),
+        num_workers=num_workers,
     )
 
 
@@ -112,8 +127,9 @@ def tiny_imagenet(root: Path, *, image_size: int | None = None, num_workers: int
         test_samples.append((str(val_dir / "images" / fname), class_to_idx[wnid]))
     names = _tiny_words(base / "words.txt", wnids)
     size = 64 if image_size is None else int(image_size)
-    return _image_list_source("tiny_imagenet", train_samples, test_samples, names, _tiny_transforms(size), size,
-                              num_workers)
+    return _image_list_source(
+        "tiny_imagenet", train_samples, test_samples, names, _tiny_transforms(size), size, num_workers
+    )
 
 
 def _tiny_words(words: Path, wnids: list[str]) -> list[str]:
@@ -151,5 +167,6 @@ def imagenet(root: Path, *, image_size: int | None = None, num_workers: int = 0)
     if not test_samples:
         raise DatasetNotFoundError("imagenet", [f"{val_dir}/<wnid>/*.JPEG"], how)
     size = 224 if image_size is None else int(image_size)
-    return _image_list_source("imagenet", train_samples, test_samples, wnids, imagenet_style_transforms(size), size,
-                              num_workers)
+    return _image_list_source(
+        "imagenet", train_samples, test_samples, wnids, imagenet_style_transforms(size), size, num_workers
+    )

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..registry import Registry
-from .splits import FolderSplit, Split, TensorSplit
+from .splits import DatasetInfo, FolderSplit, Split, TensorSplit
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -45,8 +45,8 @@ class DatasetNotFoundError(FileNotFoundError):
 MakeSplit = Callable[[str, Tensor, Tensor], Split]
 
 
-@dataclass
-class DatasetSource:
+@dataclass(kw_only=True)
+class DatasetSource(DatasetInfo):
     """What a dataset factory returns: the official train and test pools, before any carving.
 
     ``make_split(pool, indices, labels)`` builds a :class:`Split` over ``indices`` of ``pool``
@@ -54,16 +54,9 @@ class DatasetSource:
     the pool: class-subset datasets (``fashion_mnist_a``) relabel classes without copying images.
     """
 
-    name: str
     train_targets: Tensor
     test_targets: Tensor
     make_split: MakeSplit
-    num_classes: int
-    in_channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    class_names: list[str]
 
 
 #: name -> factory ``(root: Path, *, image_size: int | None, num_workers: int) -> DatasetSource``

@@ -106,20 +106,27 @@ class Split(ABC):
         )
 
 
-@dataclass
-class DataBundle:
-    """Everything a method needs to know about a dataset: three splits plus shape/normalisation."""
+@dataclass(kw_only=True)
+class DatasetInfo:
+    """What a dataset is, whether still pools (:class:`~passprune.data.sources.DatasetSource`) or carved
+    into splits (:class:`DataBundle`): its name, classes, input shape and normalisation."""
 
     name: str
-    train: Split
-    val: Split
-    test: Split
     num_classes: int
     in_channels: int
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: list[str]
+
+
+@dataclass(kw_only=True)
+class DataBundle(DatasetInfo):
+    """Everything a method needs to know about a dataset: three splits plus shape/normalisation."""
+
+    train: Split
+    val: Split
+    test: Split
 
 
 # --------------------------------------------------------------------------------------------------

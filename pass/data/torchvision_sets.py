@@ -12,6 +12,7 @@ food101 ``train``, oxford_pets ``trainval``, stanford_cars ``train``; for dtd (p
 flowers102, which ship an official ``val``, train + val are MERGED first and val is then carved from
 the merge like everywhere else, so every dataset follows one protocol.  Official test = test.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,7 @@ def load_cifar_tensors(
                 [f"{folder}/ ({', '.join(f for f, _ in cls.train_list + cls.test_list)}, {cls.meta['filename']})"],
                 f"torchvision downloads it automatically with internet access "
                 f"({cls.__name__}(root, download=True), from {cls.url}); or download and extract "
-                f"{cls.filename} into {root}"
-                + (f"; the download attempt failed with: {cause!r}" if cause else ""),
+                f"{cls.filename} into {root}" + (f"; the download attempt failed with: {cause!r}" if cause else ""),
             ) from cause
     tx, ty = _read_cifar_pickles(folder, [f for f, _ in cls.train_list])
     vx, vy = _read_cifar_pickles(folder, [f for f, _ in cls.test_list])
@@ -87,25 +87,33 @@ def load_cifar_tensors(
     return tx, ty, vx, vy, classes
 
 
-def _register_cifar(name: str, torchvision_class: str, mean: tuple[float, ...], std: tuple[float, ...],
-                    doc: str) -> None:
+def _register_cifar(
+    name: str, torchvision_class: str, mean: tuple[float, ...], std: tuple[float, ...], doc: str
+) -> None:
     def factory(root: Path, *, image_size: int | None = None, num_workers: int = 0) -> DatasetSource:
         from torchvision import datasets
 
         del num_workers  # in memory: nothing to decode
         tx, ty, vx, vy, classes = load_cifar_tensors(getattr(datasets, torchvision_class), root, name=name)
-        return tensor_source(name, tx, ty, vx, vy, mean=mean, std=std, class_names=classes, pad=4,
-                             image_size=image_size)
+        return tensor_source(
+            name, tx, ty, vx, vy, mean=mean, std=std, class_names=classes, pad=4, image_size=image_size
+        )
 
     factory.__name__ = name
     factory.__doc__ = doc
     DATASETS.register(name)(factory)
 
 
-_register_cifar("cifar10", "CIFAR10", CIFAR10_MEAN, CIFAR10_STD,
-                "CIFAR-10: 50k train / 10k test, 10 classes, 3x32x32, in memory.")
-_register_cifar("cifar100", "CIFAR100", CIFAR100_MEAN, CIFAR100_STD,
-                "CIFAR-100: 50k train / 10k test, 100 fine classes, 3x32x32, in memory.")
+_register_cifar(
+    "cifar10", "CIFAR10", CIFAR10_MEAN, CIFAR10_STD, "CIFAR-10: 50k train / 10k test, 10 classes, 3x32x32, in memory."
+)
+_register_cifar(
+    "cifar100",
+    "CIFAR100",
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    "CIFAR-100: 50k train / 10k test, 100 fine classes, 3x32x32, in memory.",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,8 +202,13 @@ def load_transfer(
         test = pets("test")
     elif name == "stanford_cars":
         base = root / "stanford_cars"
-        looked = [base / "devkit" / "cars_meta.mat", base / "devkit" / "cars_train_annos.mat",
-                  base / "cars_train", base / "cars_test", base / "cars_test_annos_withlabels.mat"]
+        looked = [
+            base / "devkit" / "cars_meta.mat",
+            base / "devkit" / "cars_train_annos.mat",
+            base / "cars_train",
+            base / "cars_test",
+            base / "cars_test_annos_withlabels.mat",
+        ]
         how = (
             "MANUAL download required: torchvision's StanfordCars download is broken upstream (the "
             "original Stanford URL is gone, so download=True cannot work). Obtain cars_train.tgz, "
@@ -210,9 +223,16 @@ def load_transfer(
         raise KeyError(f"unknown transfer dataset {name!r}")
     train_tf, eval_tf = imagenet_style_transforms(size)
     return folder_source(
-        name, train, _targets(train), test, _targets(test),
-        train_transform=train_tf, eval_transform=eval_tf, image_size=size,
-        class_names=_classes(train), num_workers=num_workers,
+        name,
+        train,
+        _targets(train),
+        test,
+        _targets(test),
+        train_transform=train_tf,
+        eval_transform=eval_tf,
+        image_size=size,
+        class_names=_classes(train),
+        num_workers=num_workers,
     )
 
 
