@@ -29,37 +29,40 @@ def random_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
 
 
-@register_method(
-    "l1_tp",
-    family="baseline",
-    summary="Torch-Pruning style: L1 norm summed over the coupled group, mean-normalised, global ranking",
-    p=1,
-)
-def l1_method(ctx: SearchContext) -> SearchResult:
-    scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
-    return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
+def _one_shot(make_importance, uniform: bool):
+    """A Torch-Pruning importance scored on every group, then one global ranking (or one ratio per group)."""
+
+    def method(ctx: SearchContext) -> SearchResult:
+        scores = group_scores(ctx, make_importance(ctx.options))
+        select = ctx.space.select_uniform if uniform else ctx.space.select_global
+        return SearchResult(select(scores, ctx.target), cost())
+
+    return method
 
 
-@register_method(
-    "l1_uniform_tp",
-    family="baseline",
-    summary="Torch-Pruning style: L1 norm summed over the coupled group, the same ratio in every group",
-    p=1,
-)
-def l1_uniform_method(ctx: SearchContext) -> SearchResult:
-    scores = group_scores(ctx, tp.importance.GroupMagnitudeImportance(p=ctx.options["p"]))
-    return SearchResult(ctx.space.select_uniform(scores, ctx.target), cost())
-
-
-@register_method(
-    "fpgm_tp",
-    family="baseline",
-    summary="Torch-Pruning style FPGM: geometric-median distance over the coupled group, global ranking",
-    p=2,
-)
-def fpgm_method(ctx: SearchContext) -> SearchResult:
-    scores = group_scores(ctx, tp.importance.FPGMImportance(p=ctx.options["p"]))
-    return SearchResult(ctx.space.select_global(scores, ctx.target), cost())
+#: name -> (summary, importance from the options, one ratio per group?, option defaults)
+_TP_ONE_SHOT = {
+    "l1_tp": (
+        "Torch-Pruning style: L1 norm summed over the coupled group, mean-normalised, global ranking",
+        lambda o: tp.importance.GroupMagnitudeImportance(p=o["p"]),
+        False,
+        {"p": 1},
+    ),
+    "l1_uniform_tp": (
+        "Torch-Pruning style: L1 norm summed over the coupled group, the same ratio in every group",
+        lambda o: tp.importance.GroupMagnitudeImportance(p=o["p"]),
+        True,
+        {"p": 1},
+    ),
+    "fpgm_tp": (
+        "Torch-Pruning style FPGM: geometric-median distance over the coupled group, global ranking",
+        lambda o: tp.importance.FPGMImportance(p=o["p"]),
+        False,
+        {"p": 2},
+    ),
+}
+for _name, (_summary, _make, _uniform, _defaults) in _TP_ONE_SHOT.items():
+    register_method(_name, family="baseline", summary=_summary, **_defaults)(_one_shot(_make, _uniform))
 
 
 @register_method(

@@ -70,83 +70,51 @@ def _ignored(ctx: SearchContext):
     return [dict(ctx.model.named_modules())[ctx.space.classifier]]
 
 
-@register_method(
-    "bn_scale_tp",
-    family="baseline",
-    trains_weights=True,
-    summary="Torch-Pruning style slimming: L1 on BN scales, group-normalised |gamma|, global ranking",
-    epochs=1,
-    lr=0.01,
-    reg=1e-4,
-    no_weight_decay=False,
-    max_steps_per_epoch=None,
-)
-def bn_scale_method(ctx: SearchContext) -> SearchResult:
-    imp = tp.importance.BNScaleImportance()
-    info = cost()
-    if ctx.options["epochs"] > 0:
-        pruner = tp.pruner.BNScalePruner(
-            ctx.model,
-            ctx.space.example_inputs.to(ctx.device),
-            importance=imp,
-            reg=ctx.options["reg"],
-            ignored_layers=_ignored(ctx),
-        )
-        info = _sparsity_train(ctx, pruner)
-    scores = group_scores(ctx, imp)
-    return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
+def _sparsity_method(make_importance, make_pruner, update_every: bool = False):
+    """Torch-Pruning's regulariser during sparsity training (``epochs`` > 0), then its importance ranked globally."""
+
+    def method(ctx: SearchContext) -> SearchResult:
+        imp = make_importance()
+        info = cost()
+        if ctx.options["epochs"] > 0:
+            pruner = make_pruner(ctx.model, ctx.space.example_inputs.to(ctx.device), imp, ctx.options, _ignored(ctx))
+            every = ctx.options["update_every"] if update_every else 0
+            info = _sparsity_train(ctx, pruner, update_every=every)
+        scores = group_scores(ctx, imp)
+        select = ctx.space.select_global(scores, ctx.target)
+        return SearchResult(select, info, weights_changed=ctx.options["epochs"] > 0)
+
+    return method
 
 
-@register_method(
-    "depgraph_tp",
-    family="baseline",
-    trains_weights=True,
-    summary="Torch-Pruning style DepGraph: group-norm sparsity learning, then one-shot group L2 ranking",
-    epochs=1,
-    lr=0.01,
-    reg=5e-4,
-    no_weight_decay=False,
-    max_steps_per_epoch=None,
-)
-def depgraph_method(ctx: SearchContext) -> SearchResult:
-    imp = tp.importance.GroupMagnitudeImportance(p=2)
-    pruner = tp.pruner.GroupNormPruner(
-        ctx.model,
-        ctx.space.example_inputs.to(ctx.device),
-        importance=imp,
-        reg=ctx.options["reg"],
-        ignored_layers=_ignored(ctx),
+_TRAINING = {"epochs": 1, "lr": 0.01, "no_weight_decay": False, "max_steps_per_epoch": None}
+#: name -> (summary, importance, pruner (its regulariser), GReg's growing penalty?, option defaults)
+_TP_SPARSITY = {
+    "bn_scale_tp": (
+        "Torch-Pruning style slimming: L1 on BN scales, group-normalised |gamma|, global ranking",
+        tp.importance.BNScaleImportance,
+        lambda m, x, imp, o, ign: tp.pruner.BNScalePruner(m, x, importance=imp, reg=o["reg"], ignored_layers=ign),
+        False,
+        {**_TRAINING, "reg": 1e-4},
+    ),
+    "depgraph_tp": (
+        "Torch-Pruning style DepGraph: group-norm sparsity learning, then one-shot group L2 ranking",
+        lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        lambda m, x, imp, o, ign: tp.pruner.GroupNormPruner(m, x, importance=imp, reg=o["reg"], ignored_layers=ign),
+        False,
+        {**_TRAINING, "reg": 5e-4},
+    ),
+    "greg_tp": (
+        "Torch-Pruning GrowingRegPruner: an L2 penalty growing on low-norm channels, target-agnostic",
+        lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        lambda m, x, imp, o, ign: tp.pruner.GrowingRegPruner(
+            m, x, importance=imp, reg=o["reg"], delta_reg=o["delta_reg"], ignored_layers=ign
+        ),
+        True,
+        {**_TRAINING, "reg": 1e-4, "delta_reg": 1e-4, "update_every": 10},
+    ),
+}
+for _name, (_summary, _imp, _pruner, _grows, _defaults) in _TP_SPARSITY.items():
+    register_method(_name, family="baseline", trains_weights=True, summary=_summary, **_defaults)(
+        _sparsity_method(_imp, _pruner, _grows)
     )
-    info = _sparsity_train(ctx, pruner) if ctx.options["epochs"] > 0 else cost()
-    scores = group_scores(ctx, imp)
-    return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
-
-
-@register_method(
-    "greg_tp",
-    family="baseline",
-    trains_weights=True,
-    summary="Torch-Pruning GrowingRegPruner: an L2 penalty growing on low-norm channels, target-agnostic",
-    epochs=1,
-    lr=0.01,
-    reg=1e-4,
-    delta_reg=1e-4,
-    update_every=10,
-    no_weight_decay=False,
-    max_steps_per_epoch=None,
-)
-def greg_method(ctx: SearchContext) -> SearchResult:
-    imp = tp.importance.GroupMagnitudeImportance(p=2)
-    pruner = tp.pruner.GrowingRegPruner(
-        ctx.model,
-        ctx.space.example_inputs.to(ctx.device),
-        importance=imp,
-        reg=ctx.options["reg"],
-        delta_reg=ctx.options["delta_reg"],
-        ignored_layers=_ignored(ctx),
-    )
-    info = (
-        _sparsity_train(ctx, pruner, update_every=ctx.options["update_every"]) if ctx.options["epochs"] > 0 else cost()
-    )
-    scores = group_scores(ctx, imp)
-    return SearchResult(ctx.space.select_global(scores, ctx.target), info, weights_changed=ctx.options["epochs"] > 0)
