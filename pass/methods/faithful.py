@@ -42,9 +42,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from ..engine import TrainConfig, train
+from ..engine import TrainConfig
 from ..structure import ChannelMasker, Group, PruningSpace, Structure
 from . import SearchContext, SearchResult, cost, register_method
+from .sparsity import run_sparsity_training
 
 # ----------------------------------------------------------------------------- shared helpers
 
@@ -139,30 +140,9 @@ def _sparsity_train(ctx: SearchContext, after_backward: Callable[[nn.Module, int
         label_smoothing=0.0,
         max_steps_per_epoch=o.get("max_steps_per_epoch"),
     )
-    t0 = time.time()
-    res = train(
-        ctx.model,
-        ctx.data,
-        cfg,
-        device=ctx.device,
-        seed=ctx.seed,
-        after_backward=after_backward,
-        checkpoint=ctx.workdir / "sparsity_ckpt.pt",
-        desc=f"{tag} sparsity training",
-        fingerprint=repr((tag, sorted(o.items()), ctx.target, ctx.seed)),
-        on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"]),
+    return run_sparsity_training(
+        ctx, cfg, after_backward, f"{tag} sparsity training", repr((tag, sorted(o.items()), ctx.target, ctx.seed))
     )
-    return {
-        "sparsity_epochs": o["epochs"],
-        "sparsity_seconds": time.time() - t0,
-        "sparsity_val_top1": res.best_val_top1,
-        **cost(
-            search_steps=res.steps,
-            search_images=res.images,
-            weight_train_steps=res.steps,
-            weight_train_images=res.images,
-        ),
-    }
 
 
 SPARSITY = dict(epochs=1, lr=0.01, max_steps_per_epoch=None)  # the embedded default's short budget

@@ -15,8 +15,10 @@ training the fine-tuned weights already had.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch_pruning as tp
+from torch import nn
 
 from ..engine import TrainConfig, train
 from . import SearchContext, SearchResult, cost, register_method
@@ -40,6 +42,16 @@ def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dic
         if update_every and step % update_every == 0:
             pruner.update_reg()  # GReg: the penalty grows on unimportant groups
 
+    fp = repr((sorted(o.items()), ctx.target, ctx.seed, type(pruner).__name__))
+    return run_sparsity_training(ctx, cfg, after_backward, "sparsity training", fp)
+
+
+def run_sparsity_training(
+    ctx: SearchContext, cfg: TrainConfig, after_backward: Callable[[nn.Module, int], None], desc: str, fingerprint: str
+) -> dict:
+    """Train the dense weights with a regulariser applied after every backward pass (``after_backward``);
+    resumable (``sparsity_ckpt.pt``). Returns the facts and the cost: the steps count as search *and* as
+    weight training (the fine-tuned weights had them)."""
     t0 = time.time()
     res = train(
         ctx.model,
@@ -49,12 +61,12 @@ def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dic
         seed=ctx.seed,
         after_backward=after_backward,
         checkpoint=ctx.workdir / "sparsity_ckpt.pt",
-        desc="sparsity training",
-        fingerprint=repr((sorted(o.items()), ctx.target, ctx.seed, type(pruner).__name__)),
+        desc=desc,
+        fingerprint=fingerprint,
         on_epoch=lambda rec: ctx.log({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"]),
     )
     return {
-        "sparsity_epochs": o["epochs"],
+        "sparsity_epochs": cfg.epochs,
         "sparsity_seconds": time.time() - t0,
         "sparsity_val_top1": res.best_val_top1,
         **cost(
