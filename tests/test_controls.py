@@ -207,7 +207,7 @@ def test_label_names_the_run(study):
     assert s["method"] == "l1_ref" and s["base_method"] == "l1"
     assert json.loads((root / "l1_ref" / "search" / "structure.json").read_text())["method"] == "l1_ref"
     assert metrics["l1_ref"]["method"] == "l1_ref" and metrics["l1_ref"]["base_method"] == "l1"
-    assert metrics["l1_ref"]["method_options"] == {"p": 1}
+    assert metrics["l1_ref"]["method_options"] == {"keep_coupled": True}  # l1 (Li et al.) keeps the residual stream
     assert metrics["l1_ref"]["select_on_val"] is None
 
 
