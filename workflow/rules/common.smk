@@ -156,8 +156,14 @@ def _check_semantics(cfg):
         )
     errors += _check_dataset_training(cfg)
     tracking = cfg["tracking"]
-    if tracking["enabled"] and not tracking.get("live", True) and not tracking.get("sync", True):
-        errors.append("tracking: live: false needs sync: true (otherwise no job would ever reach MLflow)")
+    if (
+        tracking["enabled"]
+        and not tracking.get("live", True)
+        and not tracking.get("sync", True)
+    ):
+        errors.append(
+            "tracking: live: false needs sync: true (otherwise no job would ever reach MLflow)"
+        )
     # Pretrained starts (passprune.models.build_model raises at run time otherwise): ImageNet weights exist only
     # for these archs (passprune.models.IMAGENET_WEIGHTS, via workflow/registry.yaml) and only at width 1.0.
     imagenet_archs = REGISTRY["imagenet_archs"]
