@@ -152,18 +152,8 @@ class JobSettings:
         """Parse one job's settings. ``train`` means the pretraining recipe for ``pretrain`` and the shared
         fine-tuning budget (with ``bn_recalibration_batches``) for ``finetune``."""
         d = dict(d or {})
-        known = {
-            "device",
-            "threads",
-            "keep_checkpoints",
-            "data",
-            "model",
-            "train",
-            "search",
-            "latency",
-            "method_options",
-            "tracking",
-        }
+        # every field is a key of the same name, except `finetune` (given as `train` to a finetune job) and `raw`
+        known = {f.name for f in fields(cls)} - {"finetune", "raw"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"settings: unknown keys {unknown}; known: {sorted(known)}")

@@ -101,8 +101,3 @@ def drop_checkpoint(settings: JobSettings, path: Path) -> None:
     job's real outputs are written, unless ``keep_checkpoints`` is set."""
     if not settings.keep_checkpoints:
         path.unlink(missing_ok=True)
-
-
-def log_outputs(run, out: Path) -> None:
-    """Mirror the job's output files (records, kept-ratio plot, log) to its MLflow run; best-effort."""
-    run.log_outputs(out)

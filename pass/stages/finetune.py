@@ -14,7 +14,7 @@ from ..checkpoint import build, example_input, load_dense, save_pruned
 from ..files import provenance, read_json_checked
 from ..records import write_record
 from ..settings import TrainSettings
-from .common import Job, drop_checkpoint, fingerprint, log_outputs, start_job
+from .common import Job, drop_checkpoint, fingerprint, start_job
 from .search import COST_KEYS
 
 
@@ -300,7 +300,7 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
         drop_checkpoint(job.settings, out / "finetune_ckpt.pt")
         drop_checkpoint(job.settings, out / "scratch_ckpt.pt")
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        log_outputs(run, out)
+        run.log_outputs(out)  # the job's records, kept-ratio plot and log, to its MLflow run
     print(
         f"{method} at {job.target} on {job.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
         f"({metrics['speedup_macs']:.2f}x MACs)"

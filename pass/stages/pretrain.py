@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import build, example_input, save_dense
 from ..files import provenance
 from ..records import write_record
-from .common import Job, drop_checkpoint, fingerprint, log_outputs, start_job
+from .common import Job, drop_checkpoint, fingerprint, start_job
 
 
 def model_kwargs(job: Job, data) -> dict[str, Any]:
@@ -77,6 +77,6 @@ def run_pretrain(job: Job) -> dict[str, Any]:
         write_record(out / "metrics.json", metrics)
         drop_checkpoint(job.settings, out / "train_ckpt.pt")
         run.log_metrics({k: metrics[k] for k in ("top1", "val_top1", "macs", "params", "train_seconds")})
-        log_outputs(run, out)
+        run.log_outputs(out)  # the job's records, kept-ratio plot and log, to its MLflow run
     print(f"dense {job.arch} on {job.dataset}: test top1 {test['top1']:.2f}% (val {res.best_val_top1:.2f}%)")
     return metrics

@@ -12,7 +12,7 @@ import torch
 
 from ..checkpoint import example_input, load_dense
 from ..files import atomic_torch_save, atomic_write_json, provenance, read_json
-from .common import Job, drop_checkpoint, log_outputs, start_job
+from .common import Job, drop_checkpoint, start_job
 
 #: Cost keys every method reports in ``SearchResult.info``; search.json carries them at the top level too.
 COST_KEYS = ("search_steps", "search_images", "weight_train_steps", "weight_train_images")
@@ -141,7 +141,7 @@ def run_search(job: SearchJob) -> dict[str, Any]:
                 **{k: v for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
             }
         )
-        log_outputs(run, out)
+        run.log_outputs(out)  # the job's records, kept-ratio plot and log, to its MLflow run
     print(
         f"{label} ({job.method}) at {job.target}: {ratio:.4f} of dense MACs; search {seconds:.1f}s "
         f"(job {search['job_seconds']:.1f}s)"
