@@ -57,7 +57,9 @@ def _hashes(root: Path) -> dict[str, str]:
 def study(tmp_path_factory):
     """A tiny dense model and a random structure at 0.5 of its MACs, in a scratch working directory."""
     root = tmp_path_factory.mktemp("bad")
-    (root / "data").symlink_to(Path(__file__).resolve().parents[1] / "data", target_is_directory=True)
+    shared = Path(__file__).resolve().parents[1] / "data"
+    shared.mkdir(exist_ok=True)  # a clean clone has no data/ yet; the first job fills it
+    (root / "data").symlink_to(shared, target_is_directory=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         _run("pretrain", *JOB, "--settings", json.dumps(PRETRAIN), "--out", "dense")
