@@ -122,6 +122,21 @@ def register_method(
     return deco
 
 
+def baseline(name: str, summary: str, **options: Any):
+    """Register a baseline: a published pruning method that PASS is compared against (``family="baseline"``)."""
+    return register_method(name, family="baseline", summary=summary, **options)
+
+
+def control(name: str, summary: str, **options: Any):
+    """Register a control: a structure derived from a reference method's (PASS by default), so it needs one.
+
+    Controls answer "what does the reference's structure owe to which channels / its init?", which is why
+    each reads the reference's structure.json and why the workflow orders them after it."""
+    return register_method(
+        name, family="control", summary=summary, needs_reference=True, **{"reference": "pass", **options}
+    )
+
+
 def list_methods(pattern: str = "*") -> list[str]:
     _load()
     return METHODS.names(pattern)

@@ -24,9 +24,7 @@ from typing import Any
 import torch
 
 from ..structure import Structure
-from . import SearchContext, SearchResult, cost, register_method
-
-CONTROL_DEFAULTS = dict(reference="pass")
+from . import SearchContext, SearchResult, control, cost
 
 
 def reference_structure(ctx: SearchContext, method: str) -> Structure:
@@ -81,13 +79,7 @@ def _reference_info(ctx: SearchContext) -> dict[str, Any]:
     }
 
 
-@register_method(
-    "random_widths",
-    family="control",
-    summary="random channels at a reference structure's per-group widths (how wide vs which channels)",
-    needs_reference=True,
-    **CONTROL_DEFAULTS,
-)
+@control("random_widths", "random channels at a reference structure's per-group widths (how wide vs which channels)")
 def random_widths_method(ctx: SearchContext) -> SearchResult:
     ref = reference_structure(ctx, "random_widths")
     gen = torch.Generator().manual_seed(ctx.seed)
@@ -99,12 +91,9 @@ def random_widths_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(structure, {**cost(), **_reference_info(ctx), "groups_same_as_reference": int(same)})
 
 
-@register_method(
+@control(
     "scratch",
-    family="control",
-    summary="the reference structure trained from a fresh random init with the dense+finetune budget (Liu et al. 2019)",
-    needs_reference=True,
-    **CONTROL_DEFAULTS,
+    "the reference structure trained from a fresh random init with the dense+finetune budget (Liu et al. 2019)",
 )
 def scratch_method(ctx: SearchContext) -> SearchResult:
     # Which indices are kept does not matter for a fresh initialisation; the reference's are as good as any.

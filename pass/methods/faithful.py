@@ -44,7 +44,7 @@ import torch_pruning as tp
 
 from ..engine import TrainConfig
 from ..structure import ChannelMasker, Group, PruningSpace, Structure
-from . import SearchContext, SearchResult, cost, register_method
+from . import SearchContext, SearchResult, baseline, cost
 from .sparsity import run_sparsity_training
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -155,10 +155,9 @@ def l1_filter_scores(space: PruningSpace) -> dict[str, torch.Tensor]:
     return {g.id: raw_filters(space, g).abs().sum(dim=1) for g in space.groups}
 
 
-@register_method(
+@baseline(
     "l1",
-    family="baseline",
-    summary="Li et al. 2017: L1 norm of raw filters, the same ratio in every layer, residual stream kept",
+    "Li et al. 2017: L1 norm of raw filters, the same ratio in every layer, residual stream kept",
     keep_coupled=True,
 )
 def l1_method(ctx: SearchContext) -> SearchResult:
@@ -166,10 +165,9 @@ def l1_method(ctx: SearchContext) -> SearchResult:
     return SearchResult(structure, cost())
 
 
-@register_method(
+@baseline(
     "fpgm",
-    family="baseline",
-    summary="He et al. 2019: filters nearest the layer's geometric median go first, same ratio per layer",
+    "He et al. 2019: filters nearest the layer's geometric median go first, same ratio per layer",
     p=2,
 )
 def fpgm_method(ctx: SearchContext) -> SearchResult:
@@ -225,10 +223,9 @@ def taylor_gate_importance(ctx: SearchContext, batches: int) -> tuple[dict[str, 
     return {gid: (t / n).float() for gid, t in total.items()}, n, images
 
 
-@register_method(
+@baseline(
     "taylor",
-    family="baseline",
-    summary="Molchanov et al. 2019: (sum of w*g)^2 of BN gates per minibatch, averaged, global ranking",
+    "Molchanov et al. 2019: (sum of w*g)^2 of BN gates per minibatch, averaged, global ranking",
     batches=32,
 )
 def taylor_method(ctx: SearchContext) -> SearchResult:
@@ -256,11 +253,10 @@ def bn_gamma_scores(space: PruningSpace) -> dict[str, torch.Tensor]:
     return out
 
 
-@register_method(
+@baseline(
     "slimming",
-    family="baseline",
+    "Liu et al. 2017: L1 on BN scales during sparsity training, one global threshold on raw |gamma|",
     trains_weights=True,
-    summary="Liu et al. 2017: L1 on BN scales during sparsity training, one global threshold on raw |gamma|",
     **SPARSITY,
     reg=1e-4,
     weight_decay=1e-4,
@@ -328,12 +324,10 @@ class GrowingL2:
                 module.weight.grad[i] += reg * module.weight[i]
 
 
-@register_method(
+@baseline(
     "greg",
-    family="baseline",
+    "Wang et al. 2021 (GReg-1): to-prune filters fixed up front by L1, an L2 penalty on them grows to a ceiling",
     trains_weights=True,
-    summary="Wang et al. 2021 (GReg-1): to-prune filters fixed up front by L1, "
-    "an L2 penalty on them grows to a ceiling",
     **SPARSITY,
     weight_decay=1e-4,
     delta_reg=0.05,
@@ -461,12 +455,10 @@ def progressive_prune(ctx: SearchContext, importance, steps: int, normalizer: st
     }
 
 
-@register_method(
+@baseline(
     "depgraph",
-    family="baseline",
+    "Fang et al. 2023: group-norm sparsity learning, then progressive global pruning (reference implementation)",
     trains_weights=True,
-    summary="Fang et al. 2023: group-norm sparsity learning, "
-    "then progressive global pruning (reference implementation)",
     **SPARSITY,
     reg=5e-4,
     weight_decay=0.0,

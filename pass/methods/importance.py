@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from . import SearchContext, SearchResult, cost, register_method
+from . import SearchContext, SearchResult, baseline, cost
 
 
 def group_scores(ctx: SearchContext, importance) -> dict[str, torch.Tensor]:
     return {g.id: importance(g.tp_group).detach().float().cpu() for g in ctx.space.groups}
 
 
-@register_method("random", family="baseline", summary="uniformly random channel scores, global ranking")
+@baseline("random", "uniformly random channel scores, global ranking")
 def random_method(ctx: SearchContext) -> SearchResult:
     gen = torch.Generator().manual_seed(ctx.seed)
     scores = {g.id: torch.rand(g.size, generator=gen) for g in ctx.space.groups}
@@ -62,13 +62,12 @@ _TP_ONE_SHOT = {
     ),
 }
 for _name, (_summary, _make, _uniform, _defaults) in _TP_ONE_SHOT.items():
-    register_method(_name, family="baseline", summary=_summary, **_defaults)(_one_shot(_make, _uniform))
+    baseline(_name, _summary, **_defaults)(_one_shot(_make, _uniform))
 
 
-@register_method(
+@baseline(
     "taylor_tp",
-    family="baseline",
-    summary="Torch-Pruning style Taylor: |w * dL/dw| of gradients summed over batches, global ranking",
+    "Torch-Pruning style Taylor: |w * dL/dw| of gradients summed over batches, global ranking",
     batches=8,
 )
 def taylor_method(ctx: SearchContext) -> SearchResult:

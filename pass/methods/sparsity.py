@@ -21,7 +21,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..engine import TrainConfig, train
-from . import SearchContext, SearchResult, cost, register_method
+from . import SearchContext, SearchResult, baseline, cost
 from .importance import group_scores
 
 
@@ -83,16 +83,20 @@ def _ignored(ctx: SearchContext):
     return [dict(ctx.model.named_modules())[ctx.space.classifier]]
 
 
-def _sparsity_method(make_importance, make_pruner, update_every: bool = False):
-    """Torch-Pruning's regulariser during sparsity training (``epochs`` > 0), then its importance ranked globally."""
+def _sparsity_method(make_importance, pruner_cls):
+    """Torch-Pruning's regulariser during sparsity training (``epochs`` > 0), then its importance ranked globally.
+
+    The pruner class is the regulariser; it gets the method's own penalty options (``reg``, and GReg's
+    ``delta_reg``), and a method with ``update_every`` has its growing penalty updated that often."""
 
     def method(ctx: SearchContext) -> SearchResult:
         imp = make_importance()
         info = cost()
         if ctx.options["epochs"] > 0:
-            pruner = make_pruner(ctx.model, ctx.space.example_inputs.to(ctx.device), imp, ctx.options, _ignored(ctx))
-            every = ctx.options["update_every"] if update_every else 0
-            info = _sparsity_train(ctx, pruner, update_every=every)
+            penalty = {k: ctx.options[k] for k in ("reg", "delta_reg") if k in ctx.options}
+            x = ctx.space.example_inputs.to(ctx.device)
+            pruner = pruner_cls(ctx.model, x, importance=imp, ignored_layers=_ignored(ctx), **penalty)
+            info = _sparsity_train(ctx, pruner, update_every=ctx.options.get("update_every", 0))
         scores = group_scores(ctx, imp)
         select = ctx.space.select_global(scores, ctx.target)
         return SearchResult(select, info, weights_changed=ctx.options["epochs"] > 0)
@@ -101,33 +105,26 @@ def _sparsity_method(make_importance, make_pruner, update_every: bool = False):
 
 
 _TRAINING = {"epochs": 1, "lr": 0.01, "no_weight_decay": False, "max_steps_per_epoch": None}
-#: name -> (summary, importance, pruner (its regulariser), GReg's growing penalty?, option defaults)
+#: name -> (summary, importance, Torch-Pruning pruner class (its regulariser), option defaults)
 _TP_SPARSITY = {
     "bn_scale_tp": (
         "Torch-Pruning style slimming: L1 on BN scales, group-normalised |gamma|, global ranking",
         tp.importance.BNScaleImportance,
-        lambda m, x, imp, o, ign: tp.pruner.BNScalePruner(m, x, importance=imp, reg=o["reg"], ignored_layers=ign),
-        False,
+        tp.pruner.BNScalePruner,
         {**_TRAINING, "reg": 1e-4},
-    ),
-    "depgraph_tp": (
-        "Torch-Pruning style DepGraph: group-norm sparsity learning, then one-shot group L2 ranking",
-        lambda: tp.importance.GroupMagnitudeImportance(p=2),
-        lambda m, x, imp, o, ign: tp.pruner.GroupNormPruner(m, x, importance=imp, reg=o["reg"], ignored_layers=ign),
-        False,
-        {**_TRAINING, "reg": 5e-4},
     ),
     "greg_tp": (
         "Torch-Pruning GrowingRegPruner: an L2 penalty growing on low-norm channels, target-agnostic",
         lambda: tp.importance.GroupMagnitudeImportance(p=2),
-        lambda m, x, imp, o, ign: tp.pruner.GrowingRegPruner(
-            m, x, importance=imp, reg=o["reg"], delta_reg=o["delta_reg"], ignored_layers=ign
-        ),
-        True,
+        tp.pruner.GrowingRegPruner,
         {**_TRAINING, "reg": 1e-4, "delta_reg": 1e-4, "update_every": 10},
     ),
+    "depgraph_tp": (
+        "Torch-Pruning style DepGraph: group-norm sparsity learning, then one-shot group L2 ranking",
+        lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        tp.pruner.GroupNormPruner,
+        {**_TRAINING, "reg": 5e-4},
+    ),
 }
-for _name, (_summary, _imp, _pruner, _grows, _defaults) in _TP_SPARSITY.items():
-    register_method(_name, family="baseline", trains_weights=True, summary=_summary, **_defaults)(
-        _sparsity_method(_imp, _pruner, _grows)
-    )
+for _name, (_summary, _imp, _pruner, _defaults) in _TP_SPARSITY.items():
+    baseline(_name, _summary, trains_weights=True, **_defaults)(_sparsity_method(_imp, _pruner))

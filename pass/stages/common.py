@@ -90,6 +90,33 @@ def start_job(job: Job):
     return t0, device, load_data(job.settings.data, job.dataset, job.seed)
 
 
+def job_trainer(job: Job, run, data, device):
+    """``engine.train`` bound to one job: its data, device and seed, resume checkpoints in ``job.out`` and
+    every epoch logged to the job's MLflow run. Each stage trains through this, so they checkpoint and log
+    alike; ``log_prefix`` keeps a second training phase's curves (scratch's pretraining) apart."""
+    from ..engine import train
+
+    def fit(model, cfg, checkpoint: str, *, desc: str, fingerprint: str, log_prefix: str = "", **kw):
+        def log(r: dict) -> None:
+            rec = {f"{log_prefix}{k}": v for k, v in r.items() if k != "epoch"} if log_prefix else r
+            run.log_metrics(rec, r["epoch"])
+
+        return train(
+            model,
+            data,
+            cfg,
+            device=device,
+            seed=job.seed,
+            checkpoint=job.out / checkpoint,
+            on_epoch=log,
+            desc=desc,
+            fingerprint=fingerprint,
+            **kw,
+        )
+
+    return fit
+
+
 def fingerprint(*parts: Any) -> str:
     """Digest of what a training run depends on (settings, structure, starting weights' file): a resume
     checkpoint written under another fingerprint is not resumed from."""

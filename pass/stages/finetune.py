@@ -14,7 +14,7 @@ from ..checkpoint import build, example_input, load_dense, save_pruned
 from ..files import provenance, read_json_checked
 from ..records import write_record
 from ..settings import TrainSettings
-from .common import Job, drop_checkpoint, fingerprint, start_job
+from .common import Job, drop_checkpoint, fingerprint, job_trainer, start_job
 from .search import COST_KEYS
 
 
@@ -137,7 +137,7 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     chance, by construction. The dense model's own ImageNet pretraining (``pretrained: true``) is not
     counted in that budget.
     """
-    from ..engine import evaluate, recalibrate_bn, train
+    from ..engine import evaluate, recalibrate_bn
     from ..methods.passnet.prompted import FinetunePrompt
     from ..metrics import interleaved_latency
     from ..structure import PruningSpace, conv_linear_macs, count_macs_params, prune_model
@@ -180,35 +180,26 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
         before_val = evaluate(net, data.val, device, cfg.eval_batch_size)
         before_test = evaluate(net, data.test, device, cfg.eval_batch_size)
         before_test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, before_test)
+        fit = job_trainer(job, run, data, device)
+        key = (job.dataset, job.arch, job.seed, job.raw, kept)
         pre = None
         if scratch:  # phase 1: the dense model's pretraining recipe, from the fresh init; phase 2 is below
             pre_cfg = pretrain_recipe(dense_metrics)
-            pre = train(
+            pre = fit(
                 pruned,
-                data,
                 pre_cfg,
-                device=device,
-                seed=job.seed,
-                checkpoint=out / "scratch_ckpt.pt",
-                on_epoch=lambda r: run.log_metrics(
-                    {f"scratch_{k}": v for k, v in r.items() if k != "epoch"}, r["epoch"]
-                ),
+                "scratch_ckpt.pt",
+                log_prefix="scratch_",
                 desc=f"scratch {method}@{job.target}",
-                fingerprint=fingerprint(
-                    "scratch", job.dataset, job.arch, job.seed, job.raw, kept, pre_cfg, search["search_seconds"]
-                ),
+                fingerprint=fingerprint("scratch", *key, pre_cfg, search["search_seconds"]),
             )
-        res = train(
+        res = fit(
             net,
-            data,
             cfg,
-            device=device,
-            seed=job.seed,
-            checkpoint=out / "finetune_ckpt.pt",
+            "finetune_ckpt.pt",
             **vp.train_kwargs(pruned),
-            on_epoch=lambda r: run.log_metrics(r, r["epoch"]),
             desc=f"finetune {method}@{job.target}",
-            fingerprint=fingerprint(job.dataset, job.arch, job.seed, job.raw, kept, search["search_seconds"]),
+            fingerprint=fingerprint(*key, search["search_seconds"]),
         )
         test = evaluate(net, data.test, device, cfg.eval_batch_size)
         test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, test)

@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import build, example_input, save_dense
 from ..files import provenance
 from ..records import write_record
-from .common import Job, drop_checkpoint, fingerprint, start_job
+from .common import Job, drop_checkpoint, fingerprint, job_trainer, start_job
 
 
 def model_kwargs(job: Job, data) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def model_kwargs(job: Job, data) -> dict[str, Any]:
 
 def run_pretrain(job: Job) -> dict[str, Any]:
     """Train (or fine-tune from ImageNet weights) the dense model, choose its epoch on validation, test once."""
-    from ..engine import evaluate, train
+    from ..engine import evaluate
     from ..structure import conv_linear_macs, count_macs_params
     from ..tracking import JobRun
 
@@ -33,18 +33,10 @@ def run_pretrain(job: Job) -> dict[str, Any]:
     cfg = job.settings.train
     out = job.out
     run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/dense"
+    key = (job.dataset, job.arch, job.seed, job.raw)
     with JobRun(job.settings.tracking, run_name, job.tags(method="dense"), job.raw) as run:
-        res = train(
-            model,
-            data,
-            cfg,
-            device=device,
-            seed=job.seed,
-            checkpoint=out / "train_ckpt.pt",
-            on_epoch=lambda r: run.log_metrics(r, r["epoch"]),
-            desc=f"pretrain {job.arch}",
-            fingerprint=fingerprint(job.dataset, job.arch, job.seed, job.raw),
-        )
+        fit = job_trainer(job, run, data, device)
+        res = fit(model, cfg, "train_ckpt.pt", desc=f"pretrain {job.arch}", fingerprint=fingerprint(*key))
         test = evaluate(model, data.test, device, cfg.eval_batch_size)
         cpu = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
         x0 = example_input(data)
