@@ -383,6 +383,14 @@ STUDY_DIR = f"results/{STUDY}"
 DENSE_DIR = "results/_dense/{dataset}/{arch}/seed{seed}/{dense_id}"
 RUN_DIR = f"{STUDY_DIR}/{{dataset}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}"
 SEARCH_DIR = f"{RUN_DIR}/search"
+# Transfer runs (the kinds are described in transfer.smk): a transfer run's folder sits beside the ordinary
+# runs', named by its kind, method and source, which the rules read as three wildcards.
+XFER = "xfer_{kind}-{method}-from-{source}"
+XFER_DIR = RUN_DIR.replace("{method}", XFER)
+XFER_FINETUNED_KINDS = (
+    "hypernet",
+    "random_widths",
+)  # searched by a transfer rule, fine-tuned by the shared one
 LOGS = f"{STUDY_DIR}/logs"
 BENCH = f"{STUDY_DIR}/benchmarks"
 SUMMARY = f"{STUDY_DIR}/summary.csv"
@@ -530,22 +538,6 @@ def search_args(wc, input):
     if "reference" in input.keys():
         args += f" --reference {input.reference}"
     return args
-
-
-# Transfer kinds. structure: the source's kept channels on the target's dense model; hypernet: the source's
-# hypernetwork with a new prompt learned on the target; random_widths: random channels at the source
-# structure's per-group widths (a control); target_search: the method searched on the target itself (the
-# reference transfer is judged against; an ordinary run of that method on the target dataset).
-XFER = "xfer_{kind}-{method}-from-{source}"
-
-
-def transfer_args(wc):
-    """Transfer runs are fine-tuned by the shared rule; label them and name their source."""
-    if not wc.method.startswith("xfer_"):
-        return ""
-    kind, rest = wc.method[len("xfer_") :].split("-", 1)
-    method, source = rest.split("-from-")
-    return f"--label {method}_{kind}_transfer --source-dataset {source}"
 
 
 def resources_of(stage):

@@ -12,7 +12,7 @@ rule finetune:
     benchmark:
         f"{BENCH}/finetune/{{dataset}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}.tsv"
     wildcard_constraints:
-        method=r"[A-Za-z0-9_]+|xfer_(hypernet|random_widths)-[A-Za-z0-9_]+-from-[A-Za-z0-9_]+",
+        method=NAME,
     conda:
         "../../environment.yml"
     threads: config["resources"]["finetune"]["threads"]
@@ -22,8 +22,30 @@ rule finetune:
         settings=settings_finetune,
         out=lambda wc, output: os.path.dirname(output.model),
         search=lambda wc, input: os.path.dirname(input.structure),
-        transfer=transfer_args,
+        transfer="",
     shell:
         "passprune finetune --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
         " --target {wildcards.target} --dense {input.dense} --search {params.search}"
         " {params.transfer} --settings {params.settings:q} --threads {threads} --out {params.out} > {log} 2>&1"
+
+
+use rule finetune as finetune_transfer with:
+    input:
+        dense=dense_model,
+        dense_metrics=dense_metrics,
+        structure=f"{XFER_DIR}/search/structure.json",
+    output:
+        model=f"{XFER_DIR}/model.pt",
+        metrics=f"{XFER_DIR}/metrics.json",
+    log:
+        f"{LOGS}/finetune/{{dataset}}/{{arch}}/seed{{seed}}/{XFER}/macs{{target}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{dataset}}/{{arch}}/seed{{seed}}/{XFER}/macs{{target}}.tsv"
+    wildcard_constraints:
+        method=NAME,
+        kind="|".join(XFER_FINETUNED_KINDS),
+    params:
+        settings=settings_finetune,
+        out=lambda wc, output: os.path.dirname(output.model),
+        search=lambda wc, input: os.path.dirname(input.structure),
+        transfer=lambda wc: f"--label {wc.method}_{wc.kind}_transfer --source-dataset {wc.source}",

@@ -1,4 +1,5 @@
-# Transfer between tasks of the same architecture (see XFER in common.smk for the kinds).
+# Transfer between tasks of the same architecture (folders: XFER_DIR in common.smk). The hypernet and
+# random_widths kinds are fine-tuned by `finetune_transfer` (finetune.smk).
 #  structure:     the source's kept channels, applied to the target's dense model, then the shared fine-tuning.
 #  hypernet:      the source's PASS hypernetwork + encoder, a new prompt learned briefly on the target.
 #  random_widths: random channels at the source structure's per-group widths (control for `structure`).
@@ -6,7 +7,6 @@
 SOURCE_SEARCH = (
     f"{STUDY_DIR}/{{source}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}/search"
 )
-XFER_DIR = f"{STUDY_DIR}/{{dataset}}/{{arch}}/seed{{seed}}/xfer_{{kind}}-{{method}}-from-{{source}}/macs{{target}}"
 XFER_HYPERNET = XFER_DIR.replace("{kind}", "hypernet")
 XFER_RANDOM_WIDTHS = XFER_DIR.replace("{kind}", "random_widths")
 XFER_STRUCTURE = XFER_DIR.replace("{kind}", "structure")
