@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasizes import size_of, split_sizes, steps_per_epoch
+from .settings import JobSettings, TrainSettings
 
 THROUGHPUT = Path(__file__).resolve().parents[1] / "bench" / "throughput.json"
 #: Families whose search length is ``steps`` of the search batch (PASS, its ablations, hypernetwork transfer).
@@ -126,20 +127,23 @@ class Throughput:
 
 
 # ----------------------------------------------------------------------------- work per job
+def _settings(job) -> JobSettings:
+    """The job's typed settings (passprune.settings holds every default, so none is restated here)."""
+    return JobSettings.from_dict(job.settings, job.stage)
+
+
 def _splits(job) -> tuple[dict[str, int], int]:
-    d = job.settings.get("data", {})
-    sizes = split_sizes(job.dataset, d.get("val_size", 0.1), d.get("train_subset"), d.get("test_subset"))
-    return sizes, int(d.get("image_size") or size_of(job.dataset).image_size)
+    d = _settings(job).data
+    sizes = split_sizes(job.dataset, d.val_size, d.train_subset, d.test_subset)
+    return sizes, int(d.image_size or size_of(job.dataset).image_size)
 
 
-def _training(train: dict[str, Any], n: dict[str, int]) -> tuple[float, float]:
+def _training(train: TrainSettings, n: dict[str, int]) -> tuple[float, float]:
     """(train, eval) images of one run of passprune.engine.train: full batches each epoch, val after each epoch."""
-    epochs, bs = int(train.get("epochs", 1)), int(train.get("batch_size", 128))
+    epochs, bs = int(train.epochs), int(train.batch_size)
     if epochs == 0:
         return 0.0, float(n["val"])
-    return float(epochs * steps_per_epoch(n["train"], bs, train.get("max_steps_per_epoch")) * bs), float(
-        epochs * n["val"]
-    )
+    return float(epochs * steps_per_epoch(n["train"], bs, train.max_steps_per_epoch) * bs), float(epochs * n["val"])
 
 
 def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -154,16 +158,17 @@ def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, An
     return spec.family, {**spec.defaults, **(given or {})}
 
 
-def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, dict[str, Any]]) -> Work:
+def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSettings]) -> Work:
     """The images one planned job processes. ``bases`` maps (dataset, arch, seed, label, target) to the registered
     method of that run (from the plan's search jobs); ``dense_train`` (dataset, arch) to the pretraining recipe."""
     n, res = _splits(job)
+    settings = _settings(job)
     if job.stage == "pretrain":
-        train, ev = _training(job.settings.get("train", {}), n)
+        train, ev = _training(settings.train, n)
         return Work(train, ev + n["test"], 1.0, res)
     if job.stage == "search":
-        family, o = _method_options(job.method, job.settings.get("method_options", {}))
-        bs = int(job.settings.get("search", {}).get("batch_size", 128))
+        family, o = _method_options(job.method, settings.method_options)
+        bs = int(settings.search.batch_size)
         if family in STEP_FAMILIES:
             recal = int(o.get("bn_recalibration_batches", 0)) * bs
             ev = float(recal + n["val"])
@@ -171,24 +176,25 @@ def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, dict[str, An
                 ev *= 1 + o["steps"] * (1 - o.get("anneal_frac", 0)) / max(1, o.get("log_every", 1))
             return Work(float(o["steps"] * bs), ev, 1.0, res)
         if "epochs" in o:  # sparsity learning (slimming, GReg, DepGraph and their _tp variants)
-            train, ev = _training(
-                {"epochs": o["epochs"], "batch_size": bs, "max_steps_per_epoch": o.get("max_steps_per_epoch")}, n
+            sparsity = TrainSettings(
+                epochs=o["epochs"], batch_size=bs, max_steps_per_epoch=o.get("max_steps_per_epoch")
             )
+            train, ev = _training(sparsity, n)
             return Work(train, ev, 1.0, res)
         if "batches" in o:  # Taylor: gradients over minibatches
             return Work(float(o["batches"] * bs), 0.0, 1.0, res)
         return Work(0.0, 0.0, 1.0, res)  # weight criteria: seconds
     if job.stage == "finetune":
-        t = job.settings.get("train", {})
+        t = settings.finetune
         f = float(job.target or 1.0)
         train, ev = _training(t, n)
         if bases.get((job.dataset, job.arch, job.seed, job.label, job.target)) == "scratch":
-            more, more_ev = _training(dense_train.get((job.dataset, job.arch), {}), n)
+            more, more_ev = _training(dense_train.get((job.dataset, job.arch), TrainSettings()), n)
             train, ev = train + more, ev + more_ev
-        recal = int(t.get("bn_recalibration_batches", 0)) * int(t.get("batch_size", 128))
-        lat = job.settings.get("latency", {})
+        recal = t.bn_recalibration_batches * t.batch_size
+        lat = settings.latency
         # the latency runs time the dense net and the pruned one: (1 + f) dense-equivalents per image, over f
-        latency = lat.get("repeats", 20) * sum(lat.get("batch_sizes", [])) * (1 + f) / f if lat.get("enabled") else 0.0
+        latency = lat.repeats * sum(lat.batch_sizes) * (1 + f) / f if lat.enabled else 0.0
         # before fine-tuning: val (raw), BN re-estimation, val + test; after: test; latency: dense + pruned nets
         return Work(train, ev + recal + 2 * n["val"] + 2 * n["test"] + latency, f, res)
     return Work(0.0, 0.0, 1.0, res)
@@ -206,7 +212,7 @@ def _run_label(job) -> str | None:
 def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_S) -> dict[str, Any]:
     """Per-job seconds and per-rule totals of a :class:`passprune.plan.Plan`."""
     bases = {(j.dataset, j.arch, j.seed, _run_label(j), j.target): j.method for j in plan.jobs if j.stage == "search"}
-    dense = {(j.dataset, j.arch): j.settings.get("train", {}) for j in plan.jobs if j.stage == "pretrain"}
+    dense = {(j.dataset, j.arch): _settings(j).train for j in plan.jobs if j.stage == "pretrain"}
     from .methods import list_methods
 
     costs: list[JobCost] = []

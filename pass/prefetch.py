@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .settings import JobSettings
+
 #: Datasets no code can download (licence / account / dead URL): prefetch says where to put them.
 MANUAL = ("tiny_imagenet", "imagenet", "stanford_cars")
 #: Statuses that let the study run.
@@ -48,10 +50,10 @@ def needs(jobs: Iterable[Any]) -> tuple[list[tuple[str, str]], list[tuple[str, s
     the (arch, weights_dir) pairs whose ImageNet checkpoint a dense model starts from."""
     datasets, weights = set(), set()
     for j in jobs:
-        datasets.add((j.dataset, j.settings.get("data", {}).get("root", "data")))
-        model = j.settings.get("model", {})
-        if j.stage == "pretrain" and model.get("pretrained"):
-            weights.add((j.arch, model.get("weights_dir")))
+        s = JobSettings.from_dict(j.settings, j.stage)
+        datasets.add((j.dataset, s.data.root))
+        if j.stage == "pretrain" and s.model.pretrained:
+            weights.add((j.arch, s.model.weights_dir))
     return sorted(datasets), sorted(weights, key=lambda w: (w[0], w[1] or ""))
 
 

@@ -127,11 +127,30 @@ class LatencySettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """Where and how a study is mirrored to MLflow (``passprune.tracking``). Jobs receive it through the
+    environment (``PASSPRUNE_TRACKING``), not their ``--settings``: moving the store must never rerun a job."""
+
+    enabled: bool = True
+    uri: str | None = None  # None: sqlite:///results/mlflow.db; the MLFLOW_TRACKING_URI variable overrides it
+    experiment: str = "passprune"  # prefix: a study logs to <experiment>/<study>
+    log_models: bool = False  # also log each job's model.pt as an artifact
+    sync: bool = True  # `passprune track-sync` at the end of the workflow
+    live: bool = True  # false: jobs write only files; the end-of-workflow sync mirrors them
+    state_file: str = "results/mlflow_study.json"  # set by the workflow to its study's (not a config key)
+
+    @classmethod
+    def of(cls, given: TrackingSettings | dict[str, Any] | None) -> TrackingSettings:
+        """Parse a config's ``tracking`` mapping (unknown keys rejected); an instance passes through."""
+        return given if isinstance(given, cls) else parse(cls, given, "tracking")
+
+
+@dataclass(frozen=True)
 class JobSettings:
     """Everything one job reads from ``--settings`` (the sections a stage does not use stay at defaults).
 
-    ``tracking`` stays a plain mapping: it is the MLflow mirror's own business (``passprune.tracking``), and
-    it reaches jobs through the environment, not through settings that decide reruns.
+    ``tracking`` reaches jobs through the environment, not through settings that decide reruns
+    (``stages.common.parse_settings`` merges it in).
     """
 
     device: str = "auto"
@@ -144,7 +163,7 @@ class JobSettings:
     search: SearchSettings = field(default_factory=SearchSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
     method_options: dict[str, Any] = field(default_factory=dict)
-    tracking: dict[str, Any] | None = None
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -157,7 +176,8 @@ class JobSettings:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"settings: unknown keys {unknown}; known: {sorted(known)}")
-        kw: dict[str, Any] = {k: d[k] for k in ("device", "threads", "keep_checkpoints", "tracking") if k in d}
+        kw: dict[str, Any] = {k: d[k] for k in ("device", "threads", "keep_checkpoints") if k in d}
+        kw["tracking"] = TrackingSettings.of(d.get("tracking"))
         kw["data"] = parse(DataSettings, d.get("data"), "data")
         kw["model"] = parse(ModelSettings, d.get("model"), "model")
         kw["search"] = parse(SearchSettings, d.get("search"), "search")
@@ -182,4 +202,5 @@ SECTIONS: dict[str, type] = {
     "finetune": FinetuneSettings,
     "search": SearchSettings,
     "latency": LatencySettings,
+    "tracking": TrackingSettings,
 }

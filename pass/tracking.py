@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .files import atomic_write_json, git_state, read_json
+from .settings import TrackingSettings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # MLflow's HTTP client retries 7 times with exponential back-off by default (minutes against a dead server,
@@ -63,12 +64,12 @@ def _warn(what: str, err: BaseException) -> None:
 
 
 # ----------------------------------------------------------------------------- where things are
-def tracking_uri(settings: dict | None = None) -> str | None:
+def tracking_uri(settings: TrackingSettings | dict | None = None) -> str | None:
     """``None`` disables tracking. Env var MLFLOW_TRACKING_URI wins over the config."""
-    settings = settings or {}
-    if not settings.get("enabled", True):
+    settings = TrackingSettings.of(settings)
+    if not settings.enabled:
         return None
-    return os.environ.get("MLFLOW_TRACKING_URI") or settings.get("uri") or DEFAULT_URI
+    return os.environ.get("MLFLOW_TRACKING_URI") or settings.uri or DEFAULT_URI
 
 
 def is_http(uri: str) -> bool:
@@ -546,25 +547,27 @@ class JobRun:
     ``tracking.log_models``), filling in any epoch that was not logged live.
     """
 
-    def __init__(self, settings: dict | None, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: TrackingSettings | dict | None, run_name: str, tags: dict[str, Any], params: dict[str, Any]
+    ) -> None:
         self.run = None
         self.client = None
-        self.settings = settings or {}
+        self.settings = TrackingSettings.of(settings)
         self.run_name = run_name
-        self.uri = tracking_uri(settings)
-        if self.uri is None or self.settings.get("live", True) is False:
+        self.uri = tracking_uri(self.settings)
+        if self.uri is None or not self.settings.live:
             # live: false -- the job only writes its files; `passprune track-sync` mirrors them when the workflow
             # ends (no mlflow import, no store round-trips: seconds per job on a small machine)
             return
         try:
-            state_file = self.settings.get("state_file", "results/mlflow_study.json")
+            state_file = self.settings.state_file
             state = read_json(state_file) if Path(state_file).exists() else None
             self.client = client_for(self.uri)
             if state and state.get("uri") == self.uri:
                 exp_id = state["experiment_id"]
                 tags = {**tags, "mlflow.parentRunId": state["parent_run_id"]}
             else:  # run outside Snakemake: create (or find) the experiment here
-                name = self.settings.get("experiment", "passprune")
+                name = self.settings.experiment
                 exp = self.client.get_experiment_by_name(name)
                 exp_id = exp.experiment_id if exp else self.client.create_experiment(name)
             self.run = self.client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
@@ -617,7 +620,7 @@ class JobRun:
         if self.run is None:
             return
         log = _stdout_file()
-        record = job_record(out_dir, log_models=bool(self.settings.get("log_models", False)), log_file=log)
+        record = job_record(out_dir, log_models=self.settings.log_models, log_file=log)
         if record is None:
             print(f"[tracking] {out_dir} holds no finished job's files; nothing logged", file=sys.stderr)
             return

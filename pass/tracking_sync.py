@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .files import read_json
+from .settings import TrackingSettings
 from .tracking import (
     ARTIFACT_DIR,
     DIGEST_TAG,
@@ -105,7 +106,7 @@ class Study:
 
     @property
     def log_models(self) -> bool:
-        return bool(self.config.get("tracking", {}).get("log_models", False))
+        return TrackingSettings.of(self.config.get("tracking")).log_models
 
 
 def open_study(study_dir: str | Path, uri: str | None = None, create: bool = True) -> Study:
@@ -120,13 +121,16 @@ def open_study(study_dir: str | Path, uri: str | None = None, create: bool = Tru
     state_file = study_dir / STATE_NAME
     info = study_info(state_file)
     config = info.get("config") or {}
-    tracking = config.get("tracking") or {}
+    tracking = TrackingSettings.of(config.get("tracking"))
     state = read_json(state_file) if state_file.is_file() else {}
     uri = (
-        uri or os.environ.get("MLFLOW_TRACKING_URI") or state.get("uri") or tracking_uri({**tracking, "enabled": True})
+        uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or state.get("uri")
+        or tracking_uri(replace(tracking, enabled=True))
     )
     study = info.get("study") or state.get("study") or study_dir.name
-    experiment = tracking.get("experiment", "passprune")
+    experiment = tracking.experiment
     if not info and not state:
         raise FileNotFoundError(
             f"{state_file.with_name('study.json')} and {state_file.name} are missing: the workflow's "

@@ -19,6 +19,7 @@ from passprune.settings import (
     JobSettings,
     LatencySettings,
     SearchSettings,
+    TrackingSettings,
     TrainSettings,
     defaults_of,
 )
@@ -33,18 +34,22 @@ SECTIONS = {
     "train": (DEFS["train"], FinetuneSettings),  # the shared train definition also carries the finetune-only key
     "search": (PROPS["search"], SearchSettings),
     "latency": (PROPS["latency"], LatencySettings),
+    "tracking": (PROPS["tracking"], TrackingSettings),
 }
 
 
 #: Study-level keys the workflow resolves before any job sees them (workflow/rules/common.smk):
 #: search.epochs becomes the PASS family's ``steps`` option.
 STUDY_LEVEL = {"search": {"epochs"}}
+#: Job-level keys the workflow sets, not the user: the study's MLflow state file.
+WORKFLOW_SET = {"tracking": {"state_file"}}
 
 
 @pytest.mark.parametrize("name", sorted(SECTIONS))
 def test_schema_properties_equal_the_dataclass_fields(name):
     schema, cls = SECTIONS[name]
-    assert set(schema["properties"]) - STUDY_LEVEL.get(name, set()) == {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)} - WORKFLOW_SET.get(name, set())
+    assert set(schema["properties"]) - STUDY_LEVEL.get(name, set()) == fields
 
 
 @pytest.mark.parametrize("name", sorted(SECTIONS))
@@ -75,6 +80,7 @@ def test_finetune_settings_are_train_settings_plus_bn_recalibration():
         ({"train": {"epochs": 1, "bn_recalibration_batches": 5}}, "a fine-tuning option"),
         ({"train": {"schedule": "linear"}}, "train.schedule"),
         ({"data": 3}, "settings data: expected an object"),
+        ({"tracking": {"enabled": True, "lve": False}}, r"settings tracking: unknown keys \['lve'\]"),
     ],
 )
 def test_unknown_or_misplaced_keys_fail_with_their_name(bad, match):
