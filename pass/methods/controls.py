@@ -30,7 +30,7 @@ from . import SearchContext, SearchResult, control, cost
 def reference_structure(ctx: SearchContext, method: str) -> Structure:
     """The reference run's kept channels, checked against this search (same groups, sizes and target)."""
     ref: dict[str, Any] | None = ctx.reference
-    want = ctx.options.get("reference", "pass")
+    want = ctx.options["reference"]
     if ref is None:
         raise ValueError(
             f"{method} needs a reference structure: pass `passprune search --reference PATH` with the "
