@@ -107,8 +107,13 @@ def artifact_repo(uri: str, artifact_uri: str):
 
 
 def client_for(uri: str):
+    """An MLflow client of ``uri``. A relative SQLite path is made absolute against the current directory first:
+    MLflow caches one store per URI string for the life of the process, so ``sqlite:///results/mlflow.db``
+    opened in one directory would otherwise keep answering from that directory's file after a chdir."""
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
     return MlflowClient(uri)
 
 

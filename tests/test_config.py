@@ -333,7 +333,8 @@ def _expected_test_jobs(cfg: dict) -> dict[str, int]:
         "pretrain": n_grid + dense_extra,
         "search_pass": n_grid * n_pass * n_t + n_sources,
         "search": n_grid * n_base * n_t,
-        "finetune": n_grid * len(cfg["methods"]) * n_t + n_hyper,
+        "finetune": n_grid * len(cfg["methods"]) * n_t,
+        "finetune_transfer": n_hyper,  # the hypernet kind's own search on the target, then fine-tuned
         "transfer_hypernet_search": n_hyper,
         "transfer_structure": n_struct,
         "aggregate": 1,

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from passprune.files import atomic_write_json
 from passprune.tracking import (
     JobRun,
+    client_for,
     close_study,
     init_study,
     job_log_candidates,
@@ -226,7 +227,7 @@ def test_verify_reports_losses_and_sync_restores_them_idempotently(sqlite_study,
     monkeypatch.chdir(work)
     uri = "sqlite:///results/mlflow.db"
     study = open_study(Path("results/s16"), uri=uri)
-    client = MlflowClient(uri)
+    client = client_for(uri)  # relative SQLite URI: resolved here, not from MLflow's per-URI cache
     runs = {r.info.run_name: r for r in client.search_runs([study.state["experiment_id"]])}
     # lose things: one run entirely, one artifact, metric points of another (as a dead server would)
     gone = runs["fashion_mnist/resnet20/seed5/l1/macs0.5"]
@@ -314,3 +315,17 @@ def test_live_false_jobs_only_write_files_and_sync_mirrors_them(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
     assert not (tmp_path / "m.db").exists()
+
+
+def test_a_relative_sqlite_uri_follows_the_working_directory(tmp_path, monkeypatch):
+    """MLflow caches one store per URI string in a process: without resolving, ``sqlite:///results/mlflow.db``
+    opened in one study folder kept answering from it after a chdir (two test_tracking tests read another
+    test's store that way in the full suite)."""
+    for name in ("a", "b"):
+        (tmp_path / name / "results").mkdir(parents=True)
+        monkeypatch.chdir(tmp_path / name)
+        client_for("sqlite:///results/mlflow.db").create_experiment(f"only-in-{name}")
+    for name, other in (("a", "b"), ("b", "a")):
+        monkeypatch.chdir(tmp_path / name)
+        names = {e.name for e in client_for("sqlite:///results/mlflow.db").search_experiments()}
+        assert f"only-in-{name}" in names and f"only-in-{other}" not in names
