@@ -132,8 +132,8 @@ def _settings(job) -> JobSettings:
     return JobSettings.from_dict(job.settings, job.stage)
 
 
-def _splits(job) -> tuple[dict[str, int], int]:
-    d = _settings(job).data
+def _splits(job, settings: JobSettings) -> tuple[dict[str, int], int]:
+    d = settings.data
     sizes = split_sizes(job.dataset, d.val_size, d.train_subset, d.test_subset)
     return sizes, int(d.image_size or size_of(job.dataset).image_size)
 
@@ -161,8 +161,8 @@ def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, An
 def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSettings]) -> Work:
     """The images one planned job processes. ``bases`` maps (dataset, arch, seed, label, target) to the registered
     method of that run (from the plan's search jobs); ``dense_train`` (dataset, arch) to the pretraining recipe."""
-    n, res = _splits(job)
     settings = _settings(job)
+    n, res = _splits(job, settings)
     if job.stage == "pretrain":
         train, ev = _training(settings.train, n)
         return Work(train, ev + n["test"], 1.0, res)

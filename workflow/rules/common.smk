@@ -387,10 +387,8 @@ SEARCH_DIR = f"{RUN_DIR}/search"
 # runs', named by its kind, method and source, which the rules read as three wildcards.
 XFER = "xfer_{kind}-{method}-from-{source}"
 XFER_DIR = RUN_DIR.replace("{method}", XFER)
-XFER_FINETUNED_KINDS = (
-    "hypernet",
-    "random_widths",
-)  # searched by a transfer rule, fine-tuned by the shared one
+# kinds searched by a transfer rule, then fine-tuned by `finetune_transfer`
+XFER_FINETUNED_KINDS = ("hypernet", "random_widths")
 LOGS = f"{STUDY_DIR}/logs"
 BENCH = f"{STUDY_DIR}/benchmarks"
 SUMMARY = f"{STUDY_DIR}/summary.csv"
