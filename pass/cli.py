@@ -153,22 +153,37 @@ CORE_COMMANDS = frozenset(
 
 
 def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``with_modules=False`` leaves out the tool modules' subcommands, so a job stage
+    parses its arguments without importing them (see :data:`CORE_COMMANDS`)."""
     p = argparse.ArgumentParser(prog="passprune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="stage", required=True)
+    _add_job_commands(sub)
+    _add_table_commands(sub)
+    _add_tracking_commands(sub)
+    for module in COMMAND_MODULES if with_modules else ():  # subcommands that live beside their concept
+        import importlib
 
-    def job(name: str, fn, help_: str) -> argparse.ArgumentParser:
-        q = sub.add_parser(name, help=help_)
-        q.add_argument("--dataset", required=True)
-        q.add_argument("--arch", required=True)
-        q.add_argument("--seed", type=int, required=True)
-        q.add_argument("--settings", default="{}", help="resolved settings as JSON, or @file.json")
-        q.add_argument("--threads", type=int, default=None, help="torch threads (overrides settings' threads)")
-        q.add_argument("--out", required=True, help="output folder")
-        q.set_defaults(fn=fn)
-        return q
+        importlib.import_module(f"passprune.{module}").add_commands(sub)
+    return p
 
-    job("pretrain", cmd_pretrain, "train the dense model")
-    q = job("search", cmd_search, "choose the kept channels at a MACs target")
+
+def _job_parser(sub: argparse._SubParsersAction, name: str, fn, help_: str) -> argparse.ArgumentParser:
+    """A job stage's subcommand with the arguments every job shares, so the three stages name them alike."""
+    q = sub.add_parser(name, help=help_)
+    q.add_argument("--dataset", required=True)
+    q.add_argument("--arch", required=True)
+    q.add_argument("--seed", type=int, required=True)
+    q.add_argument("--settings", default="{}", help="resolved settings as JSON, or @file.json")
+    q.add_argument("--threads", type=int, default=None, help="torch threads (overrides settings' threads)")
+    q.add_argument("--out", required=True, help="output folder")
+    q.set_defaults(fn=fn)
+    return q
+
+
+def _add_job_commands(sub: argparse._SubParsersAction) -> None:
+    """``pretrain``, ``search`` and ``finetune``: the stages Snakemake runs as jobs, each with its own inputs."""
+    _job_parser(sub, "pretrain", cmd_pretrain, "train the dense model")
+    q = _job_parser(sub, "search", cmd_search, "choose the kept channels at a MACs target")
     q.add_argument("--method", required=True)
     q.add_argument("--target", type=float, required=True, help="fraction of dense MACs to keep, in (0, 1]")
     q.add_argument("--dense", required=True, help="dense model.pt")
@@ -185,7 +200,7 @@ def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
         help="structure.json of a reference run (same dataset, arch, seed, target): the per-group widths "
         "the controls random_widths and scratch reuse",
     )
-    q = job("finetune", cmd_finetune, "prune physically, fine-tune, evaluate")
+    q = _job_parser(sub, "finetune", cmd_finetune, "prune physically, fine-tune, evaluate")
     q.add_argument("--target", type=float, required=True)
     q.add_argument("--dense", required=True, help="dense model.pt of this dataset")
     q.add_argument("--search", required=True, help="search folder with structure.json and search.json")
@@ -196,6 +211,10 @@ def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
         action="store_true",
         help="use only the kept channels from --search, starting from this dataset's dense weights",
     )
+
+
+def _add_table_commands(sub: argparse._SubParsersAction) -> None:
+    """``aggregate``, ``report``, ``claims`` and ``list``: commands that read results or registries, not jobs."""
     q = sub.add_parser("aggregate", help="one tidy row per finished run -> summary.csv")
     q.add_argument("inputs", nargs="+", help="metrics.json files")
     q.add_argument("--out", required=True)
@@ -217,6 +236,11 @@ def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_claims)
     q = sub.add_parser("list", help="registered models, datasets and methods (with their options)")
     q.set_defaults(fn=cmd_list)
+
+
+def _add_tracking_commands(sub: argparse._SubParsersAction) -> None:
+    """``track-init`` and ``track-close``: the study run's ends, core commands because the workflow's start and
+    end hooks call them (``track-sync`` and ``track-verify`` live in :mod:`passprune.tracking_cli`)."""
     q = sub.add_parser("track-init", help="create the MLflow store, experiment and study run once")
     q.add_argument("--uri", required=True)
     q.add_argument("--experiment", default="passprune")
@@ -227,11 +251,6 @@ def get_parser(with_modules: bool = True) -> argparse.ArgumentParser:
     q.add_argument("--state-file", required=True)
     q.add_argument("--status", choices=["FINISHED", "FAILED"], required=True)
     q.set_defaults(fn=cmd_track_close)
-    for module in COMMAND_MODULES if with_modules else ():  # subcommands that live beside their concept
-        import importlib
-
-        importlib.import_module(f"passprune.{module}").add_commands(sub)
-    return p
 
 
 def main(argv: list[str] | None = None) -> None:
