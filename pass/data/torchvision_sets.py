@@ -158,6 +158,85 @@ def _classes(ds: Any) -> list[str]:
     return [str(c) for c in d.classes]
 
 
+def _open_food101(D: Any, root: Path, download: bool) -> tuple[Any, Any]:
+    """Food-101: the official ``train`` (val is carved from it later) and ``test``."""
+    r = os.fspath(root)
+    looked = [root / "food-101" / "meta", root / "food-101" / "images"]
+    how = "torchvision downloads it with internet access (Food101(root, download=True), ~5 GB)"
+    train = _open("food101", lambda d: D.Food101(r, split="train", download=d), looked, how, download=download)
+    return train, D.Food101(r, split="test")
+
+
+def _open_dtd(D: Any, root: Path, download: bool) -> tuple[Any, Any]:
+    """DTD partition 1: official train and val MERGED (val is carved from the merge, as for every set), test."""
+    r = os.fspath(root)
+    looked = [root / "dtd" / "dtd" / "images", root / "dtd" / "dtd" / "labels"]
+    how = "torchvision downloads it with internet access (DTD(root, download=True))"
+    tr = _open("dtd", lambda d: D.DTD(r, split="train", partition=1, download=d), looked, how, download=download)
+    train = torch.utils.data.ConcatDataset([tr, D.DTD(r, split="val", partition=1)])
+    return train, D.DTD(r, split="test", partition=1)
+
+
+def _open_flowers102(D: Any, root: Path, download: bool) -> tuple[Any, Any]:
+    """Flowers-102: official train and val MERGED (val is carved from the merge, as for every set), test."""
+    r = os.fspath(root)
+    base = root / "flowers-102"
+    looked = [base / "jpg", base / "imagelabels.mat", base / "setid.mat"]
+    how = "torchvision downloads it with internet access (Flowers102(root, download=True))"
+    tr = _open("flowers102", lambda d: D.Flowers102(r, split="train", download=d), looked, how, download=download)
+    train = torch.utils.data.ConcatDataset([tr, D.Flowers102(r, split="val")])
+    return train, D.Flowers102(r, split="test")
+
+
+def _open_oxford_pets(D: Any, root: Path, download: bool) -> tuple[Any, Any]:
+    """Oxford-IIIT Pet with its 37 breed (category) labels: ``trainval`` and ``test``."""
+    r = os.fspath(root)
+    base = root / "oxford-iiit-pet"
+    looked = [base / "images", base / "annotations"]
+    how = "torchvision downloads it with internet access (OxfordIIITPet(root, download=True))"
+
+    def pets(split: str, d: bool = False) -> Any:
+        return D.OxfordIIITPet(r, split=split, target_types="category", download=d)
+
+    train = _open("oxford_pets", lambda d: pets("trainval", d), looked, how, download=download)
+    return train, pets("test")
+
+
+def _open_stanford_cars(D: Any, root: Path, download: bool) -> tuple[Any, Any]:
+    """Stanford Cars: never downloaded (torchvision's download is broken upstream), so the error says how to get it."""
+    del download
+    r = os.fspath(root)
+    base = root / "stanford_cars"
+    looked = [
+        base / "devkit" / "cars_meta.mat",
+        base / "devkit" / "cars_train_annos.mat",
+        base / "cars_train",
+        base / "cars_test",
+        base / "cars_test_annos_withlabels.mat",
+    ]
+    how = (
+        "MANUAL download required: torchvision's StanfordCars download is broken upstream (the "
+        "original Stanford URL is gone, so download=True cannot work). Obtain cars_train.tgz, "
+        "cars_test.tgz, car_devkit.tgz and cars_test_annos_withlabels.mat from a mirror (e.g. "
+        "Kaggle), extract them and arrange them as "
+        f"{base}/{{devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, cars_test/, "
+        "cars_test_annos_withlabels.mat}"
+    )
+    train = _open("stanford_cars", lambda d: D.StanfordCars(r, split="train"), looked, how, download=False)
+    return train, D.StanfordCars(r, split="test")
+
+
+#: Each transfer set's opener: ``(torchvision.datasets, root, download) -> (train, test)``, one per set because
+#: their folder layouts, split names and download support differ.
+_TRANSFER_OPENERS: dict[str, Callable[[Any, Path, bool], tuple[Any, Any]]] = {
+    "food101": _open_food101,
+    "dtd": _open_dtd,
+    "flowers102": _open_flowers102,
+    "oxford_pets": _open_oxford_pets,
+    "stanford_cars": _open_stanford_cars,
+}
+
+
 def load_transfer(
     name: str, root: str | Path, *, image_size: int | None = None, num_workers: int = 0, download: bool | None = None
 ) -> DatasetSource:
@@ -170,57 +249,10 @@ def load_transfer(
     download = downloads_allowed() if download is None else download
 
     root = Path(root)
-    r = os.fspath(root)
     size = 224 if image_size is None else int(image_size)
-    if name == "food101":
-        looked = [root / "food-101" / "meta", root / "food-101" / "images"]
-        how = "torchvision downloads it with internet access (Food101(root, download=True), ~5 GB)"
-        train = _open(name, lambda d: D.Food101(r, split="train", download=d), looked, how, download=download)
-        test = D.Food101(r, split="test")
-    elif name == "dtd":
-        looked = [root / "dtd" / "dtd" / "images", root / "dtd" / "dtd" / "labels"]
-        how = "torchvision downloads it with internet access (DTD(root, download=True))"
-        tr = _open(name, lambda d: D.DTD(r, split="train", partition=1, download=d), looked, how, download=download)
-        train = torch.utils.data.ConcatDataset([tr, D.DTD(r, split="val", partition=1)])
-        test = D.DTD(r, split="test", partition=1)
-    elif name == "flowers102":
-        base = root / "flowers-102"
-        looked = [base / "jpg", base / "imagelabels.mat", base / "setid.mat"]
-        how = "torchvision downloads it with internet access (Flowers102(root, download=True))"
-        tr = _open(name, lambda d: D.Flowers102(r, split="train", download=d), looked, how, download=download)
-        train = torch.utils.data.ConcatDataset([tr, D.Flowers102(r, split="val")])
-        test = D.Flowers102(r, split="test")
-    elif name == "oxford_pets":
-        base = root / "oxford-iiit-pet"
-        looked = [base / "images", base / "annotations"]
-        how = "torchvision downloads it with internet access (OxfordIIITPet(root, download=True))"
-
-        def pets(split: str, d: bool = False) -> Any:
-            return D.OxfordIIITPet(r, split=split, target_types="category", download=d)
-
-        train = _open(name, lambda d: pets("trainval", d), looked, how, download=download)
-        test = pets("test")
-    elif name == "stanford_cars":
-        base = root / "stanford_cars"
-        looked = [
-            base / "devkit" / "cars_meta.mat",
-            base / "devkit" / "cars_train_annos.mat",
-            base / "cars_train",
-            base / "cars_test",
-            base / "cars_test_annos_withlabels.mat",
-        ]
-        how = (
-            "MANUAL download required: torchvision's StanfordCars download is broken upstream (the "
-            "original Stanford URL is gone, so download=True cannot work). Obtain cars_train.tgz, "
-            "cars_test.tgz, car_devkit.tgz and cars_test_annos_withlabels.mat from a mirror (e.g. "
-            "Kaggle), extract them and arrange them as "
-            f"{base}/{{devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, cars_test/, "
-            "cars_test_annos_withlabels.mat}"
-        )
-        train = _open(name, lambda d: D.StanfordCars(r, split="train"), looked, how, download=False)
-        test = D.StanfordCars(r, split="test")
-    else:
+    if name not in _TRANSFER_OPENERS:
         raise KeyError(f"unknown transfer dataset {name!r}")
+    train, test = _TRANSFER_OPENERS[name](D, root, download)
     train_tf, eval_tf = imagenet_style_transforms(size)
     return folder_source(
         name,
