@@ -8,9 +8,9 @@ That is possible because a job's run is a *function of its files* (:func:`job_re
 parameters, metric points and artifacts are all derived from ``metrics.json`` / ``search.json`` /
 ``structure.json``, so the live job, the sync and the verification agree on what "complete" means.
 
-Two races measured with many concurrent jobs (shared/research/mlflow.md) are avoided by design: the store,
-the experiment and the study run are created once before the jobs fan out (``init_study``, from Snakemake's
-``onstart``), and jobs start runs by experiment *id*.
+Two races measured with many concurrent jobs (docs/mlflow.md, "Why the store is set up this way") are avoided
+by design: the store, the experiment and the study run are created once before the jobs fan out
+(``init_study``, from Snakemake's ``onstart``), and jobs start runs by experiment *id*.
 
 Artifacts live under the study's results, by a relative layout: each study's experiment has the artifact
 location ``mlflow-artifacts:/<study>/mlflow``, which is a path *relative to an artifact destination*, never

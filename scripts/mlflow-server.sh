@@ -26,7 +26,7 @@ if [[ "$uri" == postgresql+psycopg://* ]] && ! "$PY" -c "import psycopg" 2>/dev/
   exit 2
 fi
 mkdir -p "$dest"
-# No GenAI job runner (13 extra processes, ~2.4 GB) and no telemetry: shared/research/mlflow.md
+# No GenAI job runner (13 extra processes, ~2.4 GB) and no telemetry: docs/mlflow.md, "Why the store is set up this way"
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true
 exec "$PY" -m mlflow server --backend-store-uri "$uri" --artifacts-destination "$dest" --serve-artifacts \
   --host "${HOST:-127.0.0.1}" --port "${PORT:-5000}" --workers "${WORKERS:-4}" "$@"

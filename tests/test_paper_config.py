@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config" / "paper.yaml"
 SCRATCH = REPO / "config" / "cifar-scratch.yaml"
 PASS_FAMILY = {"pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats"}
-#: VPNs' batch sizes (paper.md 2.2)
+#: VPNs' batch sizes (docs/paper.md §2.2)
 VPNS_BATCH = {"cifar10": 256, "cifar100": 256, "tiny_imagenet": 256, "food101": 256, "dtd": 64, "flowers102": 128}
 
 
@@ -142,7 +142,7 @@ def test_paper_pass_searches_30_epochs_per_dataset(paper):
             "hidden": 256,
             "embed": 256,
             "prompt_width": 16,
-        }  # paper.md 2.4
+        }  # docs/paper.md §2.4
     steps = {j.dataset: j.settings["method_options"]["steps"] for j in pass_jobs}
     assert steps == {
         "cifar10": 30 * 175,

@@ -9,7 +9,7 @@ Switches, each off by default except where the paper states the component:
 * ``bilinear`` [ours]: adds <W_q h_i, phi(stats_ij)>/sqrt(E) to the scores, which ties each channel's score
   to its own statistics. Not in the paper; without it the statistics still enter through the LSTM input
   (pooled), and per-channel identity lives in the mapper rows, as the paper describes.
-* ``autoregressive`` [ours, paper.md Q5]: the previous group's soft keep ratio (mean sigmoid probability,
+* ``autoregressive`` [ours, docs/paper.md Q5]: the previous group's soft keep ratio (mean sigmoid probability,
   differentiable) is appended to the next step's input, so step i sees the decision of step i-1 as the
   ICLR reviewers describe the hypernetwork ("considering the sparse masks from previous layers").
 * ``recurrent=False`` (ablation): a per-step MLP that sees e_i and the initial state, nothing carried between

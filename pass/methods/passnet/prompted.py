@@ -1,7 +1,7 @@
 """``prompt_at_eval``: fine-tune and test PASS's pruned network *with* its learned visual prompt.
 
 Why: PASS learns the prompt V together with the structure (paper), and the sister VPNs code fine-tunes
-weights and prompt together; paper.md Q2 recommends evaluating with the prompt when it was fine-tuned with
+weights and prompt together; docs/paper.md Q2 recommends evaluating with the prompt when it was fine-tuned with
 it and reporting the prompt-free number too. Without this option the prompt is dropped after search and
 the pruned network is a plain network like every baseline's.
 

@@ -64,7 +64,7 @@ PASS_DEFAULTS: dict[str, Any] = dict(
     protect_first=False,  # the first prunable group keeps all its channels
     prompt_at_eval=False,  # fine-tune and test the pruned network with the learned prompt (passprune finetune)
     checkpoint_every=50,  # steps between resumable checkpoints (workdir/search_ckpt.pt); 0 = none
-    weight_decay=0.0,  # Adam's L2 weight decay on theta, w and V (paper.md 2.4: 1e-4 in the paper's protocol)
+    weight_decay=0.0,  # Adam's L2 weight decay on theta, w and V (docs/paper.md §2.4: 1e-4 in the paper's protocol)
     schedule="constant",  # constant | cosine: the learning rates decay to 0 over `steps` (paper's protocol: cosine)
 )
 
