@@ -13,6 +13,7 @@ import platform
 import subprocess
 import tempfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
@@ -113,22 +114,31 @@ def git_commit() -> str:
     return "unknown" if state is None else state[0] + ("-dirty" if state[1] else "")
 
 
+def package_version(dist: str) -> str:
+    """The installed version of distribution ``dist`` (``"not installed"`` when absent), read from its metadata:
+    importing torchvision just for ``__version__`` costs a job about a CPU second (it pulls in torch._dynamo).
+    The metadata is also the truer figure: torch_pruning 1.6.1 still says ``__version__ = "1.6.0"``."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def provenance() -> dict[str, Any]:
     """What a result needs to be traced back: code version, library versions, hardware."""
     import torch
-    import torch_pruning
-    import torchvision
 
     from . import __version__
+    from .devices import runtime_info
 
     return {
         "passprune": __version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "torch_pruning": getattr(torch_pruning, "__version__", "unknown"),
+        "torchvision": package_version("torchvision"),
+        "torch_pruning": package_version("torch-pruning"),
         "host": platform.node(),
         "cpu_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **runtime_info(),  # device, gpu_name, torch, cuda (the wheel's CUDA), cudnn
     }
