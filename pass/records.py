@@ -7,6 +7,12 @@ the same check :func:`load_metrics` applies when reading. Torch-free, like the w
 A record is a JSON object: the keys below, plus every other fact the stage measured (scalar keys become
 ``summary.csv`` columns; nested ones -- training history, settings, provenance, kept channels -- stay in the
 file).
+
+Where a record says what it ran on: its ``provenance`` object (:func:`passprune.files.provenance`, which every
+stage calls) carries ``device`` (``cuda:0``, ``cpu``), ``gpu_name`` (null on the CPU), ``torch``, ``cuda`` (the
+CUDA the wheel was built for) and ``cudnn`` (:func:`passprune.devices.runtime_info`). They are provenance, not
+required keys, and the byte-identity checks (tests/test_determinism.py, tests/test_resume.py) skip the whole
+provenance object.
 """
 
 from __future__ import annotations
