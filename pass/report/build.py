@@ -121,24 +121,8 @@ def build_report(
         written += list(fmts.values())
     cost = write_search_cost(df, out_dir / "tables")
     written += list(cost.values()) + claims_written
-
-    fig_dir = out_dir / "figures"
-    makers: dict[str, Callable[[Path], list[Path]]] = {
-        "acc_vs_macs": lambda stem: plot_acc_vs_macs(df, stem),
-        "before_after_ft": lambda stem: plot_before_after(df, stem),
-        "layerwise_sparsity": lambda stem: plot_layerwise(list(metrics_files), stem),
-        "search_cost": lambda stem: plot_search_cost(df, stem),
-    }
-    figure_paths: dict[str, list[Path]] = {}
-    skipped: dict[str, str] = {}
-    for stem, _, _ in FIGURES:
-        try:
-            figure_paths[stem] = makers[stem](fig_dir / stem)
-            written += figure_paths[stem]
-        except NoData as why:
-            skipped[stem] = str(why)
-            for ext in (".png", ".pdf"):  # never leave an earlier build's figure next to a "skipped" note
-                (fig_dir / f"{stem}{ext}").unlink(missing_ok=True)
+    figures_written, skipped = _write_figures(df, metrics_files, out_dir / "figures")
+    written += figures_written
 
     lines = [
         "# Results",
@@ -148,9 +132,40 @@ def build_report(
         "",
         _provenance_note(df, summary_csv, out_dir),
         "",
-        "## Main table",
-        "",
+        *_tables_section(tables, cost),
+        *_figures_section(skipped),
     ]
+    written.append(atomic_write_text(out_dir / "README.md", "\n".join(lines)))
+    return written
+
+
+def _write_figures(
+    df: pd.DataFrame, metrics_files: Sequence[str | os.PathLike], fig_dir: Path
+) -> tuple[list[Path], dict[str, str]]:
+    """Every figure of :data:`FIGURES` that has data: ``(paths written, {stem: why skipped})``. A figure without
+    data is skipped, not fatal (a summary-only rebuild lacks the per-run files the layer-wise plot needs)."""
+    makers: dict[str, Callable[[Path], list[Path]]] = {
+        "acc_vs_macs": lambda stem: plot_acc_vs_macs(df, stem),
+        "before_after_ft": lambda stem: plot_before_after(df, stem),
+        "layerwise_sparsity": lambda stem: plot_layerwise(list(metrics_files), stem),
+        "search_cost": lambda stem: plot_search_cost(df, stem),
+    }
+    written: list[Path] = []
+    skipped: dict[str, str] = {}
+    for stem, _, _ in FIGURES:
+        try:
+            written += makers[stem](fig_dir / stem)
+        except NoData as why:
+            skipped[stem] = str(why)
+            for ext in (".png", ".pdf"):  # never leave an earlier build's figure next to a "skipped" note
+                (fig_dir / f"{stem}{ext}").unlink(missing_ok=True)
+    return written, skipped
+
+
+def _tables_section(tables: dict[str, dict[str, Path]], cost: dict[str, Path]) -> list[str]:
+    """README lines for the main (and transfer) table and the search cost, each linked to its LaTeX and CSV so
+    a reader can take the full-precision numbers."""
+    lines = ["## Main table", ""]
     lines.append(tables["main"]["md"].read_text(encoding="utf-8").rstrip("\n"))
     lines += ["", "Also as [LaTeX](tables/main.tex) and [CSV](tables/main.csv) (full precision).", ""]
     if "transfer" in tables:
@@ -168,12 +183,17 @@ def build_report(
         "Also as [LaTeX](tables/search_cost.tex) and [CSV](tables/search_cost.csv).",
         "",
     ]
-    lines += ["## Figures", ""]
+    return lines
+
+
+def _figures_section(skipped: dict[str, str]) -> list[str]:
+    """README lines for every figure, in :data:`FIGURES` order; a skipped one keeps its heading and says why, so
+    the README's outline does not depend on which data a build had."""
+    lines = ["## Figures", ""]
     for stem, title, what in FIGURES:
         lines += [f"### {title}", ""]
         if stem in skipped:
             lines += [f"_Skipped: {skipped[stem]}._", ""]
             continue
         lines += [what, "", f"![{title}](figures/{stem}.png)", "", f"[PDF](figures/{stem}.pdf)", ""]
-    written.append(atomic_write_text(out_dir / "README.md", "\n".join(lines)))
-    return written
+    return lines
