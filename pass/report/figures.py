@@ -30,6 +30,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -208,13 +209,7 @@ def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike, x: Literal["
     pruned = d[~d["_dense"]]
     if pruned.empty:
         raise NoData("no pruned runs in the summary")
-    if x == "ratio":
-        ratio = pd.to_numeric(d["macs_ratio"], errors="coerce") if "macs_ratio" in d.columns else d["target"]
-        d["_x"] = ratio.fillna(d["target"])
-        xlabel = f"MACs kept, fraction of dense {MACS_NOTE}"
-    else:
-        d["_x"] = d["macs"] / 1e6
-        xlabel = f"MACs (M) {MACS_NOTE}"
+    xlabel = _set_x(d, x)
     pruned = d[~d["_dense"]]
     blocks = _blocks(pruned)
     labels = _label_order(pruned)
@@ -224,46 +219,69 @@ def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike, x: Literal["
         fig, axes = _new_figure(math.ceil(len(blocks) / ncols), ncols)
         for ax, (ds, arch) in zip(axes.flat, blocks):
             sub = pruned[(pruned["dataset"] == ds) & (pruned["arch"] == arch)]
-            for lab in labels:
-                s = sub[sub["label"] == lab]
-                if s.empty:
-                    continue
-                g = s.groupby("target").agg(x=("_x", "mean"), y=("top1", "mean"), e=("top1", "std"))
-                g = g.sort_values("x")
-                st = styles[lab]
-                ax.errorbar(
-                    g["x"],
-                    g["y"],
-                    yerr=g["e"].fillna(0.0),
-                    marker=st.marker,
-                    ls=st.linestyle,
-                    ms=4.5,
-                    capsize=2.5,
-                    lw=1.3,
-                    color=st.color,
-                    label=lab,
-                )
-            dense = d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)]
-            if not dense.empty:
-                m, sd = dense["top1"].mean(), dense["top1"].std()
-                ax.axhline(m, ls="--", color="black", lw=1.1, label="dense")
-                ax.text(
-                    0.01,
-                    m,
-                    f"dense {m:.2f}%",
-                    transform=ax.get_yaxis_transform(),
-                    va="bottom",
-                    fontsize="x-small",
-                    bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.6},
-                )
-                if not math.isnan(sd) and sd > 0:
-                    ax.axhspan(m - sd, m + sd, color="black", alpha=0.07, lw=0)
+            _method_lines(ax, sub, labels, styles)
+            _dense_line(ax, d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)])
             ax.set_title(f"{ds} / {arch}")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("Top-1 after fine-tuning (%)")
         _hide_unused(axes, len(blocks))
         _figure_legend(fig, axes, ["dense", *labels])
         return save_figure(fig, out_stem)
+
+
+def _set_x(d: pd.DataFrame, x: Literal["macs", "ratio"]) -> str:
+    """Put the x coordinate in ``d["_x"]`` and return its axis label. The ratio is the measured fraction of dense
+    MACs kept where the summary has it, the target otherwise, so older summaries still plot."""
+    if x == "ratio":
+        ratio = pd.to_numeric(d["macs_ratio"], errors="coerce") if "macs_ratio" in d.columns else d["target"]
+        d["_x"] = ratio.fillna(d["target"])
+        return f"MACs kept, fraction of dense {MACS_NOTE}"
+    d["_x"] = d["macs"] / 1e6
+    return f"MACs (M) {MACS_NOTE}"
+
+
+def _method_lines(ax: Axes, sub: pd.DataFrame, labels: list[str], styles: dict[str, Style]) -> None:
+    """One errorbar line per method in one panel: mean ± std over seeds at each target, in the shared label order
+    and styles so a method looks the same in every panel and figure."""
+    for lab in labels:
+        s = sub[sub["label"] == lab]
+        if s.empty:
+            continue
+        g = s.groupby("target").agg(x=("_x", "mean"), y=("top1", "mean"), e=("top1", "std"))
+        g = g.sort_values("x")
+        st = styles[lab]
+        ax.errorbar(
+            g["x"],
+            g["y"],
+            yerr=g["e"].fillna(0.0),
+            marker=st.marker,
+            ls=st.linestyle,
+            ms=4.5,
+            capsize=2.5,
+            lw=1.3,
+            color=st.color,
+            label=lab,
+        )
+
+
+def _dense_line(ax: Axes, dense: pd.DataFrame) -> None:
+    """The dense model's mean top-1 as a dashed line with its value written on it and ± std shaded: the level
+    every pruned method is judged against."""
+    if dense.empty:
+        return
+    m, sd = dense["top1"].mean(), dense["top1"].std()
+    ax.axhline(m, ls="--", color="black", lw=1.1, label="dense")
+    ax.text(
+        0.01,
+        m,
+        f"dense {m:.2f}%",
+        transform=ax.get_yaxis_transform(),
+        va="bottom",
+        fontsize="x-small",
+        bbox={"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.6},
+    )
+    if not math.isnan(sd) and sd > 0:
+        ax.axhspan(m - sd, m + sd, color="black", alpha=0.07, lw=0)
 
 
 # ----------------------------------------------------------------------------- (b) before vs after FT
