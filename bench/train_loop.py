@@ -25,13 +25,14 @@ import torch.nn.functional as F
 from common import REPO, Part, Timer, md_table, median, run_part
 
 from passprune.data import load_dataset
-from passprune.engine import TrainConfig, train
+from passprune.engine import train
 from passprune.models import build_model
+from passprune.settings import TrainSettings
 
 ARCH, WIDTH, BATCH = "resnet20", 0.5, 64
 
 
-def bare_loop(model: torch.nn.Module, data, cfg: TrainConfig, steps: int, seed: int) -> None:
+def bare_loop(model: torch.nn.Module, data, cfg: TrainSettings, steps: int, seed: int) -> None:
     """What a user would write: the same batches, optimiser and schedule, nothing else."""
     model.train()
     opt = torch.optim.SGD(
@@ -60,7 +61,7 @@ def measure(steps: int, repeats: int, threads: int) -> Part:
     data = load_dataset("fashion_mnist", str(REPO / "data"), seed=0, val_size=256, train_subset=10000, test_subset=256)
     torch.manual_seed(0)
     init = build_model(ARCH, num_classes=data.num_classes, in_channels=data.in_channels, width=WIDTH)
-    cfg = TrainConfig(
+    cfg = TrainSettings(
         epochs=1,
         batch_size=BATCH,
         lr=0.05,

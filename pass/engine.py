@@ -2,7 +2,8 @@
 
 Plain functions in the spirit of torchvision's ``references/classification``: one ``train`` loop, one
 ``evaluate``; a checkpoint dict (model, optimizer, scheduler, epoch, best weights, history) written
-atomically after every epoch, so an interrupted job resumes where it stopped. The checkpoint that is best
+atomically after every epoch, so an interrupted job resumes where it stopped. Schedules and the resume
+path are shared with PASS's search (``passprune.schedule``, ``passprune.resume``). The checkpoint that is best
 on the *validation* split is the one returned; the test split is never looked at here.
 """
 
@@ -14,18 +15,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .files import atomic_torch_save
+from . import resume
+from .datasizes import steps_per_epoch
+from .schedule import Optimisers, follower_schedule, make_scheduler
 from .settings import TrainSettings
-
-#: The optimisation settings live with every other stage setting (one home for defaults); the engine's name
-#: for them is kept because every training loop reads ``TrainConfig``.
-TrainConfig = TrainSettings
 
 
 @dataclass
@@ -84,33 +84,176 @@ def _autocast(device: torch.device):
     )
 
 
-def _steps_per_epoch(n: int, cfg: TrainConfig) -> int:
-    steps = max(1, n // cfg.batch_size)
-    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
+def _steps_per_epoch(n: int, cfg: TrainSettings) -> int:
+    """Full batches per epoch under ``cfg`` (the one count every caller and the estimate agree on)."""
+    return steps_per_epoch(n, cfg.batch_size, cfg.max_steps_per_epoch)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total_steps, 2), pct_start=0.25)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
-    if cfg.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine, onecycle or constant")
+def _sgd(params: list[nn.Parameter], cfg: TrainSettings) -> torch.optim.SGD:
+    """The main optimiser: SGD with the configured momentum (Nesterov only where momentum exists)."""
+    return torch.optim.SGD(
+        params,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
 
 
-def _aux_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """The auxiliary optimiser's schedule: the main one's shape at its own learning rate (OneCycle's peak is
-    the main lr, so it becomes cosine here)."""
-    if cfg.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _s: 1.0)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+def _optimisers(
+    opt: torch.optim.Optimizer, aux: torch.optim.Optimizer | None, cfg: TrainSettings, total_steps: int
+) -> Optimisers:
+    """The main optimiser on ``cfg.schedule``, and the auxiliary one (if any) on the same shape at its own
+    rate (:func:`passprune.schedule.follower_schedule`), stepped in that order."""
+    optim = Optimisers().add(opt, make_scheduler(opt, cfg.schedule, total_steps, peak_lr=cfg.lr))
+    if aux is not None:
+        optim.add(aux, make_scheduler(aux, follower_schedule(cfg.schedule), total_steps), prefix="aux_")
+    return optim
+
+
+@dataclass
+class _Run:
+    """What the epoch loop carries from one epoch to the next, and what a resume checkpoint restores."""
+
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"top1": -1.0, "epoch": -1, "state": None})
+    step: int = 0  # optimiser steps of the whole run (epochs before a resume included)
+    images: int = 0  # training images of those steps
+
+
+@dataclass
+class _Loop:
+    """The fixed parts of one training run: what every epoch and every step needs besides the ``_Run``.
+
+    Why a class: the epoch, the step and the end-of-epoch bookkeeping are separate functions (each fits a
+    screen), and they share a dozen inputs that would otherwise be passed along every call.
+    """
+
+    model: nn.Module
+    data: Any
+    cfg: TrainSettings
+    device: torch.device
+    seed: int
+    optim: Optimisers
+    steps: int  # optimiser steps per epoch
+    checkpoint: Path | None
+    fingerprint: str
+    desc: str
+    after_backward: Callable[[nn.Module, int], None] | None
+    t0: float
+
+    def restore(self, run: _Run) -> None:
+        """Continue from this run's own checkpoint, if one exists: weights, optimisers, schedules, history."""
+        stateful = {"model": self.model, **self.optim.stateful()}
+        ck = resume.load(
+            self.checkpoint,
+            self.fingerprint,
+            stateful,
+            map_location=self.device,
+            tag=self.desc,
+            belongs="another configuration",
+        )
+        if ck is not None:
+            run.start_epoch, run.history, run.best = ck["epoch"] + 1, ck["history"], ck["best"]
+            print(f"[{self.desc}] resumed from {self.checkpoint} after epoch {ck['epoch']}", file=sys.stderr)
+
+    def train_epoch(self, run: _Run, epoch: int) -> tuple[float, int, int]:
+        """One epoch of ``steps`` full batches in the order seeded by (seed, epoch), so a resumed run draws
+        exactly the batches the uninterrupted one would. Returns (summed loss, correct, images seen)."""
+        self.model.train()
+        gen = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(
+            total=self.steps,
+            desc=f"{self.desc} {epoch + 1}/{self.cfg.epochs}",
+            file=sys.stderr,
+            mininterval=5,
+            disable=None,
+            leave=False,
+        )
+        batches = self.data.train.batches(
+            self.cfg.batch_size,
+            shuffle=True,
+            augment=self.cfg.augment,
+            generator=gen,
+            device=self.device,
+            drop_last=True,
+        )
+        for i, (x, y) in enumerate(batches):
+            if i >= self.steps:
+                break
+            out, loss = self.train_step(run, x, y, epoch, i)
+            loss_sum += loss.item() * y.numel()
+            correct += (out.argmax(1) == y).sum().item()
+            seen += y.numel()
+            bar.update(1)
+        bar.close()
+        return loss_sum, correct, seen
+
+    def train_step(
+        self, run: _Run, x: torch.Tensor, y: torch.Tensor, epoch: int, i: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, finite-loss check, backward, the method's gradient hook, every optimiser and schedule."""
+        with _autocast(self.device):
+            out = self.model(_to_input(x))
+            loss = F.cross_entropy(out.float(), y, label_smoothing=self.cfg.label_smoothing)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"[{self.desc}] loss became {loss.item()} at epoch {epoch + 1}, step {i}; lower the learning rate "
+                f"(lr={self.cfg.lr}) or check the data. The last good checkpoint is {self.checkpoint}"
+            )
+        self.optim.zero_grad()
+        loss.backward()
+        if self.after_backward is not None:
+            self.after_backward(self.model, run.step)
+        self.optim.step()
+        run.step += 1
+        run.images += y.numel()
+        return out, loss
+
+    def end_epoch(self, run: _Run, epoch: int, sums: tuple[float, int, int]) -> dict:
+        """Validate, record the epoch, keep the weights if best on validation, write the resume checkpoint."""
+        loss_sum, correct, seen = sums
+        val = evaluate(self.model, self.data.val, self.device, self.cfg.eval_batch_size)
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_top1": 100.0 * correct / max(seen, 1),
+            "val_top1": val["top1"],
+            "val_loss": val["loss"],
+            "lr": self.optim.lr,
+            "seconds": time.time() - self.t0,
+        }
+        run.history.append(rec)
+        print(
+            f"[{self.desc}] epoch {epoch + 1}/{self.cfg.epochs} train_loss {rec['train_loss']:.4f} "
+            f"val_top1 {val['top1']:.2f}",
+            file=sys.stderr,
+        )
+        if val["top1"] > run.best["top1"]:
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            run.best = {"top1": val["top1"], "epoch": epoch + 1, "state": state}
+        if self.checkpoint is not None:
+            stateful = {"model": self.model, **self.optim.stateful()}
+            extras = {"epoch": epoch, "history": run.history, "best": run.best, "config": asdict(self.cfg)}
+            resume.save(self.checkpoint, self.fingerprint, stateful, **extras)
+        return rec
+
+
+def _check_one_batch(n_train: int, cfg: TrainSettings) -> None:
+    """Every epoch drops its last partial batch: a split smaller than one batch would silently train nothing."""
+    if cfg.epochs > 0 and n_train < cfg.batch_size:
+        raise ValueError(
+            f"the training split has {n_train} images, fewer than one batch ({cfg.batch_size}): "
+            "raise data.train_subset or lower the batch size"
+        )
 
 
 def train(
     model: nn.Module,
     data,
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     *,
     device: torch.device,
     seed: int,
@@ -136,136 +279,31 @@ def train(
     """
     model = prepare_model(model, device)
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(
-        params,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov and cfg.momentum > 0,
-        weight_decay=cfg.weight_decay,
-    )
-    if cfg.epochs > 0 and len(data.train) < cfg.batch_size:  # drop_last: not one step would be taken
-        raise ValueError(
-            f"the training split has {len(data.train)} images, fewer than one batch ({cfg.batch_size}): "
-            "raise data.train_subset or lower the batch size"
-        )
+    opt = _sgd(params, cfg)
+    _check_one_batch(len(data.train), cfg)
     steps = _steps_per_epoch(len(data.train), cfg)
-    sched = make_scheduler(opt, cfg, steps * cfg.epochs)
-    aux_sched = _aux_scheduler(aux_optimizer, cfg, steps * cfg.epochs) if aux_optimizer is not None else None
-    start_epoch, history = 0, []
-    best = {"top1": -1.0, "epoch": -1, "state": None}
+    optim = _optimisers(opt, aux_optimizer, cfg, steps * cfg.epochs)
+    run = _Run()
     t0 = time.time()
-    ck = None
-    if checkpoint is not None and Path(checkpoint).exists():
-        ck = torch.load(checkpoint, map_location=device, weights_only=False)
-        if ck.get("fingerprint", "") != fingerprint:
-            print(f"[{desc}] ignoring {checkpoint}: it belongs to another configuration", file=sys.stderr)
-            ck = None
-    if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        if aux_optimizer is not None:
-            aux_optimizer.load_state_dict(ck["aux_optimizer"])
-            aux_sched.load_state_dict(ck["aux_scheduler"])
-        start_epoch, history, best = ck["epoch"] + 1, ck["history"], ck["best"]
-        print(f"[{desc}] resumed from {checkpoint} after epoch {ck['epoch']}", file=sys.stderr)
+    loop = _Loop(model, data, cfg, device, seed, optim, steps, checkpoint, fingerprint, desc, after_backward, t0)
+    loop.restore(run)
     if cfg.epochs == 0:
         val = evaluate(model, data.val, device, cfg.eval_batch_size)
         return TrainResult(val["top1"], 0, [], 0.0, 0)
-    step = start_epoch * steps
     # Every epoch takes exactly ``steps`` full batches (drop_last, steps <= len // batch_size), so the
-    # epochs done before a resume consumed steps * batch_size images each; this run's are counted below.
-    images = start_epoch * steps * cfg.batch_size
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(
-            total=steps,
-            desc=f"{desc} {epoch + 1}/{cfg.epochs}",
-            file=sys.stderr,
-            mininterval=5,
-            disable=None,
-            leave=False,
-        )
-        for i, (x, y) in enumerate(
-            data.train.batches(
-                cfg.batch_size, shuffle=True, augment=cfg.augment, generator=gen, device=device, drop_last=True
-            )
-        ):
-            if i >= steps:
-                break
-            with _autocast(device):
-                out = model(_to_input(x))
-                loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(
-                    f"[{desc}] loss became {loss.item()} at epoch {epoch + 1}, step {i}; lower the learning rate "
-                    f"(lr={cfg.lr}) or check the data. The last good checkpoint is {checkpoint}"
-                )
-            opt.zero_grad(set_to_none=True)
-            if aux_optimizer is not None:
-                aux_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if after_backward is not None:
-                after_backward(model, step)
-            opt.step()
-            sched.step()
-            if aux_optimizer is not None:
-                aux_optimizer.step()
-                aux_sched.step()
-            step += 1
-            images += y.numel()
-            loss_sum += loss.item() * y.numel()
-            correct += (out.argmax(1) == y).sum().item()
-            seen += y.numel()
-            bar.update(1)
-        bar.close()
-        val = evaluate(model, data.val, device, cfg.eval_batch_size)
-        rec = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_top1": 100.0 * correct / max(seen, 1),
-            "val_top1": val["top1"],
-            "val_loss": val["loss"],
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.time() - t0,
-        }
-        history.append(rec)
-        print(
-            f"[{desc}] epoch {epoch + 1}/{cfg.epochs} train_loss {rec['train_loss']:.4f} val_top1 {val['top1']:.2f}",
-            file=sys.stderr,
-        )
-        if val["top1"] > best["top1"]:
-            best = {
-                "top1": val["top1"],
-                "epoch": epoch + 1,
-                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            }
-        if checkpoint is not None:
-            atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "best": best,
-                    "config": asdict(cfg),
-                    "fingerprint": fingerprint,
-                    **(
-                        {"aux_optimizer": aux_optimizer.state_dict(), "aux_scheduler": aux_sched.state_dict()}
-                        if aux_optimizer is not None
-                        else {}
-                    ),
-                },
-                checkpoint,
-            )
+    # epochs done before a resume consumed steps * batch_size images each; this run's are counted as it goes.
+    run.step = run.start_epoch * steps
+    run.images = run.start_epoch * steps * cfg.batch_size
+    for epoch in range(run.start_epoch, cfg.epochs):
+        rec = loop.end_epoch(run, epoch, loop.train_epoch(run, epoch))
         if on_epoch is not None:
             on_epoch(rec)
+    best = run.best
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    return TrainResult(best["top1"], best["epoch"], history, time.time() - t0, start_epoch, steps=step, images=images)
+    return TrainResult(
+        best["top1"], best["epoch"], run.history, time.time() - t0, run.start_epoch, steps=run.step, images=run.images
+    )
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import small_model
 
-from passprune.engine import TrainConfig, evaluate, recalibrate_bn, train
+from passprune.engine import evaluate, recalibrate_bn, train
+from passprune.settings import TrainSettings
 
 CFG = dict(epochs=2, batch_size=64, lr=0.05, schedule="cosine", max_steps_per_epoch=3, eval_batch_size=256)
 
@@ -27,20 +28,20 @@ def _stop_after(n):
 def test_resume_equals_uninterrupted(fmnist_small, tmp_path):
     cpu = torch.device("cpu")
     a = small_model("resnet20")
-    train(a, fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=tmp_path / "a.pt")
+    train(a, fmnist_small, TrainSettings(**CFG), device=cpu, seed=0, checkpoint=tmp_path / "a.pt")
     ck = tmp_path / "b.pt"
     with pytest.raises(_Stop):
         train(
             small_model("resnet20"),
             fmnist_small,
-            TrainConfig(**CFG),
+            TrainSettings(**CFG),
             device=cpu,
             seed=0,
             checkpoint=ck,
             on_epoch=_stop_after(1),
         )
     b = small_model("resnet20")
-    res = train(b, fmnist_small, TrainConfig(**CFG), device=cpu, seed=0, checkpoint=ck)
+    res = train(b, fmnist_small, TrainSettings(**CFG), device=cpu, seed=0, checkpoint=ck)
     assert res.resumed_from_epoch == 1 and len(res.history) == 2
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.allclose(va.float(), vb.float(), atol=1e-6), k
@@ -48,7 +49,9 @@ def test_resume_equals_uninterrupted(fmnist_small, tmp_path):
 
 def test_checkpoint_written_every_epoch(fmnist_small, tmp_path):
     ck = tmp_path / "c.pt"
-    train(small_model("resnet20"), fmnist_small, TrainConfig(**CFG), device=torch.device("cpu"), seed=0, checkpoint=ck)
+    train(
+        small_model("resnet20"), fmnist_small, TrainSettings(**CFG), device=torch.device("cpu"), seed=0, checkpoint=ck
+    )
     saved = torch.load(ck, weights_only=False)
     assert saved["epoch"] == 1 and len(saved["history"]) == 2
     assert {"model", "optimizer", "scheduler", "best"} <= set(saved)
@@ -59,7 +62,7 @@ def test_stale_checkpoint_of_another_run_is_ignored(fmnist_small, tmp_path):
     train(
         small_model("resnet20"),
         fmnist_small,
-        TrainConfig(**CFG),
+        TrainSettings(**CFG),
         device=torch.device("cpu"),
         seed=0,
         checkpoint=ck,
@@ -68,7 +71,7 @@ def test_stale_checkpoint_of_another_run_is_ignored(fmnist_small, tmp_path):
     res = train(
         small_model("resnet20"),
         fmnist_small,
-        TrainConfig(**CFG),
+        TrainSettings(**CFG),
         device=torch.device("cpu"),
         seed=0,
         checkpoint=ck,
@@ -78,7 +81,7 @@ def test_stale_checkpoint_of_another_run_is_ignored(fmnist_small, tmp_path):
 
 
 def test_nan_loss_stops_with_clear_error(fmnist_small, tmp_path):
-    cfg = TrainConfig(**{**CFG, "lr": 1e12, "max_steps_per_epoch": 20})
+    cfg = TrainSettings(**{**CFG, "lr": 1e12, "max_steps_per_epoch": 20})
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         train(
             small_model("resnet20"), fmnist_small, cfg, device=torch.device("cpu"), seed=0, checkpoint=tmp_path / "e.pt"
@@ -87,7 +90,7 @@ def test_nan_loss_stops_with_clear_error(fmnist_small, tmp_path):
 
 def test_returns_weights_best_on_validation(fmnist_small):
     model = small_model("resnet20")
-    res = train(model, fmnist_small, TrainConfig(**{**CFG, "epochs": 3}), device=torch.device("cpu"), seed=0)
+    res = train(model, fmnist_small, TrainSettings(**{**CFG, "epochs": 3}), device=torch.device("cpu"), seed=0)
     best = max(h["val_top1"] for h in res.history)
     assert res.best_val_top1 == best
     assert evaluate(model, fmnist_small.val, torch.device("cpu"))["top1"] == pytest.approx(best)
@@ -108,7 +111,7 @@ def test_bn_recalibration_touches_only_statistics(fmnist_small):
 
 def test_unknown_training_option_is_rejected():
     with pytest.raises(ValueError, match="unknown keys"):
-        TrainConfig.from_dict({"epochs": 1, "learning_rate": 0.1})
+        TrainSettings.from_dict({"epochs": 1, "learning_rate": 0.1})
 
 
 def test_cpu_training_survives_narrow_strided_shortcuts(fmnist_small, tmp_path):

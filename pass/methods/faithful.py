@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from ..engine import TrainConfig
+from ..settings import TrainSettings
 from ..structure import ChannelMasker, Group, PruningSpace, Structure
 from . import SearchContext, SearchResult, baseline, cost
 from .sparsity import run_sparsity_training
@@ -130,7 +130,7 @@ def _sparsity_train(ctx: SearchContext, after_backward: Callable[[nn.Module, int
     """Train the dense weights with a method's regulariser added to the gradients (SGD with momentum 0.9,
     no Nesterov, cosine schedule, the method's own weight decay); returns its cost and facts."""
     o = ctx.options
-    cfg = TrainConfig(
+    cfg = TrainSettings(
         epochs=o["epochs"],
         batch_size=ctx.batch_size,
         lr=o["lr"],

@@ -20,14 +20,15 @@ from collections.abc import Callable
 import torch_pruning as tp
 from torch import nn
 
-from ..engine import TrainConfig, train
+from ..engine import train
+from ..settings import TrainSettings
 from . import SearchContext, SearchResult, baseline, cost
 from .importance import group_scores
 
 
 def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dict:
     o = ctx.options
-    cfg = TrainConfig(
+    cfg = TrainSettings(
         epochs=o["epochs"],
         batch_size=ctx.batch_size,
         lr=o["lr"],
@@ -47,7 +48,11 @@ def _sparsity_train(ctx: SearchContext, pruner, *, update_every: int = 0) -> dic
 
 
 def run_sparsity_training(
-    ctx: SearchContext, cfg: TrainConfig, after_backward: Callable[[nn.Module, int], None], desc: str, fingerprint: str
+    ctx: SearchContext,
+    cfg: TrainSettings,
+    after_backward: Callable[[nn.Module, int], None],
+    desc: str,
+    fingerprint: str,
 ) -> dict:
     """Train the dense weights with a regulariser applied after every backward pass (``after_backward``);
     resumable (``sparsity_ckpt.pt``). Returns the facts and the cost: the steps count as search *and* as
