@@ -8,8 +8,8 @@ cluster, it stops it again at the end of the session (set ``PASSPRUNE_KEEP_SLURM
 Every Snakemake run uses the user profile ``slurm/`` stacked with the CI overlay
 ``ci/slurm-local/`` (squeue status checks, fast polling, partition ``debug``).
 
-    pytest -m slurm tests/test_slurm.py                  # both tests
-    pytest -m "slurm and not slow" tests/test_slurm.py   # only the toy workflow (~20 s)
+    pytest -m slurm tests/test_slurm.py                  # both tests (end-to-end tier)
+    pytest tests/test_slurm.py -k toy                    # only the toy workflow (~20 s)
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import e2e_workdir
 
 REPO = Path(__file__).resolve().parents[1]
+#: The pipeline test's study: pretraining, one search, one fine-tuning and the summary, each stage with its own
+#: resources (tests/configs/slurm-tiny.yaml).
+TINY = Path("tests") / "configs" / "slurm-tiny.yaml"
 SCRIPT = REPO / "scripts" / "slurm-ci.sh"
 USER_PROFILE = REPO / "slurm"
 CI_PROFILE = REPO / "ci" / "slurm-local"
@@ -37,7 +42,7 @@ KEEP = os.environ.get("PASSPRUNE_KEEP_SLURM") == "1"
 TOY_TIMEOUT = int(os.environ.get("PASSPRUNE_SLURM_TOY_TIMEOUT", "300"))
 PIPELINE_TIMEOUT = int(os.environ.get("PASSPRUNE_SLURM_TIMEOUT", "3600"))
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
 
 def _snakemake_exe() -> str | None:
@@ -188,36 +193,50 @@ def test_toy_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     assert {p.parent.name for p in logs} >= {"rule_cpu", "rule_gpu"}, logs
 
 
-def yaml_study(configfile: Path) -> str:
-    """A study writes under results/<study>/ (its name in the config)."""
-    import yaml
+def _minutes(limit: str) -> int:
+    """squeue's time limit (``[days-][hours:]minutes:seconds``) in whole minutes."""
+    days, _, clock = limit.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return int(days or 0) * 1440 + parts[0] * 60 + parts[1] + (parts[2] > 0)
 
-    return yaml.safe_load(configfile.read_text())["study"]
+
+def _granted(workdir: Path) -> dict[str, dict[str, str]]:
+    """{rule: what SLURM recorded for its job} from the kept sbatch logs (``<jobid>_<task>.log``) and squeue,
+    which still lists finished jobs (MinJobAge=300 s in slurm-ci.sh; no accounting daemon, so no sacct)."""
+    jobs = {}
+    for log in (workdir / ".snakemake" / "slurm_logs").glob("rule_*/**/*.log"):
+        rule = next(p for p in log.relative_to(workdir).parts if p.startswith("rule_"))[len("rule_") :]
+        jobid = re.match(r"\d+", log.name).group(0)
+        q = subprocess.run(
+            ["squeue", "--states=all", "-h", "-j", jobid, "-o", "%T|%C|%m|%l"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        fields = q.stdout.strip().split("|")
+        assert len(fields) == 4, f"squeue does not know job {jobid} of rule {rule}: {q.stdout!r} {q.stderr!r}"
+        jobs[rule] = dict(zip(("state", "cpus", "mem", "limit"), fields, strict=True))
+    return jobs
 
 
-@pytest.mark.slow
-def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path):
-    """Test B: the project's workflow on config/test.yaml, through SLURM, from the repo root.
+def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path, fmnist_root):
+    """Test B: the project's workflow through SLURM on a four-job study, from the repo root: every job is its
+    own SLURM job with the CPUs, memory and time limit its stage asks for, and the study comes out whole.
 
     Runs with cwd = repo root (so `--profile slurm` resolves to ./slurm as users type it) and
     `--directory` pointing at a scratch working directory, where results/ is written.
     Set PASSPRUNE_SLURM_WORKDIR to use a fixed working directory instead (e.g. to reuse data/).
     """
-    snakefile = next((p for p in (REPO / "Snakefile", REPO / "workflow" / "Snakefile") if p.exists()), None)
-    configfile = REPO / "config" / "test.yaml"
-    missing = [
-        what
-        for what, ok in (
-            ("Snakefile (or workflow/Snakefile)", snakefile is not None),
-            ("config/test.yaml", configfile.exists()),
-        )
-        if not ok
-    ]
-    if missing:
-        pytest.fail(f"cannot run the pipeline through SLURM: missing {', '.join(missing)} in {REPO}", pytrace=False)
-
-    workdir = Path(os.environ.get("PASSPRUNE_SLURM_WORKDIR") or tmp_path / "work").resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((REPO / TINY).read_text())
+    fixed = os.environ.get("PASSPRUNE_SLURM_WORKDIR")
+    if fixed:
+        workdir = Path(fixed).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = e2e_workdir(tmp_path, fmnist_root)
+    summary = Path("results") / cfg["study"] / "summary.csv"
     _run_snakemake(
         slurm_cluster,
         [
@@ -228,27 +247,31 @@ def test_pipeline_runs_through_slurm(slurm_cluster, tmp_path):
             "--profile",
             "ci/slurm-local",
             "--configfile",
-            "config/test.yaml",
+            str(TINY),
             "--directory",
             str(workdir),
+            "--",
+            str(summary),
         ],
         cwd=REPO,
         timeout=PIPELINE_TIMEOUT,
     )
-    summary = workdir / "results" / yaml_study(configfile) / "summary.csv"
-    assert summary.exists(), f"{summary} was not written"
-    with summary.open(newline="") as f:
+    granted = _granted(workdir)  # first: squeue forgets finished jobs after MinJobAge
+    with (workdir / summary).open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) > 0, f"{summary} has a header but no rows"
     # The same study in kind as a local run (tests/test_workflow.py): one row per configured run, and every
     # pruned network meets its MACs target.
-    import yaml
     from test_workflow import _key, expected_runs
 
-    assert {_key(r) for r in rows} == expected_runs(yaml.safe_load(configfile.read_text()))
+    assert {_key(r) for r in rows} == expected_runs(cfg)
     for r in rows:
         if r["method"] != "dense":
             assert 0.99 * float(r["target"]) <= float(r["macs_ratio"]) <= float(r["target"]) + 1e-9, r
-    # The jobs went through SLURM: the CI overlay keeps every job's sbatch log.
-    logs = list((workdir / ".snakemake" / "slurm_logs").glob("rule_*/*.log"))
-    assert logs, f"no SLURM job logs under {workdir}/.snakemake/slurm_logs"
+    # Every job went through SLURM (the CI overlay keeps every job's sbatch log) and got what its stage asks for.
+    assert set(granted) == {"pretrain", "search", "finetune", "aggregate"}, granted
+    assert all(job["state"] == "COMPLETED" for job in granted.values()), granted
+    for stage in ("pretrain", "search", "finetune"):
+        want = cfg["resources"][stage]
+        job = granted[stage]
+        got = (int(job["cpus"]), job["mem"], _minutes(job["limit"]))
+        assert got == (want["threads"], f"{want['mem_mb']}M", want["runtime"]), (stage, job)

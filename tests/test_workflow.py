@@ -3,10 +3,12 @@ directory, then the checks a study relies on: one summary row per run at its MAC
 MLflow mirror, loadable pruned models that reproduce their recorded accuracy, and Snakemake's bookkeeping
 (nothing to redo; one forced run redoes only itself and what reads it).
 
-    pytest -m slow tests/test_workflow.py      # a few minutes on 2 CPU cores
+    pytest -m e2e tests/test_workflow.py      # a few minutes on 2 CPU cores
 
-The data root `data` is relative to the working directory; Fashion-MNIST is unpacked there on first use.
-The tests share one run (module fixture) and must run in file order: the last one reruns a job.
+The run is the session fixture ``ci_study`` (tests/conftest.py): once per session, shared with every test that
+needs a finished study. The data root `data` is relative to the working directory, a link to the session's
+decoded Fashion-MNIST. The tests run in file order: the bookkeeping ones rerun jobs and leave the files as
+they were.
 """
 
 from __future__ import annotations
@@ -18,36 +20,24 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TEST_CONFIG, job_logs, run_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "Snakefile"
-CONFIG = REPO / "config" / "test.yaml"
+CONFIG = TEST_CONFIG
 CFG = yaml.safe_load(CONFIG.read_text())
 FIGURES = ("acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-TIMEOUT = int(os.environ.get("PASSPRUNE_E2E_TIMEOUT", "1800"))
 STUDY = f"results/{CFG['study']}"  # every study writes under its own folder
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def fmt_target(t) -> str:
     return f"{float(t):g}"
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `passprune` CLI
-    env.pop("MLFLOW_TRACKING_URI", None)  # the config's sqlite store inside the workdir
-    if "--configfile" not in args:
-        args = ("--configfile", str(CONFIG), *args)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -62,14 +52,6 @@ def job_counts(output: str) -> dict[str, int]:
         counts[m.group(1)] = int(m.group(2))
     counts.pop("total", None)
     return counts
-
-
-def _logs(workdir: Path) -> str:
-    """Tails of the job logs, for a failure message."""
-    parts = []
-    for log in sorted((workdir / "results").rglob("*.log")):
-        parts.append(f"--- {log.relative_to(workdir)}\n{log.read_text(errors='replace')[-2000:]}")
-    return "\n".join(parts)
 
 
 def expected_runs(cfg: dict) -> set[tuple]:
@@ -92,23 +74,10 @@ def expected_runs(cfg: dict) -> set[tuple]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """Run the whole DAG once; returns (workdir, seconds)."""
-    workdir = tmp_path_factory.mktemp("e2e") / "work"
-    workdir.mkdir()
-    t0 = time.time()
-    proc = snakemake(workdir, "--cores", "2")
-    seconds = time.time() - t0
-    out = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        pytest.fail(
-            f"the pipeline failed (rc {proc.returncode}) after {seconds:.0f}s:\n{out[-6000:]}\n\n"
-            f"job logs:\n{_logs(workdir)}",
-            pytrace=False,
-        )
-    print(f"\nwhole DAG of config/test.yaml: {seconds:.1f}s in {workdir}")
-    return workdir, seconds
+@pytest.fixture
+def study(ci_study):
+    """The session's finished config/test.yaml study: (workdir, seconds)."""
+    return ci_study
 
 
 def _summary(workdir: Path) -> list[dict]:
@@ -177,7 +146,7 @@ def test_snakemake_html_report_embeds_captioned_results(study):
     """`snakemake --report` builds the self-contained HTML report from the finished study."""
     workdir, _ = study
     out = workdir / "report.html"
-    proc = snakemake(workdir, "--report", str(out))
+    proc = run_snakemake(workdir, "--report", str(out))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     html = out.read_text(errors="replace")
     assert "summary.csv" in html and "acc_vs_macs.png" in html
@@ -254,7 +223,7 @@ def test_pruned_models_load_and_reproduce_their_accuracy(study, monkeypatch):
 # ----------------------------------------------------------------------------- bookkeeping
 def test_second_run_has_nothing_to_do(study):
     workdir, _ = study
-    proc = snakemake(workdir, "--cores", "2")
+    proc = run_snakemake(workdir, "--cores", "2")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "Nothing to be done" in out, out[-3000:]
@@ -271,15 +240,15 @@ def test_forced_rerun_of_one_finetune_job(study):
     old = json.loads(path.read_text())
     path.unlink()
 
-    proc = snakemake(workdir, "-n", "--cores", "2", "-R", target)
+    proc = run_snakemake(workdir, "-n", "--cores", "2", "-R", target)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert job_counts(out) == {"finetune": 1, "aggregate": 1, "report": 1, "all": 1}, out[-3000:]
     assert re.search(r"output: [^\n]*" + re.escape(target), out), out[-3000:]
 
-    proc = snakemake(workdir, "--cores", "2", "-R", target)
+    proc = run_snakemake(workdir, "--cores", "2", "-R", target)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:] + _logs(workdir)
+    assert proc.returncode == 0, out[-3000:] + job_logs(workdir)
     new = json.loads(path.read_text())
     assert (new["method"], new["target"], new["top1"]) == (old["method"], old["target"], old["top1"])
     changed = {f.relative_to(workdir).as_posix() for f, t in before.items() if f.exists() and f.stat().st_mtime_ns != t}
@@ -297,7 +266,7 @@ def test_forced_rerun_of_one_finetune_job(study):
     assert not unexpected, f"a rerun of one job touched other jobs' files: {sorted(unexpected)}"
     assert len(_summary(workdir)) == len(expected_runs(CFG))
 
-    proc = snakemake(workdir, "-n", "--cores", "2")
+    proc = run_snakemake(workdir, "-n", "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
@@ -323,9 +292,9 @@ def test_a_second_study_leaves_the_first_unchanged_and_shares_only_identical_den
     configfile = tmp_path / "other.yaml"
     configfile.write_text(yaml.safe_dump(other))
 
-    proc = snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
+    proc = run_snakemake(workdir, "--cores", "2", "--configfile", str(configfile))
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:] + _logs(workdir)
+    assert proc.returncode == 0, out[-3000:] + job_logs(workdir)
     assert "pretrain" not in job_counts(out) and "rule pretrain" not in out, "identical settings: dense reused"
     assert _digests(workdir / STUDY) == first, "the second study changed files of the first"
     assert _digests(workdir / "results" / "_dense") == dense_before
@@ -335,7 +304,7 @@ def test_a_second_study_leaves_the_first_unchanged_and_shares_only_identical_den
     # different pretraining settings -> a dense model of its own (planned, not shared)
     other["pretrain"]["train"]["lr"] = CFG["pretrain"]["train"]["lr"] / 2
     configfile.write_text(yaml.safe_dump(other))
-    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(configfile))
+    proc = run_snakemake(workdir, "-n", "--cores", "2", "--configfile", str(configfile))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert job_counts(out).get("pretrain") == 1, out[-3000:]
@@ -346,7 +315,7 @@ def test_the_embedded_default_plans_nothing_inside_this_study(study):
     write only under its own results/embedded-default/ and its own dense folders, never into this study's."""
     workdir, _ = study
     ours = {p.parent.relative_to(workdir).as_posix() for p in (workdir / "results" / "_dense").rglob("model.pt")}
-    proc = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"))
+    proc = run_snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     outputs = [o.strip() for line in re.findall(r"output: ([^\n]*)", out) for o in line.split(",")]
