@@ -28,6 +28,9 @@ import pytest
 from passprune.tracking import init_study
 from passprune.tracking_sync import job_records, open_study, sync_study, verify_study
 
+#: End-to-end tier: real servers (and, for the UI, a real browser) take minutes on 2 cores.
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parent.parent
 JOBS = Path(__file__).with_name("mlflow_jobs.py")
 

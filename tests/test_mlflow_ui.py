@@ -25,6 +25,9 @@ import pytest
 from passprune.files import atomic_write_json
 from passprune.tracking import JobRun, init_study
 
+#: End-to-end tier: real servers (and, for the UI, a real browser) take minutes on 2 cores.
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
