@@ -439,58 +439,87 @@ def _speedup_comparisons(df: pd.DataFrame, scope: pd.DataFrame, claim: Claim) ->
         if rows_b.empty:
             out.append(_no_data(claim, f"no {versus} runs at {ds}/{arch}", ds, arch, versus=versus))
             continue
-        for rows, who in ((rows_a, claim.method), (rows_b, versus)):
-            if rows.duplicated(["seed", "_t"]).any():
-                raise ValueError(
-                    f"claim {claim.id!r}: {who} has several runs per seed and target at {ds}/{arch}; "
-                    "add a `source:`/`versus_source:` filter to the claim"
-                )
-        both = pd.concat([rows_a, rows_b])
-        lat = pd.to_numeric(both["speedup_latency"], errors="coerce")
-        axis = "speedup_latency" if lat.notna().all() else "speedup_macs"
-        if axis == "speedup_macs":
-            notes.append(f"speed-up from MACs: {int(lat.isna().sum())} of {len(both)} runs lack speedup_latency")
-        dense = _dense_top1(df, ds, arch)
-        ca, cb = _curves(rows_a, axis, dense), _curves(rows_b, axis, dense)
-        va, vb, levels = {}, {}, []
-        for seed in sorted(set(ca) | set(cb)):
-            if seed not in ca or seed not in cb:
-                notes.append(f"seed {seed}: no {claim.method if seed not in ca else versus} runs")
-                continue
-            if seed not in dense:
-                notes.append(f"seed {seed}: no dense run, curves without the 1x point")
-            (sa, aa), (sb, ab) = ca[seed], cb[seed]
-            level = matched_level(aa, ab, claim.matched_accuracy)
-            xa, xb = speedup_at_accuracy(sa, aa, level), speedup_at_accuracy(sb, ab, level)
-            if math.isnan(xa) or math.isnan(xb):
-                what = (
-                    "top-1 curves do not overlap"
-                    if isinstance(claim.matched_accuracy, str)
-                    else f"not both curves reach {level:g}% top-1"
-                )
-                notes.append(
-                    f"seed {seed}: {what} ({claim.method} "
-                    f"{np.nanmin(aa):.2f}-{np.nanmax(aa):.2f}, "
-                    f"{versus} {np.nanmin(ab):.2f}-{np.nanmax(ab):.2f})"
-                )
-                continue
-            va[seed], vb[seed] = xa, xb
-            levels.append(level)
-        out.append(
-            _Pending(
-                claim,
-                ds,
-                arch,
-                math.nan,
-                versus,
-                pd.Series(va, dtype=float),
-                pd.Series(vb, dtype=float),
-                notes,
-                speedup_axis=axis.removeprefix("speedup_"),
-                accuracy_level=float(np.mean(levels)) if levels else math.nan,
-            )
-        )
+        out.append(_speedup_pending(df, claim, (ds, arch), versus, rows_a, rows_b, notes))
     return out
+
+
+def _speedup_pending(
+    df: pd.DataFrame,
+    claim: Claim,
+    block: tuple[Any, Any],
+    versus: str,
+    rows_a: pd.DataFrame,
+    rows_b: pd.DataFrame,
+    notes: list[str],
+) -> _Pending:
+    """One (dataset, arch)'s speed-up comparison: both sides' per-seed curves on one speed-up axis, read at each
+    seed's matched top-1 level. A side with several runs per seed and target has no single curve, so it is an
+    error that names the filter to add rather than a silent pick."""
+    ds, arch = block
+    for rows, who in ((rows_a, claim.method), (rows_b, versus)):
+        if rows.duplicated(["seed", "_t"]).any():
+            raise ValueError(
+                f"claim {claim.id!r}: {who} has several runs per seed and target at {ds}/{arch}; "
+                "add a `source:`/`versus_source:` filter to the claim"
+            )
+    both = pd.concat([rows_a, rows_b])
+    lat = pd.to_numeric(both["speedup_latency"], errors="coerce")
+    axis = "speedup_latency" if lat.notna().all() else "speedup_macs"
+    if axis == "speedup_macs":
+        notes.append(f"speed-up from MACs: {int(lat.isna().sum())} of {len(both)} runs lack speedup_latency")
+    dense = _dense_top1(df, ds, arch)
+    va, vb, levels = _matched_speedups(
+        claim, versus, _curves(rows_a, axis, dense), _curves(rows_b, axis, dense), dense, notes
+    )
+    return _Pending(
+        claim,
+        ds,
+        arch,
+        math.nan,
+        versus,
+        pd.Series(va, dtype=float),
+        pd.Series(vb, dtype=float),
+        notes,
+        speedup_axis=axis.removeprefix("speedup_"),
+        accuracy_level=float(np.mean(levels)) if levels else math.nan,
+    )
+
+
+def _matched_speedups(
+    claim: Claim,
+    versus: str,
+    ca: dict[int, tuple[np.ndarray, np.ndarray]],
+    cb: dict[int, tuple[np.ndarray, np.ndarray]],
+    dense: dict[int, float],
+    notes: list[str],
+) -> tuple[dict[int, float], dict[int, float], list[float]]:
+    """Per seed with both curves: each side's speed-up at the seed's matched top-1 level, and the levels. A seed
+    missing a side, or whose curves share no level, is left out with a note, since it carries no paired value."""
+    va, vb, levels = {}, {}, []
+    for seed in sorted(set(ca) | set(cb)):
+        if seed not in ca or seed not in cb:
+            notes.append(f"seed {seed}: no {claim.method if seed not in ca else versus} runs")
+            continue
+        if seed not in dense:
+            notes.append(f"seed {seed}: no dense run, curves without the 1x point")
+        (sa, aa), (sb, ab) = ca[seed], cb[seed]
+        level = matched_level(aa, ab, claim.matched_accuracy)
+        xa, xb = speedup_at_accuracy(sa, aa, level), speedup_at_accuracy(sb, ab, level)
+        if math.isnan(xa) or math.isnan(xb):
+            what = (
+                "top-1 curves do not overlap"
+                if isinstance(claim.matched_accuracy, str)
+                else f"not both curves reach {level:g}% top-1"
+            )
+            notes.append(
+                f"seed {seed}: {what} ({claim.method} "
+                f"{np.nanmin(aa):.2f}-{np.nanmax(aa):.2f}, "
+                f"{versus} {np.nanmin(ab):.2f}-{np.nanmax(ab):.2f})"
+            )
+            continue
+        va[seed], vb[seed] = xa, xb
+        levels.append(level)
+    return va, vb, levels
 
 
 def _pending(df: pd.DataFrame, claim: Claim) -> list[_Pending]:
@@ -531,64 +560,10 @@ def evaluate_claims(
     m = sum(1 for al in pairs if al is not None and al.n >= min_seeds)
     rows = []
     for p, al in zip(pending, pairs):
-        c = p.claim
-        row: dict[str, Any] = {
-            "claim": c.id,
-            "metric": c.metric,
-            "relation": c.relation,
-            "margin": c.margin,
-            "unit": c.unit,
-            "dataset": p.dataset,
-            "arch": p.arch,
-            "target": p.target,
-            "method": c.method,
-            "versus": p.versus,
-            "versus_rule": c.versus,
-            "n": 0,
-            "seeds": "",
-            "mean_diff": math.nan,
-            "ci_low": math.nan,
-            "ci_high": math.nan,
-            "boot_low": math.nan,
-            "boot_high": math.nan,
-            "test": "",
-            "p": math.nan,
-            "p_holm": math.nan,
-            "holm_m": m,
-            "verdict": p.verdict,
-            "speedup_axis": p.speedup_axis,
-            "accuracy_level": p.accuracy_level,
-            "note": "",
-            "text": c.text,
-        }
+        row = _result_row(p, m)
         notes = list(p.notes)
         if al is not None:
-            r = paired_compare(
-                p.a,
-                p.b,
-                c.relation,
-                c.margin,
-                m_tests=max(m, 1),
-                alpha=alpha,
-                n_resamples=n_resamples,
-                seed=seed,
-                names=(c.method, p.versus),
-            )
-            row.update(
-                n=r.n,
-                seeds=",".join(map(str, r.seeds)),
-                mean_diff=r.mean_diff,
-                ci_low=r.t_ci[0],
-                ci_high=r.t_ci[1],
-                boot_low=r.boot_ci[0],
-                boot_high=r.boot_ci[1],
-            )
-            if r.n >= min_seeds:
-                row.update(test=r.test, p=r.p_value)
-            else:
-                notes.append(f"{r.n} paired seed(s); at least {min_seeds} needed")
-            if r.note:
-                notes.append(r.note)
+            notes += _test_pair(row, p, m, alpha=alpha, min_seeds=min_seeds, n_resamples=n_resamples, seed=seed)
         row["note"] = "; ".join(n for n in notes if n)
         rows.append(row)
     out = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
@@ -600,6 +575,77 @@ def evaluate_claims(
         )
     ]
     return out
+
+
+def _result_row(p: _Pending, m: int) -> dict[str, Any]:
+    """A comparison's row before testing: what was compared, with empty statistics, so a "no data" row has the
+    same columns as a tested one."""
+    c = p.claim
+    return {
+        "claim": c.id,
+        "metric": c.metric,
+        "relation": c.relation,
+        "margin": c.margin,
+        "unit": c.unit,
+        "dataset": p.dataset,
+        "arch": p.arch,
+        "target": p.target,
+        "method": c.method,
+        "versus": p.versus,
+        "versus_rule": c.versus,
+        "n": 0,
+        "seeds": "",
+        "mean_diff": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "boot_low": math.nan,
+        "boot_high": math.nan,
+        "test": "",
+        "p": math.nan,
+        "p_holm": math.nan,
+        "holm_m": m,
+        "verdict": p.verdict,
+        "speedup_axis": p.speedup_axis,
+        "accuracy_level": p.accuracy_level,
+        "note": "",
+        "text": c.text,
+    }
+
+
+def _test_pair(
+    row: dict[str, Any], p: _Pending, m: int, *, alpha: float, min_seeds: int, n_resamples: int, seed: int
+) -> list[str]:
+    """Fill ``row``'s statistics from the paired test of ``p``; returns the notes to add. The p-value enters
+    Holm's correction only with at least ``min_seeds`` paired seeds (fewer cannot reach significance honestly)."""
+    c = p.claim
+    notes = []
+    r = paired_compare(
+        p.a,
+        p.b,
+        c.relation,
+        c.margin,
+        m_tests=max(m, 1),
+        alpha=alpha,
+        n_resamples=n_resamples,
+        seed=seed,
+        names=(c.method, p.versus),
+    )
+    row.update(
+        n=r.n,
+        seeds=",".join(map(str, r.seeds)),
+        mean_diff=r.mean_diff,
+        ci_low=r.t_ci[0],
+        ci_high=r.t_ci[1],
+        boot_low=r.boot_ci[0],
+        boot_high=r.boot_ci[1],
+    )
+    if r.n >= min_seeds:
+        row.update(test=r.test, p=r.p_value)
+    else:
+        notes.append(f"{r.n} paired seed(s); at least {min_seeds} needed")
+    if r.note:
+        notes.append(r.note)
+    return notes
 
 
 def verdict_counts(results: pd.DataFrame) -> pd.DataFrame:
