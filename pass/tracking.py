@@ -343,6 +343,21 @@ def _seed_from_path(out: Path) -> int | None:
     return None
 
 
+@dataclass
+class _JobFiles:
+    """What one finished job's result files say, before :func:`job_record` adds the step-0 points and the log."""
+
+    stage: str
+    name: str
+    tags: dict[str, Any]
+    params: dict[str, Any]
+    final: dict[str, Any]  # numeric top-level values, logged at step 0
+    files: dict[str, Path]
+    end_path: Path  # the file whose mtime is the run's end time
+    wall: Any
+    plot: tuple[dict[str, int], dict[str, int], list[str]] | None = None
+
+
 def job_record(out_dir: str | Path, log_models: bool = False, log_file: str | Path | None = None) -> JobRecord | None:
     """What the run of the job that wrote ``out_dir`` must hold, or None if the folder holds no finished job.
 
@@ -353,89 +368,113 @@ def job_record(out_dir: str | Path, log_models: bool = False, log_file: str | Pa
     """
     out = Path(out_dir)
     points: dict[str, set] = {}
-    files: dict[str, Path] = {}
     present: dict[str, Path | None] = {}
-    plot = None
     if out.name == "search" and (out / "search.json").is_file() and (out / "structure.json").is_file():
-        search, structure = read_json(out / "search.json"), read_json(out / "structure.json")
-        seed = _seed_from_path(out)
-        if seed is None:
-            return None
-        stage = "search"
-        name = f"{structure['dataset']}/{structure['arch']}/seed{seed}/{search['method']}/macs{search['target']}/search"
-        tags = {
-            "stage": "search",
-            "dataset": structure["dataset"],
-            "arch": structure["arch"],
-            "seed": seed,
-            "method": search["method"],
-            "base_method": search.get("base_method"),
-            "target": search["target"],
-            "family": search.get("family"),
-        }
-        params = flatten({"options": search.get("options") or {}, **(search.get("settings") or {})})
-        final = {k: v for k, v in search.items() if _numeric(v)}
-        final.update({k: v for k, v in (search.get("info") or {}).items() if _numeric(v)})
-        info = search.get("info") or {}
-        _history(points, info.get("history"), "step", keep_step=False)
-        _history(points, info.get("sparsity_history"), "epoch", prefix="sparsity_", keep_step=False)
-        files = {"search.json": out / "search.json", "structure.json": out / "structure.json"}
-        kept = {g: len(v) for g, v in structure["kept"].items()}
-        plot = (kept, structure.get("group_sizes") or {}, _natural(kept))
-        end_path, wall = out / "search.json", search.get("job_seconds")
+        job = _search_files(out, points)
     elif (out / "metrics.json").is_file():
-        metrics = read_json(out / "metrics.json")
-        stage = metrics.get("stage")
-        if stage not in ("pretrain", "finetune"):
-            return None
-        base = f"{metrics['dataset']}/{metrics['arch']}/seed{metrics['seed']}"
-        tags = {
-            "stage": stage,
-            "dataset": metrics["dataset"],
-            "arch": metrics["arch"],
-            "seed": metrics["seed"],
-            "method": metrics.get("method"),
-        }
-        if stage == "pretrain":
-            name = f"{base}/dense"
-        else:
-            name = f"{base}/{metrics['method']}/macs{metrics['target']}"
-            tags.update(target=metrics["target"], family=metrics.get("family"), source=metrics.get("source"))
-        params = flatten(metrics.get("settings") or {})
-        final = {k: v for k, v in metrics.items() if _numeric(v)}
-        _history(points, metrics.get("history"), "epoch")
-        _history(points, metrics.get("scratch_history"), "epoch", prefix="scratch_", keep_step=False)
-        files = {"metrics.json": out / "metrics.json"}
-        if metrics.get("kept_channels") and metrics.get("group_sizes"):
-            plot = (
-                metrics["kept_channels"],
-                metrics["group_sizes"],
-                metrics.get("group_order") or _natural(metrics["kept_channels"]),
-            )
-        if log_models and (out / "model.pt").is_file():
-            present["model.pt"] = out / "model.pt"
-        end_path, wall = out / "metrics.json", metrics.get("wall_seconds")
+        job = _metrics_files(out, points, present, log_models)
     else:
         return None
-    for k, v in final.items():
+    if job is None:
+        return None
+    for k, v in job.final.items():
         _add(points, k, 0, v)
-    if plot is not None:
+    if job.plot is not None:
         present[PLOT] = None
     log = Path(log_file) if log_file else next((p for p in job_log_candidates(out) if p.is_file()), None)
     if log is not None and log.is_file():
         present[LOG] = log
     return JobRecord(
         out_dir=out,
+        stage=job.stage,
+        name=job.name,
+        tags={k: str(v) for k, v in job.tags.items() if v is not None},
+        params={k: str(v)[:MAX_PARAM] for k, v in job.params.items()},
+        points=points,
+        files=job.files,
+        present=present,
+        plot=job.plot,
+        end_ms=int(job.end_path.stat().st_mtime * 1000),
+        wall_seconds=job.wall if _numeric(job.wall) else None,
+    )
+
+
+def _search_files(out: Path, points: dict[str, set]) -> _JobFiles | None:
+    """A search folder's record parts (``search.json`` + ``structure.json``), its histories added to ``points``.
+    The seed comes from the path because the search files do not store it; no seed folder, no record."""
+    search, structure = read_json(out / "search.json"), read_json(out / "structure.json")
+    seed = _seed_from_path(out)
+    if seed is None:
+        return None
+    tags = {
+        "stage": "search",
+        "dataset": structure["dataset"],
+        "arch": structure["arch"],
+        "seed": seed,
+        "method": search["method"],
+        "base_method": search.get("base_method"),
+        "target": search["target"],
+        "family": search.get("family"),
+    }
+    final = {k: v for k, v in search.items() if _numeric(v)}
+    final.update({k: v for k, v in (search.get("info") or {}).items() if _numeric(v)})
+    info = search.get("info") or {}
+    _history(points, info.get("history"), "step", keep_step=False)
+    _history(points, info.get("sparsity_history"), "epoch", prefix="sparsity_", keep_step=False)
+    kept = {g: len(v) for g, v in structure["kept"].items()}
+    return _JobFiles(
+        stage="search",
+        name=f"{structure['dataset']}/{structure['arch']}/seed{seed}/{search['method']}/macs{search['target']}/search",
+        tags=tags,
+        params=flatten({"options": search.get("options") or {}, **(search.get("settings") or {})}),
+        final=final,
+        files={"search.json": out / "search.json", "structure.json": out / "structure.json"},
+        end_path=out / "search.json",
+        wall=search.get("job_seconds"),
+        plot=(kept, structure.get("group_sizes") or {}, _natural(kept)),
+    )
+
+
+def _metrics_files(
+    out: Path, points: dict[str, set], present: dict[str, Path | None], log_models: bool
+) -> _JobFiles | None:
+    """A pretrain or finetune folder's record parts (``metrics.json``), its histories added to ``points`` and,
+    with ``log_models``, model.pt to ``present``; a metrics.json of another stage is no job of these."""
+    metrics = read_json(out / "metrics.json")
+    stage = metrics.get("stage")
+    if stage not in ("pretrain", "finetune"):
+        return None
+    base = f"{metrics['dataset']}/{metrics['arch']}/seed{metrics['seed']}"
+    tags = {
+        "stage": stage,
+        "dataset": metrics["dataset"],
+        "arch": metrics["arch"],
+        "seed": metrics["seed"],
+        "method": metrics.get("method"),
+    }
+    if stage == "pretrain":
+        name = f"{base}/dense"
+    else:
+        name = f"{base}/{metrics['method']}/macs{metrics['target']}"
+        tags.update(target=metrics["target"], family=metrics.get("family"), source=metrics.get("source"))
+    _history(points, metrics.get("history"), "epoch")
+    _history(points, metrics.get("scratch_history"), "epoch", prefix="scratch_", keep_step=False)
+    plot = None
+    if metrics.get("kept_channels") and metrics.get("group_sizes"):
+        order = metrics.get("group_order") or _natural(metrics["kept_channels"])
+        plot = (metrics["kept_channels"], metrics["group_sizes"], order)
+    if log_models and (out / "model.pt").is_file():
+        present["model.pt"] = out / "model.pt"
+    return _JobFiles(
         stage=stage,
         name=name,
-        tags={k: str(v) for k, v in tags.items() if v is not None},
-        params={k: str(v)[:MAX_PARAM] for k, v in params.items()},
-        points=points,
-        files=files,
-        present=present,
+        tags=tags,
+        params=flatten(metrics.get("settings") or {}),
+        final={k: v for k, v in metrics.items() if _numeric(v)},
+        files={"metrics.json": out / "metrics.json"},
+        end_path=out / "metrics.json",
+        wall=metrics.get("wall_seconds"),
         plot=plot,
-        end_ms=int(end_path.stat().st_mtime * 1000),
-        wall_seconds=wall if _numeric(wall) else None,
     )
 
 
