@@ -140,3 +140,57 @@ def test_min_channels_and_protected_groups(arch):
         space.select_global(random_scores(space), 0.5, protect=["no.such.group"])
     with pytest.raises(ValueError, match="min_channels"):
         space.select_uniform(random_scores(space), 0.5, min_channels=0)
+
+
+def _package_imports(path) -> set[str]:
+    """Sibling modules a module of ``passprune.structure`` imports, at any level (type-checking-only and
+    function-level imports included: a circle hidden under ``TYPE_CHECKING`` is still a circle to a reader)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module} if node.module else {a.name for a in node.names}
+    return found
+
+
+def test_structure_package_has_no_import_circle():
+    """cost <- groups <- selection <- space <- masks, removal: following the imports from any module never
+    leads back to it (issue 19 found space <-> masks and space <-> selection)."""
+    from pathlib import Path
+
+    import passprune.structure as pkg
+
+    root = Path(pkg.__file__).parent
+    graph = {p.stem: _package_imports(p) - {"__init__"} for p in root.glob("*.py") if p.stem != "__init__"}
+    assert graph["space"] >= {"selection", "groups", "cost"}  # the parser sees the package's real imports
+
+    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
+
+    circles = sorted(m for m in graph if reaches(m, m))
+    assert not circles, {m: sorted(graph[m]) for m in circles}
+
+
+def test_public_names_still_importable():
+    from passprune.structure import (  # noqa: F401
+        ChannelMasker,
+        Group,
+        HookMasker,
+        LayerCost,
+        MacsModel,
+        PruningSpace,
+        Structure,
+        classifier_of,
+        conv_linear_macs,
+        count_macs_params,
+        prune_model,
+    )
+    from passprune.structure.groups import masks_from_structure
+    from passprune.structure.selection import GroupCosts
+
+    model = small_model("resnet20")
+    space = PruningSpace(model, X[:1])
+    assert isinstance(space.group_costs, GroupCosts) and space.group_costs.dense_macs == space.dense_macs
+    masks = masks_from_structure(space.groups, space.full_structure())
+    assert all(bool(m.all()) for m in masks.values())

@@ -11,6 +11,7 @@ MACs model needs (which group each layer reads and writes, each layer's output p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,24 @@ class Group:
     norms: list[str]  # norm layers over these channels (their gamma/beta are per-channel statistics)
     mask_at: list[str]  # modules whose outputs are multiplied by the mask (after norms)
     tp_group: tp.Group = field(repr=False, default=None)  # type: ignore[assignment]
+
+
+def masks_from_structure(
+    groups: Sequence[Group],
+    structure: Structure,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
+    """One 0/1 mask per group: 1 at the kept channels (a group the structure omits keeps everything).
+
+    Here rather than in :mod:`.masks` because it needs only groups and a structure: the space hands it out
+    (``PruningSpace.masks_from_structure``) while the maskers that apply it build on the space."""
+    masks = {}
+    for g in groups:
+        m = torch.zeros(g.size, device=device, dtype=dtype)
+        m[torch.as_tensor(structure.get(g.id, range(g.size)), dtype=torch.long)] = 1.0
+        masks[g.id] = m
+    return masks
 
 
 @dataclass

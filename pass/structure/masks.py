@@ -3,36 +3,21 @@
 Masking multiplies a group's output activations *after its norm layers* by a 0/1 (or straight-through)
 mask. With BatchNorm in eval mode this is exactly equivalent to removing the channels (tested for every
 registered architecture against :func:`~passprune.structure.removal.prune_model`).
+
+The 0/1 tensors themselves (:func:`~passprune.structure.groups.masks_from_structure`) live with the groups
+and structures they are made of, below :class:`PruningSpace`; this module holds the hooks that apply them and
+sits above it, so the package imports in one direction only.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
 
-from .groups import Group, Structure
-
-if TYPE_CHECKING:
-    from .space import PruningSpace
-
-
-def masks_from_structure(
-    groups: Sequence[Group],
-    structure: Structure,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, torch.Tensor]:
-    """One 0/1 mask per group: 1 at the kept channels (a group the structure omits keeps everything)."""
-    masks = {}
-    for g in groups:
-        m = torch.zeros(g.size, device=device, dtype=dtype)
-        m[torch.as_tensor(structure.get(g.id, range(g.size)), dtype=torch.long)] = 1.0
-        masks[g.id] = m
-    return masks
+from .space import PruningSpace
 
 
 class HookMasker(ABC):

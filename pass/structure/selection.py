@@ -5,23 +5,39 @@ Every method ends here. Scores say which channels matter (that is the method's j
 each group keeps so that the MACs are at most ``target x`` the dense MACs, never emptying a group
 (:func:`min_keep`, :func:`floors`), and then keep each group's best channels. Ties break by position, so
 every result is deterministic.
+
+What selection needs to know of a network is a :class:`GroupCosts` (groups, MACs model, floor policy), not the
+whole :class:`~passprune.structure.space.PruningSpace`: the space builds one and delegates here, so this
+module sits below it and the package imports in one direction.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .groups import Group, Structure
 
-if TYPE_CHECKING:
-    from .space import PruningSpace
-
 Scores = Mapping[str, torch.Tensor]  # group id -> one score per channel (higher = keep)
+
+
+@dataclass(frozen=True)
+class GroupCosts:
+    """A network as selection sees it: its groups in forward order, the MACs of any per-group widths, the
+    dense MACs and how much of a group may go (``max_prune_frac``)."""
+
+    groups: Sequence[Group]
+    macs: Callable[[np.ndarray], float]  # conv+linear MACs at the given kept width of each group
+    dense_macs: float
+    max_prune_frac: float
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.array([g.size for g in self.groups])
 
 
 def check_target(target: float) -> None:
@@ -38,16 +54,17 @@ def min_keep(group: Group, max_prune_frac: float, min_channels: int = 1) -> int:
     return min(group.size, max(1, int(min_channels), cap))
 
 
-def floors(space: PruningSpace, min_channels: int = 1, protect: Collection[str] = ()) -> np.ndarray:
+def floors(net: GroupCosts, min_channels: int = 1, protect: Collection[str] = ()) -> np.ndarray:
     """Per-group minimum kept channels: :func:`min_keep`, and the full width for ``protect``ed groups."""
-    unknown = set(protect) - set(space.by_id)
+    unknown = set(protect) - {g.id for g in net.groups}
     if unknown:
         raise ValueError(f"cannot protect unknown groups {sorted(unknown)[:5]}")
-    return np.array([g.size if g.id in protect else space.min_keep(g, min_channels) for g in space.groups], dtype=float)
+    frac = net.max_prune_frac
+    return np.array([g.size if g.id in protect else min_keep(g, frac, min_channels) for g in net.groups], dtype=float)
 
 
 def select_global(
-    space: PruningSpace, scores: Scores, target: float, *, min_channels: int = 1, protect: Collection[str] = ()
+    net: GroupCosts, scores: Scores, target: float, *, min_channels: int = 1, protect: Collection[str] = ()
 ) -> Structure:
     """Keep the globally highest-scoring channels such that MACs <= target * dense MACs.
 
@@ -55,26 +72,26 @@ def select_global(
     at least its floor (:func:`floors`) of its own best channels.
     """
     check_target(target)
-    groups = space.groups
+    groups = net.groups
     flat = torch.cat([scores[g.id].detach().float().reshape(-1).cpu() for g in groups])
     gid = torch.cat([torch.full((g.size,), i) for i, g in enumerate(groups)])
     order = torch.sort(-flat, stable=True).indices
     gid_sorted = gid[order].numpy()
-    floor = space.floors(min_channels, protect)
-    budget = target * space.dense_macs
+    floor = floors(net, min_channels, protect)
+    budget = target * net.dense_macs
 
     def counts(k: int) -> np.ndarray:
         return np.maximum(floor, np.bincount(gid_sorted[:k], minlength=len(groups)))
 
     lo, hi = 0, len(gid_sorted)
-    if space.macs(counts(0)) > budget:
+    if net.macs(counts(0)) > budget:
         raise ValueError(
             f"MACs target {target} is below what the per-group floor allows "
-            f"({space.macs(counts(0)) / space.dense_macs:.3f}); raise the target or max_prune_frac"
+            f"({net.macs(counts(0)) / net.dense_macs:.3f}); raise the target or max_prune_frac"
         )
     while lo < hi:  # largest k with macs(counts(k)) <= budget
         mid = (lo + hi + 1) // 2
-        if space.macs(counts(mid)) <= budget:
+        if net.macs(counts(mid)) <= budget:
             lo = mid
         else:
             hi = mid - 1
@@ -82,12 +99,12 @@ def select_global(
     # The next channel in the ranking may be an expensive one (a wide residual stream in a small net
     # can cost >1% of the MACs alone); keep walking down the ranking and take every channel that still
     # fits, so the budget is met tightly without ever overshooting it.
-    used = space.macs(np.maximum(floor, prefix))
+    used = net.macs(np.maximum(floor, prefix))
     for gi in gid_sorted[lo:]:
         if budget - used <= 1e-3 * budget:
             break
         prefix[gi] += 1
-        cost = space.macs(np.maximum(floor, prefix))
+        cost = net.macs(np.maximum(floor, prefix))
         if cost <= budget:
             used = cost
         else:
@@ -97,7 +114,7 @@ def select_global(
 
 
 def select_uniform(
-    space: PruningSpace, scores: Scores, target: float, *, min_channels: int = 1, protect: Collection[str] = ()
+    net: GroupCosts, scores: Scores, target: float, *, min_channels: int = 1, protect: Collection[str] = ()
 ) -> Structure:
     """Prune every group by (nearly) the same ratio, chosen so that MACs <= target.
 
@@ -106,19 +123,19 @@ def select_uniform(
     within 1% even when many groups of equal width would otherwise move in lock-step.
     """
     check_target(target)
-    sizes = space.sizes.astype(float)
-    floor = space.floors(min_channels, protect)
-    budget = target * space.dense_macs
+    sizes = net.sizes.astype(float)
+    floor = floors(net, min_channels, protect)
+    budget = target * net.dense_macs
 
     def counts(r: float) -> np.ndarray:
         return np.maximum(floor, np.floor(r * sizes))
 
-    if space.macs(floor) > budget:
+    if net.macs(floor) > budget:
         raise ValueError(f"MACs target {target} is below what the per-group floor allows")
     lo, hi = 0.0, 1.0
     for _ in range(50):
         mid = (lo + hi) / 2
-        if space.macs(counts(mid)) <= budget:
+        if net.macs(counts(mid)) <= budget:
             lo = mid
         else:
             hi = mid
@@ -127,12 +144,12 @@ def select_uniform(
     for i in np.argsort(-remainder, kind="stable"):
         if c[i] < sizes[i]:
             c[i] += 1
-            if space.macs(c) > budget:
+            if net.macs(c) > budget:
                 c[i] -= 1
-    return top_per_group(space.groups, scores, c.astype(int))
+    return top_per_group(net.groups, scores, c.astype(int))
 
 
-def top_per_group(groups: list[Group], scores: Scores, counts: np.ndarray) -> Structure:
+def top_per_group(groups: Sequence[Group], scores: Scores, counts: np.ndarray) -> Structure:
     """Each group's ``counts[i]`` highest-scoring channels, sorted (ties: the lower index first)."""
     out: Structure = {}
     for g, k in zip(groups, counts):

@@ -1,8 +1,11 @@
 """``PruningSpace``: the one object every method, masker and report holds for a model instance.
 
-It ties the concerns of this package together: the dependency groups (:mod:`.groups`), the MACs model
-(:mod:`.cost`), selection under a budget (:mod:`.selection`) and masks (:mod:`.masks`). Its methods are
-thin: each delegates to the module that owns the concept, so that module can be read on its own.
+It ties the concerns of this package together: the dependency groups and their masks (:mod:`.groups`),
+the MACs model (:mod:`.cost`) and selection under a budget (:mod:`.selection`). Its methods are thin: each
+delegates to the module that owns the concept, so that module can be read on its own. Those modules never
+import the space (selection reads a :class:`~.selection.GroupCosts`); the maskers (:mod:`.masks`) and physical
+removal (:mod:`.removal`) build on it. Imports run one way: cost <- groups <- selection <- space <- masks,
+removal (``tests/test_structure.py`` checks that no module of the package imports one that imports it).
 """
 
 from __future__ import annotations
@@ -15,9 +18,8 @@ import torch.nn as nn
 
 from . import selection
 from .cost import MacsModel, layer_costs
-from .groups import Group, Structure, find_groups
-from .masks import masks_from_structure
-from .selection import Scores
+from .groups import Group, Structure, find_groups, masks_from_structure
+from .selection import GroupCosts, Scores
 
 
 class PruningSpace:
@@ -63,6 +65,11 @@ class PruningSpace:
     def sizes(self) -> np.ndarray:
         return np.array([g.size for g in self.groups])
 
+    @property
+    def group_costs(self) -> GroupCosts:
+        """What selection under a budget reads of this space (built on demand, so it follows ``max_prune_frac``)."""
+        return GroupCosts(self.groups, self.macs, self.dense_macs, self.max_prune_frac)
+
     # ------------------------------------------------------------------ selection under a budget
     def min_keep(self, group: Group, min_channels: int = 1) -> int:
         """The per-group floor: never empty a group or collapse a residual stream.
@@ -75,7 +82,7 @@ class PruningSpace:
     def floors(self, min_channels: int = 1, protect: Collection[str] = ()) -> np.ndarray:
         """Per-group minimum kept channels: :meth:`min_keep`, and the full width for ``protect``ed groups
         (e.g. the first layer, which sees the raw image and whose pruning every later layer inherits)."""
-        return selection.floors(self, min_channels, protect)
+        return selection.floors(self.group_costs, min_channels, protect)
 
     def select_global(
         self, scores: Scores, target: float, *, min_channels: int = 1, protect: Collection[str] = ()
@@ -87,7 +94,7 @@ class PruningSpace:
         found by bisection; each group keeps at least its floor (:meth:`floors`: ``min_keep`` with
         ``min_channels``, everything for the groups in ``protect``) of its own best channels.
         """
-        return selection.select_global(self, scores, target, min_channels=min_channels, protect=protect)
+        return selection.select_global(self.group_costs, scores, target, min_channels=min_channels, protect=protect)
 
     def select_uniform(
         self, scores: Scores, target: float, *, min_channels: int = 1, protect: Collection[str] = ()
@@ -99,7 +106,7 @@ class PruningSpace:
         is met within 1% even when many groups of equal width would otherwise move in lock-step. The
         floors (``min_channels``, ``protect``) are the same as :meth:`select_global`'s.
         """
-        return selection.select_uniform(self, scores, target, min_channels=min_channels, protect=protect)
+        return selection.select_uniform(self.group_costs, scores, target, min_channels=min_channels, protect=protect)
 
     # ------------------------------------------------------------------ structures and masks
     def keep_counts(self, structure: Structure) -> dict[str, int]:
