@@ -225,7 +225,7 @@ def _create(client, state: dict, rec: JobRecord):
 # ----------------------------------------------------------------------------- verify
 def verify_study(study: Study, extra_dirs: list[Path] | None = None, out=sys.stdout) -> list[str]:
     """Every difference between the store and the files, one line each (empty: they agree)."""
-    client, state, uri = study.client, study.state, study.uri
+    client, state = study.client, study.state
     diffs: list[str] = []
     records = job_records(study.study_dir, extra_dirs, study.log_models)
     diffs += _verify_study_run(study)
@@ -246,45 +246,13 @@ def verify_study(study: Study, extra_dirs: list[Path] | None = None, out=sys.std
             continue
         superseded += len(cands) - 1
         where = f"{rec.name} (run {run.info.run_id})"
-        if run.info.status != "FINISHED":
-            diffs.append(f"{where}: status {run.info.status}, files say the job finished")
-        for k, v in rec.tags.items():
-            if run.data.tags.get(k) != v:
-                diffs.append(f"{where}: tag {k}: files {v!r}, store {run.data.tags.get(k)!r}")
-        for k, v in rec.params.items():
-            if run.data.params.get(k) != v:
-                diffs.append(f"{where}: param {k}: files {v!r}, store {run.data.params.get(k)!r}")
-        for key in sorted(set(rec.points) | set(run.data.metrics)):
-            want = rec.points.get(key, set())
-            if key not in rec.points:
-                continue  # a curve logged live that no file holds (see docs/mlflow.md): not compared
-            have = {(m.step, canon(m.value)) for m in client.get_metric_history(run.info.run_id, key)}
-            n_points += len(want & have)
-            for step, value in sorted(want - have, key=repr):
-                diffs.append(
-                    f"{where}: metric {key} step {step}: files {value}, store "
-                    f"{sorted(v for s, v in have if s == step) or 'missing'}"
-                )
-            for step, value in sorted(have - want, key=repr):
-                if not any(s == step for s, _ in want - have):
-                    diffs.append(f"{where}: metric {key} step {step}: store {value}, not in the files")
-        repo = artifact_repo(uri, run.info.artifact_uri)
-        arts = _all_artifacts(repo)
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, path in rec.files.items():
-                if name not in arts:
-                    diffs.append(f"{where}: artifact {name} missing")
-                    continue
-                got = repo.download_artifacts(name, tmp)
-                if file_sha256(got) != file_sha256(path):
-                    diffs.append(f"{where}: artifact {name} differs from {path}")
-                else:
-                    n_art += 1
-        for name in rec.present:
-            if name not in arts:
-                diffs.append(f"{where}: artifact {name} missing")
-            else:
-                n_art += 1
+        diffs += _verify_fields(run, rec, where)
+        points_diffs, n = _verify_points(client, run, rec, where)
+        diffs += points_diffs
+        n_points += n
+        artifact_diffs, n = _verify_artifacts(study.uri, run, rec, where)
+        diffs += artifact_diffs
+        n_art += n
     for d in diffs:
         print(f"DIFF {d}", file=out)
     print(
@@ -293,6 +261,66 @@ def verify_study(study: Study, extra_dirs: list[Path] | None = None, out=sys.std
         file=out,
     )
     return diffs
+
+
+def _verify_fields(run: Any, rec: JobRecord, where: str) -> list[str]:
+    """Status, tags and params of one run against its files: a run that is not FINISHED, or whose tags or params
+    differ, would be read wrongly by anyone filtering the store."""
+    diffs = []
+    if run.info.status != "FINISHED":
+        diffs.append(f"{where}: status {run.info.status}, files say the job finished")
+    for k, v in rec.tags.items():
+        if run.data.tags.get(k) != v:
+            diffs.append(f"{where}: tag {k}: files {v!r}, store {run.data.tags.get(k)!r}")
+    for k, v in rec.params.items():
+        if run.data.params.get(k) != v:
+            diffs.append(f"{where}: param {k}: files {v!r}, store {run.data.params.get(k)!r}")
+    return diffs
+
+
+def _verify_points(client: Any, run: Any, rec: JobRecord, where: str) -> tuple[list[str], int]:
+    """Every metric point the files hold against the run's history: ``(differences, points that match)``. A step
+    whose value differs is reported once (as the files' value), not again as an extra store point."""
+    diffs, n_points = [], 0
+    for key in sorted(set(rec.points) | set(run.data.metrics)):
+        want = rec.points.get(key, set())
+        if key not in rec.points:
+            continue  # a curve logged live that no file holds (see docs/mlflow.md): not compared
+        have = {(m.step, canon(m.value)) for m in client.get_metric_history(run.info.run_id, key)}
+        n_points += len(want & have)
+        for step, value in sorted(want - have, key=repr):
+            diffs.append(
+                f"{where}: metric {key} step {step}: files {value}, store "
+                f"{sorted(v for s, v in have if s == step) or 'missing'}"
+            )
+        for step, value in sorted(have - want, key=repr):
+            if not any(s == step for s, _ in want - have):
+                diffs.append(f"{where}: metric {key} step {step}: store {value}, not in the files")
+    return diffs, n_points
+
+
+def _verify_artifacts(uri: str, run: Any, rec: JobRecord, where: str) -> tuple[list[str], int]:
+    """The run's artifacts: ``(differences, artifacts that match)``. Result files must be byte-identical (they
+    are downloaded and hashed); the kept-ratio plot, the job's log and model.pt need only be present."""
+    diffs, n_art = [], 0
+    repo = artifact_repo(uri, run.info.artifact_uri)
+    arts = _all_artifacts(repo)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in rec.files.items():
+            if name not in arts:
+                diffs.append(f"{where}: artifact {name} missing")
+                continue
+            got = repo.download_artifacts(name, tmp)
+            if file_sha256(got) != file_sha256(path):
+                diffs.append(f"{where}: artifact {name} differs from {path}")
+            else:
+                n_art += 1
+    for name in rec.present:
+        if name not in arts:
+            diffs.append(f"{where}: artifact {name} missing")
+        else:
+            n_art += 1
+    return diffs, n_art
 
 
 def _verify_study_run(study: Study) -> list[str]:
