@@ -9,7 +9,14 @@ import torch
 from conftest import small_model
 
 from passprune.models import list_models
-from passprune.structure import ChannelMasker, PruningSpace, conv_linear_macs, count_macs_params, prune_model
+from passprune.structure import (
+    ChannelMasker,
+    PruningSpace,
+    conv_linear_macs,
+    count_costs,
+    count_macs_params,
+    prune_model,
+)
 
 X = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 ARCHS = list_models()
@@ -194,3 +201,16 @@ def test_public_names_still_importable():
     assert isinstance(space.group_costs, GroupCosts) and space.group_costs.dense_macs == space.dense_macs
     masks = masks_from_structure(space.groups, space.full_structure())
     assert all(bool(m.all()) for m in masks.values())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_one_pass_count_equals_the_two_counters(arch):
+    """count_costs (one forward pass, both counters) gives exactly what the two counters give apart, on a dense
+    and a pruned network, and leaves the model's mode as it was."""
+    model = small_model(arch).train()
+    space = PruningSpace(model, X[:1])
+    pruned = prune_model(copy.deepcopy(model), X[:1], space.select_global(random_scores(space), 0.5))
+    for net in (model, pruned):
+        cost = count_costs(net, X[:1])
+        assert net.training
+        assert (cost.macs, (cost.macs_tp, cost.params)) == (conv_linear_macs(net, X[:1]), count_macs_params(net, X[:1]))

@@ -7,7 +7,8 @@ per concept:
 
 * :mod:`.groups` -- dependency groups (Torch-Pruning's ``DependencyGraph``), ``Group``, ``Structure`` and a
   structure's 0/1 masks;
-* :mod:`.cost` -- the MACs model and the reference counters (``conv_linear_macs``, ``count_macs_params``);
+* :mod:`.cost` -- the MACs model and the reference counters (``conv_linear_macs``, ``count_macs_params``,
+  both in one pass: ``count_costs``);
 * :mod:`.selection` -- from scores to a structure under a MACs budget (global ranking, uniform ratio);
 * :mod:`.masks` -- masking hooks (``HookMasker``, ``ChannelMasker``), exactly equivalent to removal;
 * :mod:`.removal` -- physical pruning (``prune_model``);
@@ -23,7 +24,7 @@ outputs are never pruned.
 
 from __future__ import annotations
 
-from .cost import LayerCost, MacsModel, conv_linear_macs, count_macs_params
+from .cost import LayerCost, MacsModel, ModelCost, conv_linear_macs, count_costs, count_macs_params
 from .groups import Group, Structure, classifier_of
 from .masks import ChannelMasker, HookMasker
 from .removal import prune_model
@@ -35,10 +36,12 @@ __all__ = [
     "HookMasker",
     "LayerCost",
     "MacsModel",
+    "ModelCost",
     "PruningSpace",
     "Structure",
     "classifier_of",
     "conv_linear_macs",
+    "count_costs",
     "count_macs_params",
     "prune_model",
 ]

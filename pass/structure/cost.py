@@ -132,3 +132,26 @@ def conv_linear_macs(model: nn.Module, example_inputs: torch.Tensor) -> float:
         model(example_inputs)
     model.train(was)
     return fc.get_total_flops() / 2.0
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What a report states about a network's size: both MACs counts and the parameter count."""
+
+    macs: float  # conv+linear, PyTorch's FLOP counter / 2 (as :func:`conv_linear_macs`)
+    macs_tp: float  # Torch-Pruning's count, norms included (as :func:`count_macs_params`)
+    params: int
+
+
+def count_costs(model: nn.Module, example_inputs: torch.Tensor) -> ModelCost:
+    """:func:`conv_linear_macs` and :func:`count_macs_params` from ONE forward pass: Torch-Pruning's counter
+    (hooks that only read shapes) runs inside PyTorch's FLOP counter, which sees the same convolutions and
+    matmuls. Why: a report counted each model twice, and on a large network every forward pass costs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        macs_tp, params = tp.utils.count_ops_and_params(model, example_inputs)
+    model.train(was)
+    return ModelCost(fc.get_total_flops() / 2.0, float(macs_tp), int(params))
