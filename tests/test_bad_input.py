@@ -29,7 +29,7 @@ FINETUNE = {
     "data": DATA,
     "device": "cpu",
     "latency": {"enabled": False},
-    "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, "max_steps_per_epoch": 2, "bn_recalibration_batches": 1},
+    "finetune": {"epochs": 1, "batch_size": 64, "lr": 0.01, "max_steps_per_epoch": 2, "bn_recalibration_batches": 1},
 }
 JOB = ["--dataset", "fashion_mnist", "--arch", "resnet20", "--seed", "0"]
 
