@@ -132,3 +132,51 @@ def test_cpu_training_survives_narrow_strided_shortcuts(fmnist_small, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
+
+
+def test_closed_form_cosine_gives_the_hand_computed_rates():
+    """PASS's search scheduler must give initial_lr * 0.5 * (1 + cos(pi * step / total)) exactly (the rates it
+    computed by hand before it shared the engine's schedules), also after a resume from its state_dict."""
+    import math
+
+    from passprune.schedule import make_scheduler
+
+    def build():
+        ps = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+        opt = torch.optim.Adam([{"params": [ps[0]], "lr": 3e-3}, {"params": [ps[1]], "lr": 3e-2}])
+        return ps, opt, make_scheduler(opt, "cosine", 7, closed_form=True)
+
+    ps, opt, sched = build()
+    for step in range(7):
+        factor = 0.5 * (1.0 + math.cos(math.pi * step / 7))
+        assert [g["lr"] for g in opt.param_groups] == [3e-3 * factor, 3e-2 * factor], step
+        sum(p.sum() for p in ps).backward()
+        opt.step()
+        sched.step()
+        if step == 3:
+            _, opt2, sched2 = build()
+            opt2.load_state_dict(opt.state_dict())
+            sched2.load_state_dict(sched.state_dict())
+    sched2.step()  # opt2 never stepped: only its schedule's position matters here
+    assert sched2.last_epoch == 5 and [g["lr"] for g in opt2.param_groups] == [
+        3e-3 * 0.5 * (1.0 + math.cos(math.pi * 5 / 7)),
+        3e-2 * 0.5 * (1.0 + math.cos(math.pi * 5 / 7)),
+    ]
+
+
+def test_resume_ignores_foreign_and_incomplete_checkpoints(tmp_path):
+    """A checkpoint resumes only its own run (fingerprint) and only when it holds every object the loop
+    needs; one written by an older layout is ignored, not half-loaded."""
+    from passprune import resume
+
+    src, dst = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(dst.parameters(), lr=0.1)
+    path = tmp_path / "ck.pt"
+    resume.save(path, "fp", {"model": src}, epoch=4)
+    kw = {"map_location": "cpu", "tag": "t", "belongs": "another run"}
+    assert resume.load(tmp_path / "none.pt", "fp", {"model": dst}, **kw) is None
+    assert resume.load(path, "other", {"model": dst}, **kw) is None
+    assert resume.load(path, "fp", {"model": dst, "optimizer": opt}, **kw) is None
+    assert not torch.equal(dst.weight, src.weight)  # nothing was loaded by the refused attempts
+    ck = resume.load(path, "fp", {"model": dst}, **kw)
+    assert ck is not None and ck["epoch"] == 4 and torch.equal(dst.weight, src.weight)

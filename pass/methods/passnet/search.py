@@ -13,7 +13,8 @@ exactly one field of :class:`PassVariant` changed (``ABLATIONS``); :func:`effect
 method runs with, so that claim is testable.
 
 The search is resumable: every ``checkpoint_every`` steps it saves all of its state (hypernetwork, encoder,
-prompt, optimiser, step, data-order generator, best-so-far selection, RNG) to ``workdir/search_ckpt.pt``;
+prompt, optimiser, schedule, step, data-order generator, best-so-far selection, RNG) to ``workdir/search_ckpt.pt``
+through the engine's resume path (``passprune.resume``; the schedule is ``passprune.schedule``'s);
 rerunning the same search (same fingerprint: options, target, seed, data, dense weights) in the same folder
 continues from there and gives exactly the uninterrupted run's result on CPU.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -34,8 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ... import resume
 from ...engine import evaluate, recalibrate_bn
 from ...files import atomic_torch_save
+from ...schedule import Optimisers, make_scheduler
 from ...structure import PruningSpace, Structure
 from .. import SearchContext, SearchResult, cost, register_method
 from .encoder import ConstantState, PromptEncoder
@@ -127,6 +129,8 @@ def check_options(o: dict[str, Any]) -> None:
         )
     if o["temperature"] <= 0:
         raise ValueError(f"temperature must be > 0, got {o['temperature']!r}")
+    if o["schedule"] not in ("constant", "cosine"):
+        raise ValueError(f"pass option schedule: {o['schedule']!r}; use constant or cosine")
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -291,34 +295,9 @@ def search_fingerprint(
     return h.hexdigest()[:16]
 
 
-def pass_search(
-    ctx: SearchContext,
-    variant: PassVariant,
-    searcher: PassSearcher | None = None,
-    train_parts: tuple[str, ...] = ("prompt", "encoder", "hyper"),
-) -> SearchResult:
-    o = ctx.options
-    check_options(o)
-    torch.manual_seed(ctx.seed)
-    model = ctx.model.to(ctx.device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    dense_bn = _DenseBN(model)
-    bns = dense_bn.bns
-
-    def search_mode() -> None:
-        # Masks remove a large share of each BN's inputs; with the dense running statistics the masked
-        # network reads as chance and gives no learning signal. Batch statistics (as VPNs does) fix that;
-        # momentum 0 keeps the running statistics untouched.
-        model.eval()
-        if o["bn_mode"] == "batch":
-            for m in bns:
-                m.train()
-                m.momentum = 0.0
-
-    if searcher is None:
-        searcher = PassSearcher(ctx.space, ctx.data.in_channels, _image_size(ctx), variant, o)
-    searcher = searcher.to(ctx.device)
+def _param_groups(searcher: PassSearcher, train_parts: tuple[str, ...], o: dict) -> list[dict]:
+    """Adam's parameter groups: theta and w at ``lr``, V at ``prompt_lr``; only the parts being trained
+    (hypernetwork transfer trains the prompt alone)."""
     groups = []
     if "hyper" in train_parts:
         groups.append({"params": list(searcher.hyper.parameters()), "lr": o["lr"]})
@@ -326,139 +305,248 @@ def pass_search(
         groups.append({"params": list(searcher.encoder.parameters()), "lr": o["lr"]})
     if "prompt" in train_parts and searcher.prompt is not None:
         groups.append({"params": list(searcher.prompt.parameters()), "lr": o["prompt_lr"]})
-    if o["schedule"] not in ("constant", "cosine"):
-        raise ValueError(f"pass option schedule: {o['schedule']!r}; use constant or cosine")
-    for g in groups:
-        g["initial_lr"] = g["lr"]
+    return groups
+
+
+def _trainable_params(searcher: PassSearcher, groups: list[dict], train_parts: tuple[str, ...]) -> int:
+    """Parameters the search trains; the prompt counts only its border entries (the interior is masked out
+    and gets no gradient)."""
+    trains_prompt = "prompt" in train_parts and searcher.prompt is not None
+    prompt_delta = searcher.prompt.delta if trains_prompt else None
+    return sum(p.numel() for g in groups for p in g["params"] if p is not prompt_delta) + (
+        searcher.prompt.num_trainable if prompt_delta is not None else 0
+    )
+
+
+def _optimisers(groups: list[dict], o: dict) -> Optimisers:
+    """Adam over ``groups`` on the search's schedule: constant, or the closed-form cosine to 0 over ``steps``
+    (a function of the step alone, as it always was here; ``passprune.schedule``)."""
     opt = torch.optim.Adam(groups, weight_decay=o["weight_decay"])
-    prompt_delta = searcher.prompt.delta if ("prompt" in train_parts and searcher.prompt is not None) else None
-    gen = torch.Generator().manual_seed(ctx.seed)
-    run = _Progress(epoch_gen_state=gen.get_state())
-    ckpt_path = Path(ctx.workdir) / CHECKPOINT
-    fp = search_fingerprint(ctx, variant, train_parts, searcher)
-    resumed_from = _resume(ckpt_path, fp, searcher, opt, run)
-    best = run.best
-    warm = o["anneal_frac"] * o["steps"]
-    t0 = time.time()
-    try:
-        search_mode()
-        with ReaderMasker(ctx.space, model) as masker:
+    return Optimisers().add(opt, make_scheduler(opt, o["schedule"], o["steps"], closed_form=True))
 
-            def consider() -> None:
-                """Evaluate the hypernetwork's current hard structure on the validation split (after the same
-                BN re-estimation every pruned net gets) and keep the best state: checkpoint selection on
-                validation data, never on test. The dense BN statistics are put back afterwards, so the
-                search (``bn_mode: eval``) never continues with a candidate's statistics."""
-                structure = searcher.structure(ctx.target)
-                if any(c["structure"] == structure for c in best.get("seen", [])):
-                    return
-                masker.set(ctx.space.masks_from_structure(structure, ctx.device))
-                model.eval()
-                n = recalibrate_bn(
-                    model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed
-                )
-                val = _masked_val(model, ctx, None)
-                dense_bn.restore_stats()
-                run.val_images += min(n * ctx.batch_size, len(ctx.data.train)) + len(ctx.data.val)
-                best.setdefault("seen", []).append({"structure": structure, "val": val, "step": run.step})
-                if val > best["val"]:
-                    best.update(
-                        val=val,
-                        step=run.step,
-                        structure=structure,
-                        state={k: v.detach().clone() for k, v in searcher.state_dict().items()},
-                    )
-                search_mode()
 
-            while run.step < o["steps"]:
-                gen.set_state(run.epoch_gen_state)
-                batches = iter(
-                    ctx.data.train.batches(
-                        ctx.batch_size, shuffle=True, augment=True, generator=gen, device=ctx.device, drop_last=True
-                    )
+@dataclass
+class _Search:
+    """One running PASS search: the frozen model behind its masker, the searcher and its optimiser, the
+    data-order generator and the checkpointed progress.
+
+    Why a class: the training step, the validation candidate, the checkpoint and the final selection are
+    separate functions (each fits a screen) that share this state.
+    """
+
+    ctx: SearchContext
+    model: nn.Module
+    dense_bn: _DenseBN
+    searcher: PassSearcher
+    optim: Optimisers
+    fingerprint: str
+    gen: torch.Generator = field(default_factory=torch.Generator)
+    run: _Progress = field(init=False)
+    masker: ReaderMasker | None = None
+    t0: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.gen.manual_seed(self.ctx.seed)
+        self.run = _Progress(epoch_gen_state=self.gen.get_state())
+
+    @property
+    def o(self) -> dict[str, Any]:
+        """The method's options (``ctx.options``: for a transfer, the source's hypernetwork shape)."""
+        return self.ctx.options
+
+    @property
+    def ckpt_path(self) -> Path:
+        return Path(self.ctx.workdir) / CHECKPOINT
+
+    def search_mode(self) -> None:
+        """Masks remove a large share of each BN's inputs; with the dense running statistics the masked
+        network reads as chance and gives no learning signal. Batch statistics (as VPNs does) fix that;
+        momentum 0 keeps the running statistics untouched."""
+        self.model.eval()
+        if self.o["bn_mode"] == "batch":
+            for m in self.dense_bn.bns:
+                m.train()
+                m.momentum = 0.0
+
+    def stateful(self) -> dict[str, Any]:
+        """What a checkpoint restores by ``state_dict``: V, w and theta, the optimiser and its schedule."""
+        return {"searcher": self.searcher, **self.optim.stateful()}
+
+    def restore(self) -> int:
+        """Continue this very search from its checkpoint, if one exists; returns its step (0: none)."""
+        ck = resume.load(
+            self.ckpt_path,
+            self.fingerprint,
+            self.stateful(),
+            map_location="cpu",
+            tag="pass",
+            belongs="another search (options, target, seed, data or weights)",
+        )
+        if ck is None:
+            return 0
+        for k, v in ck["progress"].items():
+            setattr(self.run, k, v)
+        torch.set_rng_state(ck["rng"])
+        print(f"[pass] resumed from {self.ckpt_path} at step {self.run.step}", file=sys.stderr)
+        return self.run.step
+
+    def save(self) -> None:
+        """Write the resumable state (search-loop seconds so far included) at the current step."""
+        run = self.run
+        run.elapsed += time.time() - self.t0
+        self.t0 = time.time()
+        progress = {f.name: getattr(run, f.name) for f in fields(run)}
+        budget = _budget(self.ctx.target, run.step, self.o)
+        resume.save(
+            self.ckpt_path,
+            self.fingerprint,
+            self.stateful(),
+            progress=progress,
+            rng=torch.get_rng_state(),
+            budget=budget,
+        )
+
+    def train(self) -> None:
+        """Step until ``steps``, epoch after epoch; each epoch's order comes from the generator state saved at
+        its start, and a resumed run skips the batches its epoch had already used."""
+        o, run, ctx = self.o, self.run, self.ctx
+        while run.step < o["steps"]:
+            self.gen.set_state(run.epoch_gen_state)
+            batches = iter(
+                ctx.data.train.batches(
+                    ctx.batch_size, shuffle=True, augment=True, generator=self.gen, device=ctx.device, drop_last=True
                 )
-                for _ in itertools.islice(batches, run.epoch_batches):  # resumed mid-epoch: skip what was used
-                    pass
-                for x, y in batches:
-                    if run.step >= o["steps"]:
-                        break
-                    masks, _ = searcher.straight_through_masks(_budget(ctx.target, run.step, o))
-                    masker.set(masks)
-                    out = model(searcher.apply_prompt(x))
-                    loss = F.cross_entropy(out, y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if o["schedule"] == "cosine":  # a function of the step alone, so a resumed search is exact
-                        factor = 0.5 * (1.0 + math.cos(math.pi * run.step / o["steps"]))
-                        for g in opt.param_groups:
-                            g["lr"] = g["initial_lr"] * factor
-                    opt.step()
-                    run.step += 1
-                    run.epoch_batches += 1
-                    run.images += y.numel()
-                    if run.step % o["log_every"] == 0 or run.step == o["steps"]:
-                        rec = {
-                            "search_loss": loss.item(),
-                            "search_top1": 100.0 * (out.argmax(1) == y).float().mean().item(),
-                        }
-                        run.history.append({"step": run.step, **rec})
-                        ctx.log(rec, run.step)
-                        if o["select_on_val"] and run.step >= warm:
-                            consider()
-                    if o["checkpoint_every"] and run.step % o["checkpoint_every"] == 0 and run.step < o["steps"]:
-                        run.elapsed += time.time() - t0
-                        t0 = time.time()
-                        _save(ckpt_path, fp, searcher, opt, run, _budget(ctx.target, run.step, o))
-                else:  # the epoch ran out: the next one starts from the generator's current state
-                    if run.epoch_batches == 0:
-                        raise ValueError(
-                            f"the training split ({len(ctx.data.train)} images) yields no full batch "
-                            f"of {ctx.batch_size}; lower search.batch_size"
-                        )
-                    run.epoch_gen_state = gen.get_state()
-                    run.epoch_batches = 0
-            if not o["select_on_val"] or "structure" not in best:
-                best.update(
-                    structure=searcher.structure(ctx.target),
-                    step=run.step,
-                    state={k: v.detach().clone() for k, v in searcher.state_dict().items()},
-                )
-            searcher.load_state_dict(best["state"])
-            structure = best["structure"]
-            masker.set(ctx.space.masks_from_structure(structure, ctx.device))
-            model.eval()
-            if "val" in best and best["val"] >= 0:
-                val_plain = best["val"]  # measured when it was selected, with the same BN re-estimation
-            else:
-                recalibrate_bn(
-                    model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed
-                )
-                val_plain = _masked_val(model, ctx, None)
-            recalibrate_bn(
-                model,
-                ctx.data.train,
-                ctx.device,
-                o["bn_recalibration_batches"],
-                ctx.batch_size,
-                ctx.seed,
-                input_transform=searcher.apply_prompt,
             )
-            val_prompted = _masked_val(model, ctx, searcher.apply_prompt)
+            for _ in itertools.islice(batches, run.epoch_batches):  # resumed mid-epoch: skip what was used
+                pass
+            for x, y in batches:
+                if run.step >= o["steps"]:
+                    break
+                self.step(x, y)
+            else:  # the epoch ran out: the next one starts from the generator's current state
+                if run.epoch_batches == 0:
+                    raise ValueError(
+                        f"the training split ({len(ctx.data.train)} images) yields no full batch "
+                        f"of {ctx.batch_size}; lower search.batch_size"
+                    )
+                run.epoch_gen_state = self.gen.get_state()
+                run.epoch_batches = 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One search step: hard masks at this step's budget, CE through the masked prompted network,
+        straight-through gradients into V, w and theta; then logging, validation candidates, checkpoint."""
+        o, run = self.o, self.run
+        masks, _ = self.searcher.straight_through_masks(_budget(self.ctx.target, run.step, o))
+        self.masker.set(masks)
+        out = self.model(self.searcher.apply_prompt(x))
+        loss = F.cross_entropy(out, y)
+        self.optim.zero_grad()
+        loss.backward()
+        self.optim.step()
+        run.step += 1
+        run.epoch_batches += 1
+        run.images += y.numel()
+        if run.step % o["log_every"] == 0 or run.step == o["steps"]:
+            rec = {"search_loss": loss.item(), "search_top1": 100.0 * (out.argmax(1) == y).float().mean().item()}
+            run.history.append({"step": run.step, **rec})
+            self.ctx.log(rec, run.step)
+            if o["select_on_val"] and run.step >= o["anneal_frac"] * o["steps"]:
+                self.consider()
+        if o["checkpoint_every"] and run.step % o["checkpoint_every"] == 0 and run.step < o["steps"]:
+            self.save()
+
+    def consider(self) -> None:
+        """Evaluate the hypernetwork's current hard structure on the validation split (after the same BN
+        re-estimation every pruned net gets) and keep the best state: checkpoint selection on validation
+        data, never on test. The dense BN statistics are put back afterwards, so the search (``bn_mode:
+        eval``) never continues with a candidate's statistics."""
+        ctx, o, best = self.ctx, self.o, self.run.best
+        structure = self.searcher.structure(ctx.target)
+        if any(c["structure"] == structure for c in best.get("seen", [])):
+            return
+        self.masker.set(ctx.space.masks_from_structure(structure, ctx.device))
+        self.model.eval()
+        n = recalibrate_bn(
+            self.model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed
+        )
+        val = _masked_val(self.model, ctx, None)
+        self.dense_bn.restore_stats()
+        self.run.val_images += min(n * ctx.batch_size, len(ctx.data.train)) + len(ctx.data.val)
+        best.setdefault("seen", []).append({"structure": structure, "val": val, "step": self.run.step})
+        if val > best["val"]:
+            state = {k: v.detach().clone() for k, v in self.searcher.state_dict().items()}
+            best.update(val=val, step=self.run.step, structure=structure, state=state)
+        self.search_mode()
+
+    def finish(self) -> tuple[Structure, float, float]:
+        """The selected structure (best on validation, or the last one) and its masked validation top-1
+        without and with the prompt, each after BN re-estimation. Returns (structure, plain, prompted)."""
+        ctx, o, best, model = self.ctx, self.o, self.run.best, self.model
+        if not o["select_on_val"] or "structure" not in best:
+            state = {k: v.detach().clone() for k, v in self.searcher.state_dict().items()}
+            best.update(structure=self.searcher.structure(ctx.target), step=self.run.step, state=state)
+        self.searcher.load_state_dict(best["state"])
+        structure = best["structure"]
+        self.masker.set(ctx.space.masks_from_structure(structure, ctx.device))
+        model.eval()
+        recal = (model, ctx.data.train, ctx.device, o["bn_recalibration_batches"], ctx.batch_size, ctx.seed)
+        if "val" in best and best["val"] >= 0:
+            val_plain = best["val"]  # measured when it was selected, with the same BN re-estimation
+        else:
+            recalibrate_bn(*recal)
+            val_plain = _masked_val(model, ctx, None)
+        recalibrate_bn(*recal, input_transform=self.searcher.apply_prompt)
+        return structure, val_plain, _masked_val(model, ctx, self.searcher.apply_prompt)
+
+
+def _frozen(ctx: SearchContext) -> nn.Module:
+    """The dense network on the search's device, in eval mode, with no parameter trained: PASS learns only
+    V, w and theta around it."""
+    model = ctx.model.to(ctx.device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def pass_search(
+    ctx: SearchContext,
+    variant: PassVariant,
+    searcher: PassSearcher | None = None,
+    train_parts: tuple[str, ...] = ("prompt", "encoder", "hyper"),
+) -> SearchResult:
+    """Run (or resume) one PASS search and return its structure with its cost and diagnostics.
+
+    The order below is part of the result: the global seed before the searcher's initialisation, the
+    fingerprint over the initial state, then the resume (which restores the RNG), as before the split.
+    """
+    o = ctx.options
+    check_options(o)
+    torch.manual_seed(ctx.seed)
+    model = _frozen(ctx)
+    dense_bn = _DenseBN(model)
+    if searcher is None:
+        searcher = PassSearcher(ctx.space, ctx.data.in_channels, _image_size(ctx), variant, o)
+    searcher = searcher.to(ctx.device)
+    groups = _param_groups(searcher, train_parts, o)
+    optim = _optimisers(groups, o)
+    fp = search_fingerprint(ctx, variant, train_parts, searcher)
+    s = _Search(ctx, model, dense_bn, searcher, optim, fp)
+    resumed_from = s.restore()
+    s.t0 = time.time()
+    try:
+        s.search_mode()
+        with ReaderMasker(ctx.space, model) as masker:
+            s.masker = masker
+            s.train()
+            structure, val_plain, val_prompted = s.finish()
     finally:
         dense_bn.restore()  # the dense model leaves the search as it came in (statistics and BN flags)
-    atomic_torch_save(
-        {
-            "state_dict": searcher.state_dict(),
-            "variant": asdict(variant),
-            "options": dict(o),
-            "group_ids": [g.id for g in ctx.space.groups],
-        },
-        Path(ctx.workdir) / "hypernetwork.pt",
-    )
+    _save_hypernetwork(ctx, searcher, variant)
+    run, best = s.run, s.run.best
     info = {
         **cost(search_steps=run.step, search_images=run.images),
         "val_images": run.val_images,
-        "search_loop_seconds": run.elapsed + time.time() - t0,
+        "search_loop_seconds": run.elapsed + time.time() - s.t0,
         "resumed_from_step": resumed_from,
         "masked_val_top1_prompted": val_prompted,
         "masked_val_top1": val_plain,
@@ -468,47 +556,22 @@ def pass_search(
         "variant": asdict(variant),
         "effective_options": dict(o),
         "trainable_prompt_params": searcher.prompt.num_trainable if searcher.prompt is not None else 0,
-        # the prompt counts only its border entries (the interior is masked out and gets no gradient)
-        "trainable_params": sum(p.numel() for g in groups for p in g["params"] if p is not prompt_delta)
-        + (searcher.prompt.num_trainable if prompt_delta is not None else 0),
+        "trainable_params": _trainable_params(searcher, groups, train_parts),
     }
     return SearchResult(structure, info)
 
 
-def _save(
-    path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimizer, run: _Progress, budget: float
-) -> None:
+def _save_hypernetwork(ctx: SearchContext, searcher: PassSearcher, variant: PassVariant) -> None:
+    """``hypernetwork.pt``: what hypernetwork transfer and the report read back (``load_searcher``)."""
     atomic_torch_save(
         {
-            "fingerprint": fp,
-            "searcher": searcher.state_dict(),
-            "optimizer": opt.state_dict(),
-            "progress": {f.name: getattr(run, f.name) for f in fields(run)},
-            "rng": torch.get_rng_state(),
-            "budget": budget,
+            "state_dict": searcher.state_dict(),
+            "variant": asdict(variant),
+            "options": dict(ctx.options),
+            "group_ids": [g.id for g in ctx.space.groups],
         },
-        path,
+        Path(ctx.workdir) / "hypernetwork.pt",
     )
-
-
-def _resume(path: Path, fp: str, searcher: PassSearcher, opt: torch.optim.Optimizer, run: _Progress) -> int:
-    """Load a checkpoint of this very search into ``searcher``, ``opt`` and ``run``; returns its step (0: none)."""
-    if not path.exists():
-        return 0
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if ck.get("fingerprint") != fp:
-        print(
-            f"[pass] ignoring {path}: it belongs to another search (options, target, seed, data or weights)",
-            file=sys.stderr,
-        )
-        return 0
-    searcher.load_state_dict(ck["searcher"])
-    opt.load_state_dict(ck["optimizer"])
-    for k, v in ck["progress"].items():
-        setattr(run, k, v)
-    torch.set_rng_state(ck["rng"])
-    print(f"[pass] resumed from {path} at step {run.step}", file=sys.stderr)
-    return run.step
 
 
 def _budget(target: float, step: int, o: dict) -> float:
