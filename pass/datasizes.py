@@ -1,7 +1,7 @@
 """Official split sizes and default resolutions of every registered dataset, without loading any data.
 
 Why a table: the workflow turns a search budget given in epochs into PASS's steps when it resolves a config
-(common.smk), and ``passprune estimate`` counts the images every job will process; both happen on a login node
+(passprune.study), and ``passprune estimate`` counts the images every job will process; both happen on a login node
 before any dataset exists there, so neither can open the data. The numbers are the pools the loaders in
 ``passprune.data`` build (train = the pool the validation split is carved from; DTD and Flowers-102 merge their
 official train and val). Torch-free on purpose: Snakemake imports it while it plans the DAG.

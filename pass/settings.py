@@ -5,8 +5,8 @@ job depends on, so Snakemake reruns exactly the jobs whose settings changed. Thi
 into dataclasses, rejecting unknown keys with the key's full name, so a misspelt option fails at the start of
 the job instead of being silently ignored by a ``.get(key, default)`` deep in the code. The config schema
 (``workflow/schemas/config.schema.yaml``) validates the study file before any job runs; its per-stage
-properties must equal these fields (``tests/test_settings.py`` checks both directions, and that every
-``default:`` the schema states equals the dataclass's).
+properties must equal these fields and state no ``default:`` of their own, and ``passprune list`` prints these
+defaults (``tests/test_settings.py`` checks all three).
 
 Torch-free on purpose: the report layer and ``passprune list`` read it without loading PyTorch.
 """
@@ -167,32 +167,38 @@ class JobSettings:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None, stage: str) -> JobSettings:
-        """Parse one job's settings. ``train`` means the pretraining recipe for ``pretrain`` and the shared
-        fine-tuning budget (with ``bn_recalibration_batches``) for ``finetune``."""
+    def from_dict(cls, d: dict[str, Any] | None, stage: str = "job") -> JobSettings:
+        """Parse one job's settings: every section under its own name (``train``: a dense model's pretraining,
+        ``finetune``: the fine-tuning budget, ``search``: the searches'). ``stage`` names the job in errors."""
         d = dict(d or {})
-        # every field is a key of the same name, except `finetune` (given as `train` to a finetune job) and `raw`
-        known = {f.name for f in fields(cls)} - {"finetune", "raw"}
+        known = {f.name for f in fields(cls)} - {"raw"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"settings: unknown keys {unknown}; known: {sorted(known)}")
+        if "bn_recalibration_batches" in (d.get("train") or {}):
+            raise ValueError(
+                "settings train: bn_recalibration_batches is a fine-tuning option (BN re-estimation "
+                f"of a pruned net), not a {stage} one; set it under finetune"
+            )
+        if stage == "finetune" and "train" in d:  # a finetune job would silently run the default budget
+            raise ValueError("settings train: a finetune job reads its budget under finetune, not train")
         kw: dict[str, Any] = {k: d[k] for k in ("device", "threads", "keep_checkpoints") if k in d}
         kw["tracking"] = TrackingSettings.of(d.get("tracking"))
-        kw["data"] = parse(DataSettings, d.get("data"), "data")
-        kw["model"] = parse(ModelSettings, d.get("model"), "model")
-        kw["search"] = parse(SearchSettings, d.get("search"), "search")
-        kw["latency"] = parse(LatencySettings, d.get("latency"), "latency")
         kw["method_options"] = dict(d.get("method_options") or {})
-        if stage == "finetune":
-            kw["finetune"] = parse(FinetuneSettings, d.get("train"), "train (finetune)")
-        else:
-            if "bn_recalibration_batches" in (d.get("train") or {}):
-                raise ValueError(
-                    "settings train: bn_recalibration_batches is a fine-tuning option (BN re-estimation "
-                    f"of a pruned net), not a {stage} one; set it under finetune"
-                )
-            kw["train"] = parse(TrainSettings, d.get("train"), "train")
+        for name, section in _SECTION_TYPES.items():
+            kw[name] = parse(section, d.get(name), name)
         return cls(**kw, raw=d)
+
+
+#: The typed sections of a job's settings, by their key.
+_SECTION_TYPES: dict[str, type] = {
+    "data": DataSettings,
+    "model": ModelSettings,
+    "train": TrainSettings,
+    "finetune": FinetuneSettings,
+    "search": SearchSettings,
+    "latency": LatencySettings,
+}
 
 
 #: Stage sections in the order ``passprune list`` prints them, with the config key each comes from.

@@ -1,21 +1,24 @@
-"""The config schema and the semantic checks of workflow/rules/common.smk, exercised through Snakemake itself.
+"""The config schema, the cross-reference checks and the jobs a config plans, through passprune.study in-process;
+a handful of Snakemake dry runs prove that the rules are wired to it.
 
 * The schema's enums (architectures, datasets, methods) and the per-method option names equal what passprune
   registers, so the schema cannot drift from the code.
-* Malformed configs, each config/test.yaml with ONE change, are rejected by ``snakemake -n`` before any job
-  runs, with a message that names the offending key or value.
-* The shipped configs (test.yaml, config.yaml, paper.yaml) pass ``-n``; test.yaml plans the expected jobs.
-
-Every case runs in its own scratch working directory that has no config/config.yaml, and the Snakefile
-loads the embedded default only when no --configfile is given, so a key deleted from a case is really
-missing (Snakemake would otherwise merge the --configfile onto config/config.yaml).
+* Malformed configs, each config/test.yaml with ONE change, are rejected by ``passprune.study.check`` with a
+  message that names the offending key or value; every problem is listed at once.
+* The shipped configs pass and plan the pinned number of jobs; the dense digests of the embedded default are
+  pinned (a change would orphan every dense model already trained).
+* Snakemake (few runs: each costs seconds, the paper grid half a minute) plans exactly the study's jobs with
+  exactly its settings, loads the embedded default only without --configfile, and stops before any job on a
+  bad config.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,47 +26,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+import passprune.study as S
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 TEST_CONFIG = REPO / "config" / "test.yaml"
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+PAPER_CONFIG = REPO / "config" / "paper.yaml"
 TRANSFER_ONLY_METHODS = {"pass_hypertransfer"}  # run by the transfer rules, never listed under `methods`
-TIMEOUT = 120
+TIMEOUT = 300
 
 BASE = yaml.safe_load(TEST_CONFIG.read_text())
 
 
 def _schema() -> dict:
     return yaml.safe_load(SCHEMA.read_text())
-
-
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """``snakemake <args> -s Snakefile -d workdir`` with this interpreter's venv first on PATH."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(SNAKEFILE), "-d", str(workdir)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
-
-
-def _dry_run(tmp_path: Path, configfile: Path) -> tuple[subprocess.CompletedProcess, Path]:
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    return _snakemake(workdir, "-n", "--cores", "1", "--configfile", str(configfile)), workdir
-
-
-def _job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run -> {rule: count}."""
-    assert "Job stats:" in output, f"no job table in snakemake's output:\n{output[-3000:]}"
-    table = output[output.index("Job stats:") :]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    return counts
 
 
 # ----------------------------------------------------------------------------- schema == registries
@@ -96,6 +74,16 @@ def test_schema_method_options_equal_method_defaults():
         )
 
 
+def test_the_study_module_never_imports_torch():
+    """Snakemake imports passprune.study to plan a study on a login node: it must stay torch-free."""
+    code = (
+        "import sys, passprune.study as S; S.jobs(S.load('config/test.yaml')); "
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 # ----------------------------------------------------------------------------- malformed configs
 def _set(path: str, value):
     """A mutation that sets a dotted key; list items by index (``transfer.0.method``)."""
@@ -104,7 +92,7 @@ def _set(path: str, value):
         *parents, last = path.split(".")
         node = cfg
         for p in parents:
-            node = node[int(p)] if isinstance(node, list) else node[p]
+            node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
         if isinstance(node, list):
             node[int(last)] = value
         else:
@@ -131,12 +119,20 @@ def _rename(old: str, new: str):
     return mutate
 
 
+def _both(*mutations):
+    def mutate(cfg):
+        for m in mutations:
+            m(cfg)
+
+    return mutate
+
+
 def case(id_, mutation, *expected):
-    """``expected``: regexes that must all occur in snakemake's output (they name the key or the value)."""
+    """``expected``: regexes that must all occur in the error (they name the key or the value)."""
     return pytest.param(mutation, expected, id=id_)
 
 
-BAD = [
+SCHEMA_CASES = [
     # targets: fractions of dense MACs in (0, 1]
     case("targets-zero", _set("targets", [0]), r"exclusiveMinimum", r"\['targets'\]\[0\]"),
     case(
@@ -148,7 +144,6 @@ BAD = [
     case("targets-not-a-list", _set("targets", 0.5), r"0\.5 is not of type 'array'", r"\['targets'\]"),
     case("targets-string-item", _set("targets", ["half"]), r"'half' is not of type 'number'"),
     case("targets-duplicate", _set("targets", [0.5, 0.5]), r"non-unique", r"\['targets'\]"),
-    case("targets-same-folder", _set("targets", [0.5, 0.5000001]), r"targets: .*same run folder"),
     # missing required keys and empty lists
     case("missing-targets", _del("targets"), r"'targets' is a required property"),
     case("missing-methods", _del("methods"), r"'methods' is a required property"),
@@ -177,7 +172,7 @@ BAD = [
         r"1\.0 is greater than or equal to the maximum of 1",
         r"\['max_prune_frac'\]",
     ),
-    case("val-size-zero", _set("data.val_size", 0), r"\['data'\]\['val_size'\]"),
+    case("val-size-zero", _set("data.val_size", 0), r"\['data'\]\['val_size'\]", r"less than the minimum of 1"),
     case(
         "tracking-enabled-string", _set("tracking.enabled", "yes"), r"'yes' is not of type 'boolean'", r"\['enabled'\]"
     ),
@@ -189,7 +184,7 @@ BAD = [
     ),
     case("study-with-space", _set("study", "ci tiny"), r"'ci tiny' does not match", r"\['study'\]"),
     # unknown names
-    case("key-typo-targts", _rename("targets", "targts"), r"'targts' was unexpected"),
+    case("key-typo-targts", _rename("targets", "targts"), r"'targts' was unexpected", r"known keys: \[.*'targets'"),
     case("finetune-key-typo", _set("finetune.epoch", 1), r"'epoch' was unexpected", r"\['finetune'\]"),
     case("arch-unknown", _set("archs", ["resnet21"]), r"'resnet21' is not one of", r"\['archs'\]"),
     case("dataset-unknown", _set("datasets", ["mnist"]), r"'mnist' is not one of", r"\['datasets'\]"),
@@ -204,15 +199,40 @@ BAD = [
     ),
     case("method-option-bad-value", _set("methods.pass.bn_mode", "train"), r"'train' is not one of", r"\['bn_mode'\]"),
     case(
+        "arch-settings-unknown-arch",
+        _set("arch_settings.resnet21", {"width": 0.5}),
+        r"'resnet21' is not one of",
+        r"\['arch_settings'\]",
+    ),
+    case(
+        "transfer-kind-unknown",
+        _set("transfer.0.kinds", ["weights"]),
+        r"'weights' is not one of",
+        r"\['transfer'\]\[0\]\['kinds'\]",
+    ),
+    case(
+        "transfer-missing-source", _del("transfer.0.source"), r"'source' is a required property", r"\['transfer'\]\[0\]"
+    ),
+    case(
+        "transfer-target-above-one",
+        _set("transfer.0.targets", [2]),
+        r"2 is greater than the maximum of 1",
+        r"\['transfer'\]\[0\]\['targets'\]",
+    ),
+    case("tracking-state-file-is-not-a-key", _set("tracking.state_file", "x.json"), r"'state_file' was unexpected"),
+]
+
+SEMANTIC_CASES = [
+    case("targets-same-folder", _set("targets", [0.5, 0.5000001]), r"targets: .*same run folder"),
+    case(
         "arch-settings-unused-arch",
         _set("arch_settings.resnet56", {"width": 0.5}),
         r"arch_settings: 'resnet56' is not in archs",
     ),
     case(
-        "arch-settings-unknown-arch",
-        _set("arch_settings.resnet21", {"width": 0.5}),
-        r"'resnet21' is not one of",
-        r"\['arch_settings'\]",
+        "arch-settings-datasets-unknown",
+        _set("arch_settings.resnet20.datasets", ["fashion_mnist_a"]),
+        r"arch_settings\.resnet20\.datasets: 'fashion_mnist_a' is not in datasets",
     ),
     case(
         "dataset-overrides-unused",
@@ -230,13 +250,61 @@ BAD = [
         r"archs: 'resnet20'.*ImageNet weights exist only for",
         r"arch_settings\.resnet20\.width: 0\.25",
     ),
-    # transfer
     case(
-        "transfer-kind-unknown",
-        _set("transfer.0.kinds", ["weights"]),
-        r"'weights' is not one of",
-        r"\['transfer'\]\[0\]\['kinds'\]",
+        "tracking-neither-live-nor-sync",
+        _both(_set("tracking.live", False), _set("tracking.sync", False)),
+        r"tracking: live: false needs sync: true",
     ),
+    case(
+        "epochs-and-steps",
+        _both(
+            _set("search.epochs", 2),
+            _set("dataset_overrides", {"fashion_mnist": {"pretrain": {"bn_recalibration_batches": 3}}}),
+        ),
+        r"methods\.pass\.steps: the search length is also given in epochs",
+        r"dataset_overrides\.fashion_mnist\.pretrain: bn_recalibration_batches is a finetune-only option",
+    ),
+    case(
+        "epochs-with-batch-above-split",
+        _both(
+            _set("search.epochs", 1),
+            _set("methods.pass", {}),
+            _set("methods.pass_uniform", {}),
+            _set("search.batch_size", 5000),
+        ),
+        r"search\.epochs: fashion_mnist's training split has 1000 images, fewer than its search batch size 5000",
+    ),
+    case(
+        "variant-clashes-with-a-method",
+        _set("variants", {"l1": {"base": "pass", "options": {"steps": 2}}}),
+        r"variants\.l1: the name is a registered method's",
+    ),
+    case(
+        "variant-base-unknown",
+        _set("variants", {"fast": {"base": "pas"}}),
+        r"variants\.fast\.base: 'pas' is not a registered method",
+    ),
+    case(
+        "variant-option-of-another-method",
+        _set("variants", {"fast": {"base": "l1", "options": {"steps": 2}}}),
+        r"variants\.fast\.options: .*'steps' was unexpected.*the options of 'l1'",
+    ),
+    case(
+        "control-reference-not-run",
+        _set("methods.random_widths", {"reference": "pass_noprompt"}),
+        r"methods\.random_widths\.reference: 'pass_noprompt' is not a method of this study",
+    ),
+    case(
+        "control-reference-is-a-control",
+        _both(_set("methods.random_widths", {}), _set("methods.scratch", {"reference": "random_widths"})),
+        r"methods\.scratch\.reference: 'random_widths' is itself a control",
+    ),
+    case(
+        "claims-missing",
+        _set("claims", "config/no-such-claims.yaml"),
+        r"claims: 'config/no-such-claims\.yaml' does not exist",
+    ),
+    # transfer
     case(
         "transfer-source-is-target",
         _set("transfer.0.target", "fashion_mnist_a"),
@@ -253,15 +321,6 @@ BAD = [
         r"transfer\[0\].*kinds has 'hypernet', which needs a PASS method.*got method 'l1'",
     ),
     case(
-        "transfer-missing-source", _del("transfer.0.source"), r"'source' is a required property", r"\['transfer'\]\[0\]"
-    ),
-    case(
-        "transfer-target-above-one",
-        _set("transfer.0.targets", [2]),
-        r"2 is greater than the maximum of 1",
-        r"\['transfer'\]\[0\]\['targets'\]",
-    ),
-    case(
         "transfer-duplicate",
         lambda c: c["transfer"].append(dict(c["transfer"][0], kinds=["structure"])),
         r"transfer\[1\].*repeats runs of transfer\[0\]",
@@ -269,51 +328,71 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("mutation,expected", BAD)
-def test_malformed_config_is_rejected_before_any_job(tmp_path, mutation, expected):
+def _rejected(mutation) -> str:
     cfg = copy.deepcopy(BASE)
     mutation(cfg)
     assert cfg != BASE
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    proc, workdir = _dry_run(tmp_path, configfile)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, f"snakemake accepted the malformed config:\n{out[-3000:]}"
-    assert not (workdir / "results").exists(), "a job ran (results/ was created)"
-    assert "Job stats" not in out, "snakemake planned jobs for a malformed config"
-    assert re.search(r"Error validating config file|invalid config", out), out[-3000:]
+    with pytest.raises(S.StudyError) as err:
+        S.check(cfg)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("mutation,expected", SCHEMA_CASES)
+def test_schema_violation_is_named(mutation, expected):
+    msg = _rejected(mutation)
+    assert msg.startswith("invalid config (workflow/schemas/config.schema.yaml):"), msg
     for pattern in expected:
-        assert re.search(pattern, out), f"{pattern!r} not in snakemake's message:\n{out[:3000]}"
+        assert re.search(pattern, msg), f"{pattern!r} not in the message:\n{msg}"
 
 
-def test_semantic_errors_are_listed_together(tmp_path):
-    """Two cross-reference mistakes at once: both are reported in one go."""
-    cfg = copy.deepcopy(BASE)
-    cfg["arch_settings"]["resnet56"] = {"width": 0.5}
-    cfg["transfer"][0]["target"] = cfg["transfer"][0]["source"]
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(cfg))
-    proc, workdir = _dry_run(tmp_path, configfile)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "source and target are both" in out and "arch_settings: 'resnet56'" in out, out[-3000:]
+@pytest.mark.parametrize("mutation,expected", SEMANTIC_CASES)
+def test_cross_reference_problem_is_named(mutation, expected):
+    msg = _rejected(mutation)
+    assert msg.startswith("invalid config:"), msg
+    for pattern in expected:
+        assert re.search(pattern, msg), f"{pattern!r} not in the message:\n{msg}"
 
 
-def test_pretrained_archs_with_imagenet_weights_pass(tmp_path):
+def test_problems_are_listed_together():
+    """Two schema violations at once are both reported; so are two cross-reference mistakes."""
+    msg = _rejected(_both(_set("targets", [0]), _set("seeds", [])))
+    assert "['targets'][0]" in msg and "['seeds']" in msg and msg.count("\n  - ") == 2, msg
+    msg = _rejected(_both(_set("arch_settings.resnet56", {"width": 0.5}), _set("transfer.0.target", "fashion_mnist_a")))
+    assert "source and target are both" in msg and "arch_settings: 'resnet56'" in msg, msg
+
+
+# ----------------------------------------------------------------------------- valid configs
+def test_pretrained_archs_with_imagenet_weights_pass():
     """The positive side of the pretrained check: the ImageNet archs at width 1.0 are accepted."""
-    from passprune.models import IMAGENET_WEIGHTS
+    from passprune.study.registry import capabilities  # == passprune.models.IMAGENET_WEIGHTS (test_registry_export)
 
     cfg = copy.deepcopy(BASE)
     cfg["pretrain"]["pretrained"] = True
-    cfg["archs"] = sorted(IMAGENET_WEIGHTS)
+    cfg["archs"] = list(capabilities().imagenet_archs)
     cfg["arch_settings"] = {}
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(cfg))
-    proc, _ = _dry_run(tmp_path, configfile)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    S.check(cfg)
 
 
-# ----------------------------------------------------------------------------- the shipped configs pass
+def test_optional_keys_may_be_left_out_and_schema_defaults_are_filled():
+    """arch_settings, dataset_overrides, transfer and the keys with a schema default are optional; the study
+    fills the defaults into a copy (the caller's config is untouched)."""
+    cfg = copy.deepcopy(BASE)
+    for key in ("arch_settings", "dataset_overrides", "transfer"):
+        cfg.pop(key, None)
+    given = copy.deepcopy(cfg)
+    study = S.check(cfg)
+    assert cfg == given
+    assert {k: study.config[k] for k in ("claims", "variants", "protect_dense", "arch_settings")} == {
+        "claims": None,
+        "variants": {},
+        "protect_dense": False,
+        "arch_settings": {},
+    }
+    counts = S.counts(S.jobs(study))
+    assert counts["finetune"] == len(cfg["methods"]) * len(cfg["targets"])
+    assert "transfer_structure" not in counts
+
+
 def _expected_test_jobs(cfg: dict) -> dict[str, int]:
     """Jobs of a full run of config/test.yaml from scratch (the DAG's shape, computed from the config)."""
     pass_methods = {"pass", "pass_noprompt", "pass_norecur", "pass_uniform", "pass_nostats"}
@@ -331,86 +410,151 @@ def _expected_test_jobs(cfg: dict) -> dict[str, int]:
     n_sources = len({t["source"] for t in transfer}) * per_t  # the source task's own PASS search
     return {
         "pretrain": n_grid + dense_extra,
-        "search_pass": n_grid * n_pass * n_t + n_sources,
         "search": n_grid * n_base * n_t,
+        "search_pass": n_grid * n_pass * n_t + n_sources,
         "finetune": n_grid * len(cfg["methods"]) * n_t,
-        "finetune_transfer": n_hyper,  # the hypernet kind's own search on the target, then fine-tuned
         "transfer_hypernet_search": n_hyper,
         "transfer_structure": n_struct,
+        "finetune_transfer": n_hyper,  # the hypernet kind's own search on the target, then fine-tuned
         "aggregate": 1,
         "report": 1,
         "all": 1,
     }
 
 
-def test_test_config_passes_and_plans_expected_jobs(tmp_path):
-    proc, workdir = _dry_run(tmp_path, TEST_CONFIG)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    assert not (workdir / "results").exists(), "a dry run must not create results/"
-    counts = _job_counts(out)
-    expected = _expected_test_jobs(BASE)
-    total = counts.pop("total")
-    assert counts == expected
-    assert total == sum(expected.values()) == 3 + 2 * (len(BASE["methods"]) + 2) + 3  # 30 today
+def test_test_config_plans_the_expected_jobs():
+    counts = S.counts(S.jobs(S.check(BASE)))
+    assert list(counts.items()) == list(_expected_test_jobs(BASE).items())  # Snakemake's table order too
+    assert sum(counts.values()) == 3 + 2 * (len(BASE["methods"]) + 2) + 3  # 30 today
 
 
-def test_configfile_replaces_the_default(tmp_path):
-    """Where config/config.yaml exists (the repository root), --configfile config/test.yaml must not inherit
-    its keys: merged, test.yaml would plan all 14 default methods. The Snakefile loads the default only
-    when no --configfile is given. Reproduced in a scratch copy of the layout, not in the repo itself."""
+#: Every shipped study config -> its jobs, as Snakemake counted them when the planning moved to passprune.study.
+SHIPPED_JOBS = {
+    "config.yaml": 40,
+    "test.yaml": 30,
+    "paper.yaml": 5349,
+    "cifar-scratch.yaml": 1785,
+    "claims-5seeds.yaml": 118,
+    "claims-faithful.yaml": 88,
+    "pass-diagnosis.yaml": 98,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_JOBS))
+def test_shipped_config_passes(name):
+    study = S.load(REPO / "config" / name)
+    job_list = S.jobs(study)
+    counts = S.counts(job_list)
+    assert sum(counts.values()) == SHIPPED_JOBS[name], counts
+    cfg = study.config
+    assert counts["finetune"] >= len(study.grid_pairs()) * len(cfg["seeds"]) * len(study.labels) * len(cfg["targets"])
+    assert counts["aggregate"] == counts["report"] == counts["all"] == 1
+    seen: set[str] = set()
+    for j in job_list:  # each job once, after the jobs it reads from
+        assert j.key not in seen and set(j.deps) <= seen, j
+        seen.add(j.key)
+
+
+def test_shipped_configs_are_all_pinned():
+    configs = {p.name for p in (REPO / "config").glob("*.yaml") if "study" in yaml.safe_load(p.read_text())}
+    assert configs == set(SHIPPED_JOBS), "pin the new config's job count in SHIPPED_JOBS"
+
+
+def test_dense_digests_are_pinned():
+    """dense_id names every dense model's folder: a change to the pretrain settings' JSON would orphan them all."""
+    default = S.load(DEFAULT_CONFIG)
+    assert S.dense_id(default, "fashion_mnist", "resnet20") == "bb09366028ec"
+    assert S.dense_id(default, "fashion_mnist_a", "resnet20") == "8d5b530cedd5"
+    test = S.check(BASE)
+    assert {S.dense_id(test, d, "resnet20") for d in ("fashion_mnist", "fashion_mnist_a", "fashion_mnist_b")} == {
+        "cddd4032fc8f"
+    }
+    settings = S.job_settings(default, "pretrain", dataset="fashion_mnist", arch="resnet20", seed="0")
+    assert set(settings) == {"data", "device", "model", "train"}  # nothing a dense model does not depend on
+
+
+def test_each_stage_gets_its_own_section():
+    """A stage's recipe travels under its own name: train (pretraining), search, finetune; nothing else."""
+    study = S.check(BASE)
+    search = S.job_settings(study, "search", dataset="fashion_mnist", method="pass")
+    assert set(search) == {"data", "device", "search", "method_options"}
+    assert search["method_options"] == BASE["methods"]["pass"]
+    fine = S.job_settings(study, "finetune", dataset="fashion_mnist")
+    assert set(fine) == {"data", "device", "finetune", "latency"} and fine["finetune"] == BASE["finetune"]
+    with pytest.raises(ValueError, match="no job settings for stage 'report'"):
+        S.job_settings(study, "report", dataset="fashion_mnist")
+
+
+def test_still_to_run_skips_what_a_workdir_has(tmp_path):
+    """A dense model on disk is not trained again; its dependants are still to run when their outputs are missing."""
+    job_list = S.jobs(S.check(BASE))
+    dense = next(j for j in job_list if j.rule == "pretrain" and j.dataset == "fashion_mnist")
+    for out in dense.outputs:
+        (tmp_path / out).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / out).write_text("x")
+    todo = S.still_to_run(job_list, tmp_path)
+    assert len(todo) == len(job_list) - 1 and dense not in todo
+    for j in job_list:
+        for out in j.outputs:
+            (tmp_path / out).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / out).write_text("x")
+    assert S.still_to_run(job_list, tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- through Snakemake: the wiring
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake <args> -s Snakefile -d workdir`` with this interpreter's venv first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(SNAKEFILE), "-d", str(workdir)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run -> {rule: count}, in its order, without the total."""
+    assert "Job stats:" in output, f"no job table in snakemake's output:\n{output[-3000:]}"
+    counts = {}
+    for line in output[output.index("Job stats:") :].splitlines()[3:]:
+        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    counts.pop("total")
+    return counts
+
+
+def _planned_settings(output: str) -> set[tuple[str, str, str]]:
+    """(rule, --out, --settings) of every ``passprune`` job a ``snakemake -n -p`` printed."""
+    planned, rule = set(), None
+    for line in output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):\s*$", line):
+            rule = m.group(1)
+        elif line.startswith("Shell command: passprune ") and "--settings" in line:
+            argv = shlex.split(line[len("Shell command: ") :].split(" > ", 1)[0])
+            planned.add((rule, argv[argv.index("--out") + 1], argv[argv.index("--settings") + 1]))
+    return planned
+
+
+def test_snakemake_plans_the_study_jobs_and_settings(tmp_path):
+    """config/test.yaml from a working directory that also holds config/config.yaml: --configfile replaces the
+    embedded default (merged, test.yaml would inherit its methods), and Snakemake plans exactly the study's jobs,
+    each handed exactly the study's settings."""
     workdir = tmp_path / "work"
     (workdir / "config").mkdir(parents=True)
     (workdir / "config" / "config.yaml").write_text(DEFAULT_CONFIG.read_text())
-    proc = _snakemake(workdir, "-n", "--cores", "1", "--configfile", str(TEST_CONFIG))
+    proc = _snakemake(workdir, "-n", "-p", "--quiet", "reason", "--cores", "1", "--configfile", str(TEST_CONFIG))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "is extended by additional config" not in out
-    counts = _job_counts(out)
-    counts.pop("total")
-    assert counts == _expected_test_jobs(BASE)
-    assert not re.search(r"/(random|fpgm|taylor|greg|depgraph|slimming)/macs", out), "default methods leaked in"
+    assert not (workdir / "results").exists(), "a dry run must not create results/"
+    job_list = S.jobs(S.check(BASE))
+    assert list(_job_counts(out).items()) == list(S.counts(job_list).items())
+    expected = {(j.rule, os.path.dirname(j.outputs[0]), S.settings_json(j.settings)) for j in job_list if j.stage}
+    assert _planned_settings(out) == expected
 
 
-SHIPPED = [
-    pytest.param(DEFAULT_CONFIG, id="config.yaml"),
-    pytest.param(REPO / "config" / "paper.yaml", id="paper.yaml"),
-    pytest.param(REPO / "config" / "claims-5seeds.yaml", id="claims-5seeds.yaml"),
-    pytest.param(REPO / "config" / "pass-diagnosis.yaml", id="pass-diagnosis.yaml"),
-]
-
-
-@pytest.mark.parametrize("configfile", SHIPPED)
-def test_shipped_config_passes(tmp_path, configfile):
-    proc, workdir = _dry_run(tmp_path, configfile)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    assert not (workdir / "results").exists()
-    counts = _job_counts(out)
-    cfg = yaml.safe_load(configfile.read_text())
-    restrict = {a: set(v["datasets"]) for a, v in (cfg.get("arch_settings") or {}).items() if "datasets" in v}
-    pairs = [(d, a) for d in cfg["datasets"] for a in cfg["archs"] if d in restrict.get(a, {d})]
-    n_grid = len(pairs) * len(cfg["seeds"])
-    assert counts["finetune"] >= n_grid * len(cfg["methods"]) * len(cfg["targets"])
-    assert counts["aggregate"] == counts["report"] == 1
-
-
-def test_optional_keys_may_be_left_out(tmp_path):
-    """arch_settings, dataset_overrides and transfer are optional (arch_settings defaults to {} in the schema)."""
-    cfg = copy.deepcopy(BASE)
-    for key in ("arch_settings", "dataset_overrides", "transfer"):
-        cfg.pop(key, None)
-    configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(cfg))
-    proc, _ = _dry_run(tmp_path, configfile)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    counts = _job_counts(out)
-    assert counts["finetune"] == len(cfg["methods"]) * len(cfg["targets"])
-    assert "transfer_structure" not in counts
-
-
-def test_default_config_is_loaded_without_configfile(tmp_path):
+def test_snakemake_loads_the_default_without_configfile(tmp_path):
     """Plain `snakemake -n` in a copy of the repo layout uses config/config.yaml (the embedded default)."""
     workdir = tmp_path / "work"
     (workdir / "config").mkdir(parents=True)
@@ -418,4 +562,46 @@ def test_default_config_is_loaded_without_configfile(tmp_path):
     proc = _snakemake(workdir, "-n", "--cores", "1")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert _job_counts(out)["aggregate"] == 1
+    assert _job_counts(out) == S.counts(S.jobs(S.load(DEFAULT_CONFIG))) and sum(_job_counts(out).values()) == 40
+
+
+@pytest.mark.parametrize(
+    "mutation, expected",
+    [
+        pytest.param(_both(_set("targets", [0]), _set("seeds", [])), ["['targets'][0]", "['seeds']"], id="schema"),
+        pytest.param(
+            _both(_set("arch_settings.resnet56", {"width": 0.5}), _set("transfer.0.target", "fashion_mnist_a")),
+            ["arch_settings: 'resnet56'", "source and target are both"],
+            id="cross-reference",
+        ),
+    ],
+)
+def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path, mutation, expected):
+    cfg = copy.deepcopy(BASE)
+    mutation(cfg)
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = _snakemake(workdir, "-n", "--cores", "1", "--configfile", str(configfile))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, f"snakemake accepted the malformed config:\n{out[-3000:]}"
+    assert not (workdir / "results").exists(), "a job ran (results/ was created)"
+    assert "Job stats" not in out and "invalid config" in out, out[-3000:]
+    for text in expected:
+        assert text in out, f"{text!r} not in snakemake's message:\n{out[-3000:]}"
+
+
+def test_snakemake_plans_the_paper_grid_as_the_study_does(tmp_path):
+    """The largest DAG (half a minute): Snakemake's job table equals the study's, rule by rule."""
+    proc = _snakemake(tmp_path, "-n", "--quiet", "rules", "--cores", "1", "--configfile", str(PAPER_CONFIG))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    counts = S.counts(S.jobs(S.load(PAPER_CONFIG)))
+    assert list(_job_counts(out).items()) == list(counts.items()) and sum(counts.values()) == 5349
+
+
+def test_settings_json_is_what_a_job_reads():
+    """The params string is the settings object, keys sorted (equal settings, equal strings: no false reruns)."""
+    s = S.job_settings(S.check(BASE), "finetune", dataset="fashion_mnist")
+    assert json.loads(S.settings_json(s)) == s and S.settings_json(s) == json.dumps(s, sort_keys=True)

@@ -146,7 +146,7 @@ def study(tmp_path_factory):
         ]
     )
     search_s = {**common, "search": {"batch_size": 32, "max_prune_frac": 0.9}}
-    ft_s = json.dumps({**common, "train": {**TINY, "bn_recalibration_batches": 1}, "latency": {"enabled": False}})
+    ft_s = json.dumps({**common, "finetune": {**TINY, "bn_recalibration_batches": 1}, "latency": {"enabled": False}})
 
     def search(method, label=None, ref_path=None, **options):
         out = root / (label or method) / "search"

@@ -437,7 +437,7 @@ def test_prompt_at_eval_finetunes_and_tests_with_the_prompt(tmp_path):
             json.dumps({**common, "model": {"width": 0.25}, "train": tiny}),
         ]
     )
-    ft = json.dumps({**common, "train": {**tiny, "bn_recalibration_batches": 1}, "latency": {"enabled": False}})
+    ft = json.dumps({**common, "finetune": {**tiny, "bn_recalibration_batches": 1}, "latency": {"enabled": False}})
     metrics = {}
     for method, options in (("pass", {"steps": 3, "bn_recalibration_batches": 1, "prompt_at_eval": True}), ("l1", {})):
         out = tmp_path / method

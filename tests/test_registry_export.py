@@ -1,6 +1,6 @@
 """The workflow's view of the registries is generated from them, never copied by hand.
 
-workflow/registry.yaml (read by workflow/rules/common.smk) and the schema's arch/dataset/method enums are
+workflow/registry.yaml (read by passprune.study to plan a study) and the schema's arch/dataset/method enums are
 written by ``passprune registry --write``; these tests fail when a registration changed and the files were
 not regenerated, and check that the capability flags say what the methods do.
 """
@@ -31,6 +31,17 @@ def test_registry_file_is_what_the_registries_say():
     assert data == registry_data()
     assert data["imagenet_archs"] == sorted(IMAGENET_WEIGHTS)
     assert set(data["methods"]) == set(list_methods())
+
+
+def test_the_study_plans_with_the_registries_capabilities():
+    """What passprune.study reads from the generated file equals what the methods and models declare."""
+    from passprune.study.registry import capabilities
+
+    caps = capabilities()
+    live = {m: get_method(m) for m in list_methods() if not get_method(m).transfer_only}
+    assert caps.pass_methods == tuple(sorted(m for m, s in live.items() if s.saves_hypernet))
+    assert caps.reference_methods == tuple(sorted(m for m, s in live.items() if s.needs_reference))
+    assert caps.imagenet_archs == tuple(sorted(IMAGENET_WEIGHTS))
 
 
 def test_capability_flags():

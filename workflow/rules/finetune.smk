@@ -19,7 +19,7 @@ rule finetune:
     resources:
         **resources_of("finetune"),
     params:
-        settings=settings_finetune,
+        settings=settings("finetune"),
         out=lambda wc, output: os.path.dirname(output.model),
         search=lambda wc, input: os.path.dirname(input.structure),
         transfer="",
@@ -45,7 +45,7 @@ use rule finetune as finetune_transfer with:
         method=NAME,
         kind="|".join(XFER_FINETUNED_KINDS),
     params:
-        settings=settings_finetune,
+        settings=settings("finetune"),
         out=lambda wc, output: os.path.dirname(output.model),
         search=lambda wc, input: os.path.dirname(input.structure),
         transfer=lambda wc: f"--label {wc.method}_{wc.kind}_transfer --source-dataset {wc.source}",

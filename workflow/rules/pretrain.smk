@@ -17,7 +17,7 @@ rule pretrain:
     resources:
         **resources_of("pretrain"),
     params:
-        settings=settings_pretrain,
+        settings=settings("pretrain"),
         out=lambda wc, output: os.path.dirname(output.model),
     shell:
         "passprune pretrain --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"

@@ -1,19 +1,17 @@
-FIGURES = ["acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost"]
-CLAIMS = claims_path(config["claims"]) if config.get("claims") else None
-if CLAIMS:
-    FIGURES.append("claims_forest")
-TABLES = ["main", "search_cost"] + (["claims"] if CLAIMS else [])
-REPORT_FILES = (
-    [f"{REPORT_DIR}/README.md"]
-    + [f"{REPORT_DIR}/tables/{t}.{x}" for t in TABLES for x in ("md", "tex", "csv")]
-    + [f"{REPORT_DIR}/figures/{f}.png" for f in FIGURES]
-)
+# The report's files (passprune.study.targets); a claims file adds a table and a figure.
+CLAIMS = STUDY.claims
+FIGURES = S.figures(STUDY)
+TABLES = S.tables(STUDY)
+REPORT_FILES = S.report_files(STUDY)
+ALL_METRICS = S.all_metrics(
+    STUDY
+)  # every metrics.json, in the order of the summary's rows
 
 
 rule aggregate:
     """One tidy row per finished run, built only from the metrics.json files."""
     input:
-        all_metrics(),
+        ALL_METRICS,
     output:
         report(SUMMARY, caption="../report/summary.rst", category="Tables"),
     log:
@@ -29,7 +27,7 @@ rule report:
     (`snakemake report -F`)."""
     input:
         summary=SUMMARY,
-        metrics=all_metrics(),
+        metrics=ALL_METRICS,
         claims=[CLAIMS] if CLAIMS else [],
     output:
         readme=f"{REPORT_DIR}/README.md",

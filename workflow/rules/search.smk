@@ -20,7 +20,7 @@ rule search:
     resources:
         **resources_of("search"),
     params:
-        settings=settings_search,
+        settings=settings("search"),
         args=search_args,
         out=lambda wc, output: os.path.dirname(output.structure),
     shell:

@@ -4,12 +4,10 @@
 #  hypernet:      the source's PASS hypernetwork + encoder, a new prompt learned briefly on the target.
 #  random_widths: random channels at the source structure's per-group widths (control for `structure`).
 #  target_search: the method searched on the target itself (an ordinary run; no rule of its own).
-SOURCE_SEARCH = (
-    f"{STUDY_DIR}/{{source}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}/search"
-)
-XFER_HYPERNET = XFER_DIR.replace("{kind}", "hypernet")
-XFER_RANDOM_WIDTHS = XFER_DIR.replace("{kind}", "random_widths")
-XFER_STRUCTURE = XFER_DIR.replace("{kind}", "structure")
+SOURCE_SEARCH = LAYOUT.source_search_template
+XFER_HYPERNET = LAYOUT.xfer_kind_template("hypernet")
+XFER_RANDOM_WIDTHS = LAYOUT.xfer_kind_template("random_widths")
+XFER_STRUCTURE = LAYOUT.xfer_kind_template("structure")
 
 
 rule transfer_structure:
@@ -29,7 +27,7 @@ rule transfer_structure:
     resources:
         **resources_of("finetune"),
     params:
-        settings=settings_finetune,
+        settings=settings("finetune"),
         out=lambda wc, output: os.path.dirname(output.model),
         search=lambda wc, input: os.path.dirname(input.structure),
     shell:
@@ -57,7 +55,7 @@ rule transfer_hypernet_search:
     resources:
         **resources_of("search"),
     params:
-        settings=lambda wc: settings_search(wc, method="pass_hypertransfer"),
+        settings=settings("search", method="pass_hypertransfer"),
         out=lambda wc, output: os.path.dirname(output.structure),
     shell:
         "passprune search --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"
@@ -82,7 +80,7 @@ rule transfer_random_widths_search:
     resources:
         **resources_of("search"),
     params:
-        settings=lambda wc: settings_search(wc, method="random_widths"),
+        settings=settings("search", method="random_widths"),
         out=lambda wc, output: os.path.dirname(output.structure),
     shell:
         "passprune search --dataset {wildcards.dataset} --arch {wildcards.arch} --seed {wildcards.seed}"

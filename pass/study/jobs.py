@@ -1,0 +1,187 @@
+"""Every job of a study with its settings, as the rules in ``workflow/rules/*.smk`` derive them, without Snakemake.
+
+Why a second reading of the rules: the tools (``passprune estimate``, ``prefetch``) and the tests need every job
+and its settings on a login node in a fraction of a second, where a Snakemake dry run of the paper grid takes
+half a minute and prints text that would have to be parsed back. The rules and this module share the folder
+templates (:mod:`.layout`), the settings (:mod:`.jobsettings`) and the target lists (:mod:`.targets`);
+``tests/test_config.py`` dry-runs Snakemake on config/test.yaml and checks that it plans exactly these jobs.
+
+The walk mirrors the rules: each metrics.json the summary reads comes from a fine-tuning (or structure-transfer)
+job, which reads a dense model and a search; a control's search reads its reference's structure; a transfer run
+reads the source task's search. Jobs are keyed by their first output, so a job two runs need is counted once,
+as Snakemake counts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .core import Study
+from .jobsettings import dense_dir, finetune_settings, pretrain_settings, search_settings
+from .layout import fmt_target, xfer_name
+from .targets import all_metrics, report_files
+
+#: Rules that run no model: they read the metrics (summary table, report) or only name the targets.
+SUMMARY_RULES = ("aggregate", "report", "all")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: its rule, the ``passprune`` stage it runs with its wildcards and ``--settings``, what it writes,
+    and the jobs whose outputs it reads (by their :attr:`key`)."""
+
+    rule: str
+    stage: str | None  # pretrain / search / finetune; None for the rules in SUMMARY_RULES
+    dataset: str = ""
+    arch: str = ""
+    seed: int = 0
+    target: float | None = None
+    method: str | None = None  # the registered method a search runs (--method)
+    label: str | None = None  # the run's label as the job is told it (--label, else --method)
+    run: str | None = None  # the run folder's method name ({method} in results/<study>/.../<method>/macs<t>)
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
+    outputs: tuple[str, ...] = ()
+    deps: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.outputs[0] if self.outputs else self.rule
+
+
+def _fresh(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as the job reads them back from its ``--settings`` JSON (no object shared with the config)."""
+    return json.loads(json.dumps(settings, sort_keys=True))
+
+
+#: A run's place in the grid: dataset, arch, seed and MACs target (None for a dense model).
+Where = tuple[str, str, int, "str | None"]
+MODEL = ("model.pt", "metrics.json")
+
+
+class _Walk:
+    """Adds each job once, after the jobs it reads from (the order a topological walk gives)."""
+
+    def __init__(self, study: Study) -> None:
+        self.study, self.layout, self.jobs = study, study.layout, {}
+
+    def add(self, job: Job) -> str:
+        self.jobs.setdefault(job.key, job)
+        return job.key
+
+    def job(self, rule: str, stage: str, where: Where, outputs: tuple[str, ...], settings, deps=(), **who) -> str:
+        """Add a model job (``who``: its method, label and run folder name) unless it is there already."""
+        if outputs[0] not in self.jobs:
+            d, a, s, t = where
+            target = None if t is None else float(t)
+            job = Job(
+                rule, stage, d, a, s, target, settings=_fresh(settings()), outputs=outputs, deps=tuple(deps), **who
+            )
+            self.add(job)
+        return outputs[0]
+
+    def pretrain(self, d: str, a: str, s: int) -> str:
+        outputs = _files(dense_dir(self.study, d, a, s), *MODEL)
+        return self.job("pretrain", "pretrain", (d, a, s, None), outputs, lambda: pretrain_settings(self.study, d, a))
+
+    def search(self, d: str, a: str, s: int, label: str, t: str) -> str:
+        """A search of the grid (or of a transfer's source task); a control's also reads its reference's."""
+        deps = [self.pretrain(d, a, s)]
+        ref = self.study.reference_of(label)
+        if ref is not None:
+            deps.append(self.search(d, a, s, ref, t))
+        is_pass = self.study.is_pass(label)
+        names = ("structure.json", "search.json") + (("hypernetwork.pt",) if is_pass else ())
+        outputs = _files(f"{self.layout.run_dir(d, a, s, label, t)}/search", *names)
+        settings = lambda: search_settings(self.study, d, label)  # noqa: E731
+        who = {"method": self.study.labels[label], "label": label, "run": label}
+        return self.job("search_pass" if is_pass else "search", "search", (d, a, s, t), outputs, settings, deps, **who)
+
+    def finetune(self, d: str, a: str, s: int, label: str, t: str) -> str:
+        deps = (self.pretrain(d, a, s), self.search(d, a, s, label, t))
+        outputs = _files(self.layout.run_dir(d, a, s, label, t), *MODEL)
+        settings = lambda: finetune_settings(self.study, d)  # noqa: E731
+        return self.job("finetune", "finetune", (d, a, s, t), outputs, settings, deps, run=label)
+
+    def transfer(self, t: dict[str, Any], kind: str, a: str, s: int, tg: str) -> str:
+        """One transfer run on the target task ``t['target']`` (the kinds are described in transfer.smk)."""
+        d, method, source = t["target"], t["method"], t["source"]
+        if kind == "target_search":
+            return self.finetune(d, a, s, method, tg)
+        run = xfer_name(kind, method, source)
+        folder, where = self.layout.run_dir(d, a, s, run, tg), (d, a, s, tg)
+        deps = [self.pretrain(d, a, s), self.search(source, a, s, method, tg)]
+        fine = lambda: finetune_settings(self.study, d)  # noqa: E731
+        label = f"{method}_{kind}_transfer"
+        if kind == "structure":
+            return self.job(
+                "transfer_structure", "finetune", where, _files(folder, *MODEL), fine, deps, label=label, run=run
+            )
+        searcher = "pass_hypertransfer" if kind == "hypernet" else "random_widths"
+        names = ("structure.json", "search.json") + (("hypernetwork.pt",) if kind == "hypernet" else ())
+        settings = lambda: search_settings(self.study, d, searcher)  # noqa: E731
+        who = {"method": searcher, "label": searcher, "run": run}
+        deps[1] = self.job(
+            f"transfer_{kind}_search", "search", where, _files(f"{folder}/search", *names), settings, deps, **who
+        )
+        return self.job(
+            "finetune_transfer", "finetune", where, _files(folder, *MODEL), fine, deps, label=label, run=run
+        )
+
+
+def _files(folder: str, *names: str) -> tuple[str, ...]:
+    return tuple(f"{folder}/{n}" for n in names)
+
+
+def jobs(study: Study) -> list[Job]:
+    """Every job of a full run of the study from scratch, each once, dependencies first; the last three are the
+    summary table (``aggregate``), the report and ``all``."""
+    walk = _Walk(study)
+    pairs = study.grid_pairs()
+    for d, a in pairs:
+        for s in study.seeds:
+            walk.pretrain(d, a, s)
+    for d, a in pairs:
+        for s in study.seeds:
+            for label in study.labels:
+                for t in study.targets:
+                    walk.finetune(d, a, s, label, t)
+    for t in study.transfers:
+        for kind in t["kinds"]:
+            for a in study.transfer_archs(t):
+                for s in study.seeds:
+                    for tg in study.transfer_targets(t):
+                        walk.transfer(t, kind, a, s, fmt_target(tg))
+    by_output = {o: j.key for j in walk.jobs.values() for o in j.outputs}
+    metrics = tuple(dict.fromkeys(by_output[f] for f in all_metrics(study)))
+    summary = walk.add(Job("aggregate", None, outputs=(study.layout.summary,), deps=metrics))
+    report = walk.add(Job("report", None, outputs=tuple(report_files(study)), deps=(summary, *metrics)))
+    walk.add(Job("all", None, deps=(summary, report)))
+    return list(walk.jobs.values())
+
+
+def counts(job_list: list[Job]) -> dict[str, int]:
+    """Jobs per rule, ordered as Snakemake's "Job stats" table orders them: by topological level (a job one
+    level past the deepest job it reads from, among ``job_list``), rule names sorted within a level, each rule
+    where it first appears."""
+    level: dict[str, int] = {}
+    for j in job_list:  # dependencies come first
+        level[j.key] = 1 + max((level[d] for d in j.deps if d in level), default=-1)
+    order = sorted(job_list, key=lambda j: (level[j.key], j.rule))
+    n = Counter(j.rule for j in job_list)
+    return {rule: n[rule] for rule in dict.fromkeys(j.rule for j in order)}
+
+
+def still_to_run(job_list: list[Job], workdir: str | os.PathLike) -> list[Job]:
+    """The jobs a run in ``workdir`` would still do: those with an output missing there, and every job that
+    reads from one of them (``all`` whenever any other job runs). Outputs that exist are taken as current:
+    Snakemake would also rerun a job whose settings or code changed since."""
+    todo: set[str] = set()
+    for j in job_list:  # dependencies come first
+        missing = any(not os.path.exists(os.path.join(workdir, o)) for o in j.outputs)
+        if missing or any(d in todo for d in j.deps) or (j.rule == "all" and todo):
+            todo.add(j.key)
+    return [j for j in job_list if j.key in todo]

@@ -1,0 +1,83 @@
+"""Each job's ``--settings``: only what that job depends on, so Snakemake reruns exactly the jobs whose settings
+changed (it compares the params), and two studies share a dense model exactly when its settings are identical.
+
+Each stage's recipe travels under its own name: ``train`` for a dense model's pretraining, ``finetune`` for the
+fine-tuning budget, ``search`` for the searches. The jobs parse these objects with passprune.settings, which
+holds every default; nothing here restates one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .core import Study
+from .layout import dense_dir as _dense_dir
+
+STAGES = ("pretrain", "search", "finetune")
+
+
+def _common(study: Study, dataset: str) -> dict[str, Any]:
+    return {"data": study.data_settings(dataset), "device": study.config["device"]}
+
+
+def pretrain_settings(study: Study, dataset: str, arch: str) -> dict[str, Any]:
+    """A dense model's settings; their JSON names its folder (:func:`dense_id`), so its layout never changes."""
+    return {
+        **_common(study, dataset),
+        "model": study.model_settings(dataset, arch),
+        "train": study.stage_train(dataset, "pretrain"),
+    }
+
+
+def search_settings(study: Study, dataset: str, method: str) -> dict[str, Any]:
+    """A search's settings; ``method`` is the run's label (a variant's name, or the method a transfer rule runs).
+    The workflow-only ``search.epochs`` becomes the PASS family's ``steps`` here."""
+    s = _common(study, dataset)
+    s["search"] = {k: v for k, v in study.search_section(dataset).items() if k != "epochs"}
+    s["method_options"] = study.method_options(method)
+    steps = study.search_steps(dataset) if study.is_pass(method) else None
+    if steps is not None:
+        s["method_options"] = {**s["method_options"], "steps": steps}
+    return s
+
+
+def finetune_settings(study: Study, dataset: str) -> dict[str, Any]:
+    """The one fine-tuning budget of a dataset, shared by every method and transfer run on it."""
+    return {
+        **_common(study, dataset),
+        "finetune": study.stage_train(dataset, "finetune"),
+        "latency": study.config["latency"],
+    }
+
+
+def job_settings(study: Study, stage: str, **wildcards: Any) -> dict[str, Any]:
+    """The settings object of one job: ``stage`` is ``pretrain`` (wildcards dataset, arch), ``search`` (dataset,
+    method: the run's label) or ``finetune`` (dataset); other wildcards are ignored (Snakemake passes them all)."""
+    if stage == "pretrain":
+        return pretrain_settings(study, wildcards["dataset"], wildcards["arch"])
+    if stage == "search":
+        return search_settings(study, wildcards["dataset"], wildcards["method"])
+    if stage == "finetune":
+        return finetune_settings(study, wildcards["dataset"])
+    raise ValueError(f"no job settings for stage {stage!r}; stages: {STAGES}")
+
+
+def settings_json(settings: dict[str, Any]) -> str:
+    """What a job receives as ``--settings`` (keys sorted, so equal settings are equal strings)."""
+    return json.dumps(settings, sort_keys=True)
+
+
+def dense_id(study: Study, dataset: str, arch: str) -> str:
+    """Digest of what a dense model depends on (data, model, training recipe, device); not of where it is logged
+    or how many threads it uses. Two studies with the same digest share the model."""
+    key = ("dense_id", dataset, arch)
+    if key not in study.cache:
+        text = settings_json(pretrain_settings(study, dataset, arch))
+        study.cache[key] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return study.cache[key]
+
+
+def dense_dir(study: Study, dataset: str, arch: str, seed: int | str) -> str:
+    return _dense_dir(dataset, arch, seed, dense_id(study, dataset, arch))

@@ -1,0 +1,40 @@
+"""What planning a study needs to know about the registries, read from ``workflow/registry.yaml``.
+
+Why a generated file and not ``passprune.methods``: importing the methods imports torch (seconds per process),
+and Snakemake plans a study on a login node. ``passprune registry --write`` generates the file from the
+registries; ``tests/test_registry_export.py`` fails when it is stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .schema import REPO
+
+REGISTRY_PATH = Path("workflow") / "registry.yaml"
+#: The method a control (random_widths, scratch) reuses the structure of when its options name none.
+DEFAULT_REFERENCE = "pass"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The registered methods' capabilities the workflow plans with, and the archs with ImageNet weights."""
+
+    pass_methods: tuple[str, ...]  # PASS and its ablations: they save a hypernetwork (hypernetwork transfer)
+    reference_methods: tuple[str, ...]  # controls that read another method's structure (option `reference`)
+    imagenet_archs: tuple[str, ...]
+
+
+@lru_cache(maxsize=4)
+def capabilities(repo: Path = REPO) -> Capabilities:
+    data = yaml.safe_load((repo / REGISTRY_PATH).read_text())
+    configurable = {m: v for m, v in data["methods"].items() if not v["transfer_only"]}
+    return Capabilities(
+        pass_methods=tuple(sorted(m for m, v in configurable.items() if v["saves_hypernet"])),
+        reference_methods=tuple(sorted(m for m, v in configurable.items() if v["needs_reference"])),
+        imagenet_archs=tuple(data["imagenet_archs"]),
+    )
