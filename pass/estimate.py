@@ -1,6 +1,7 @@
 """``passprune estimate``: what a config costs before it is submitted -- jobs per rule and device-hours.
 
-How: the jobs are the ones Snakemake plans (:mod:`passprune.plan`, the dry run), each with its resolved settings;
+How: the jobs are the study's (:mod:`passprune.plan`, from :mod:`passprune.study`, which the rules call for the
+same settings), each with its resolved settings;
 each job's work is counted in images from those settings and the dataset's split sizes (:mod:`passprune.datasizes`):
 
 * pretrain: ``epochs x full batches x batch`` training images (forward + backward) on the dense net, plus the
@@ -201,17 +202,9 @@ def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSetting
 
 
 # ----------------------------------------------------------------------------- the estimate
-def _run_label(job) -> str | None:
-    """The run folder's method name ({method} in results/<study>/<dataset>/<arch>/seed<s>/<method>/macs<t>)."""
-    if "--out" not in job.argv:
-        return job.label
-    parts = Path(job.argv[job.argv.index("--out") + 1]).parts
-    return parts[-3] if job.stage == "search" else parts[-2]
-
-
 def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_S) -> dict[str, Any]:
     """Per-job seconds and per-rule totals of a :class:`passprune.plan.Plan`."""
-    bases = {(j.dataset, j.arch, j.seed, _run_label(j), j.target): j.method for j in plan.jobs if j.stage == "search"}
+    bases = {(j.dataset, j.arch, j.seed, j.run, j.target): j.method for j in plan.jobs if j.stage == "search"}
     dense = {(j.dataset, j.arch): _settings(j).train for j in plan.jobs if j.stage == "pretrain"}
     from .methods import list_methods
 
@@ -225,9 +218,7 @@ def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_
                 + w.eval * throughput.seconds_per_image(j.arch, w.resolution, "eval")
             )
             macs = w.macs_factor * throughput.macs(j.arch, w.resolution) * (3 * w.train + w.eval)  # bwd ~ 2x fwd
-        costs.append(
-            JobCost(j.rule, j.dataset, j.arch, _run_label(j), j.target, w.resolution, w.train, w.eval, seconds, macs)
-        )
+        costs.append(JobCost(j.rule, j.dataset, j.arch, j.run, j.target, w.resolution, w.train, w.eval, seconds, macs))
     rules: dict[str, dict[str, float]] = {}
     for rule, count in plan.counts.items():
         mine = [c for c in costs if c.rule == rule]
@@ -275,7 +266,9 @@ def render(est: dict[str, Any]) -> str:
         "evaluated one); hours = that work at the measured images/s"
     )
     lines += ["", f"by dataset/arch ({unit}):"]
-    lines += [f"  {k:28} {v:10.1f}" for k, v in sorted(est["by_dataset_arch_hours"].items(), key=lambda kv: -kv[1])]
+    lines += [
+        f"  {k:28} {v:10.1f}" for k, v in sorted(est["by_dataset_arch_hours"].items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     if est["unregistered_methods"]:
         lines += [
             "",
@@ -294,10 +287,14 @@ def render(est: dict[str, Any]) -> str:
 
 def cmd_estimate(a: argparse.Namespace) -> None:
     from .files import atomic_write_json
-    from .plan import dry_run
+    from .plan import StudyError, plan
 
     throughput = Throughput(a.throughput, a.device)
-    est = estimate(dry_run(a.configfile, workdir=a.workdir), throughput, a.overhead_s)
+    try:
+        planned = plan(a.configfile, workdir=a.workdir)
+    except StudyError as err:
+        raise SystemExit(f"passprune estimate: {err}") from None
+    est = estimate(planned, throughput, a.overhead_s)
     print(render(est))
     if a.json:
         atomic_write_json(a.json, est)

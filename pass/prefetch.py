@@ -1,9 +1,9 @@
 """``passprune prefetch``: fetch and verify, on a machine with internet, every file a config's jobs will read.
 
 Why: jobs never download (:mod:`passprune.downloads`), because compute nodes often have no internet. So before a
-study is submitted, one command on the login node reads the config's planned jobs (:mod:`passprune.plan`: the
-same resolved settings Snakemake hands the jobs), and for every dataset under its ``data.root`` and every ImageNet
-checkpoint under its ``weights_dir``:
+study is submitted, one command on the login node reads the config's jobs (:mod:`passprune.plan`, from
+:mod:`passprune.study`: the same resolved settings the rules hand the jobs), and for every dataset under its
+``data.root`` and every ImageNet checkpoint under its ``weights_dir``:
 
 * downloads what torchvision can download, with torchvision's / torch.hub's own code (which checks the md5 of
   every archive, or the sha256 prefix in a checkpoint's file name, while downloading);
@@ -220,13 +220,16 @@ def report(items: list[Item]) -> str:
 # ----------------------------------------------------------------------------- command line
 def cmd_prefetch(a: argparse.Namespace) -> None:
     from .files import atomic_write_json
-    from .plan import dry_run
+    from .plan import StudyError, plan
 
-    plan = dry_run(a.configfile)
-    items = prefetch(plan.jobs, download=not a.check)
+    try:
+        planned = plan(a.configfile)
+    except StudyError as err:
+        raise SystemExit(f"passprune prefetch: {err}") from None
+    items = prefetch(planned.jobs, download=not a.check)
     print(report(items))
     if a.json:
-        atomic_write_json(a.json, {"configfile": plan.configfile, "items": [asdict(i) for i in items]})
+        atomic_write_json(a.json, {"configfile": planned.configfile, "items": [asdict(i) for i in items]})
     if any(i.status not in READY for i in items):
         raise SystemExit(1)
 

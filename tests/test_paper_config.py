@@ -1,9 +1,10 @@
 """config/paper.yaml is the paper's protocol and config/cifar-scratch.yaml the from-scratch CIFAR setting, as
-Snakemake plans them: job counts per rule, and the resolved settings every job is handed (per-dataset batch sizes,
+the study plans them (passprune.study, which the rules call; tests/test_config.py checks that Snakemake plans the
+paper grid alike): job counts per rule, and the resolved settings every job is handed (per-dataset batch sizes,
 ImageNet starts at 224 px, one fine-tuning budget, PASS's 30 search epochs converted to steps per dataset).
 
-One dry run per config (``passprune.plan.dry_run``, about half a minute of CPU each), shared by the tests of
-this module; the per-dataset override rules are checked on small variants of config/test.yaml.
+In-process (:func:`passprune.plan.plan`, about a second for the paper grid); the per-dataset override rules are
+checked on small variants of config/test.yaml.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from passprune.datasizes import SIZES, split_sizes
-from passprune.plan import dry_run
+from passprune.plan import plan as plan_config
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config" / "paper.yaml"
@@ -28,12 +29,12 @@ VPNS_BATCH = {"cifar10": 256, "cifar100": 256, "tiny_imagenet": 256, "food101": 
 
 @pytest.fixture(scope="module")
 def paper():
-    return yaml.safe_load(PAPER.read_text()), dry_run(PAPER)
+    return yaml.safe_load(PAPER.read_text()), plan_config(PAPER)
 
 
 @pytest.fixture(scope="module")
 def scratch():
-    return yaml.safe_load(SCRATCH.read_text()), dry_run(SCRATCH)
+    return yaml.safe_load(SCRATCH.read_text()), plan_config(SCRATCH)
 
 
 def expected_counts(cfg: dict) -> dict[str, int]:
@@ -111,16 +112,16 @@ def test_paper_dense_start_is_imagenet_at_224_with_vpns_batches(paper):
 def test_paper_one_finetuning_budget_per_dataset(paper):
     """Every method (and transfer run) of a dataset gets the same fine-tuning settings: 30 epochs of SGD 0.01 at
     the dataset's VPNs batch size."""
-    _, plan = paper
+    _, planned = paper
     budgets: dict[str, set] = {}
-    for j in plan.jobs:
+    for j in planned.jobs:
         if j.stage == "finetune":
-            budgets.setdefault(j.dataset, set()).add(repr(sorted(j.settings["train"].items())))
+            budgets.setdefault(j.dataset, set()).add(repr(sorted(j.settings["finetune"].items())))
     assert set(budgets) == set(VPNS_BATCH)
     for d, seen in budgets.items():
         assert len(seen) == 1, f"{d}: {len(seen)} different fine-tuning budgets"
-    for j in (j for j in plan.jobs if j.stage == "finetune"):
-        t = j.settings["train"]
+    for j in (j for j in planned.jobs if j.stage == "finetune"):
+        t = j.settings["finetune"]
         assert (t["epochs"], t["lr"], t["batch_size"]) == (30, 0.01, VPNS_BATCH[j.dataset])
 
 
@@ -167,7 +168,8 @@ def test_cifar_scratch_plans_cifar_networks_from_scratch(scratch):
             assert j.settings["model"]["pretrained"] is False
             assert (j.settings["train"]["epochs"], j.settings["train"]["lr"]) == (200, 0.1)
         if j.stage == "finetune":
-            assert (j.settings["train"]["epochs"], j.settings["train"]["lr"], j.settings["train"]["batch_size"]) == (
+            t = j.settings["finetune"]
+            assert (t["epochs"], t["lr"], t["batch_size"]) == (
                 100,
                 0.01,
                 128,
@@ -205,13 +207,12 @@ def test_dataset_overrides_reach_each_stage(tmp_path):
 
     cfg_path = _small(tmp_path, mutate)
     cfg = yaml.safe_load(cfg_path.read_text())
-    plan = dry_run(cfg_path)
-    by = {(j.stage, j.dataset, j.method): j.settings for j in plan.jobs}
+    by = {(j.stage, j.dataset, j.method): j.settings for j in plan_config(cfg_path).jobs}
     pre = by[("pretrain", "fashion_mnist", None)]
     assert pre["train"] == {**cfg["pretrain"]["train"], "batch_size": 50, "epochs": 3, "lr": 0.2}
     assert pre["data"]["train_subset"] == 1000 and "batch_size" not in pre["data"] and "pretrain" not in pre["data"]
     fine = next(s for (st, d, _), s in by.items() if st == "finetune" and d == "fashion_mnist")
-    assert fine["train"] == {**cfg["finetune"], "batch_size": 25}
+    assert fine["finetune"] == {**cfg["finetune"], "batch_size": 25}
     srch = by[("search", "fashion_mnist", "pass")]
     assert srch["search"] == {"batch_size": 50, "max_prune_frac": 0.5}
     n = split_sizes("fashion_mnist", cfg["data"]["val_size"], 1000)["train"]
@@ -222,19 +223,6 @@ def test_dataset_overrides_reach_each_stage(tmp_path):
         split_sizes("fashion_mnist_a", cfg["data"]["val_size"], cfg["data"]["train_subset"])["train"]
         // cfg["search"]["batch_size"]
     )
-
-
-def test_epochs_and_steps_together_are_rejected(tmp_path):
-    def mutate(cfg):
-        cfg["search"]["epochs"] = 2
-        cfg["methods"]["pass"] = {"steps": 5}
-        cfg["dataset_overrides"] = {"fashion_mnist": {"pretrain": {"bn_recalibration_batches": 3}}}
-
-    with pytest.raises(RuntimeError) as err:
-        dry_run(_small(tmp_path, mutate))
-    msg = str(err.value)
-    assert "methods.pass.steps: the search length is also given in epochs" in msg
-    assert "dataset_overrides.fashion_mnist.pretrain: bn_recalibration_batches is a finetune-only option" in msg
 
 
 # ----------------------------------------------------------------------------- the size table

@@ -1,5 +1,6 @@
 """`passprune prefetch` (what a config needs, fetched and verified; jobs never download) and `passprune estimate`
-(jobs per rule and device-hours), on a small config planned for real by Snakemake.
+(jobs per rule and device-hours), on a small config planned by passprune.study (the jobs and settings the rules
+run; tests/test_config.py checks that Snakemake plans the same).
 
 No network here: the missing-file report, the checksum checks and the offline failure of a download run for
 real; the one download that works offline is Fashion-MNIST from Debian's package.
@@ -18,7 +19,7 @@ import yaml
 
 from passprune.datasizes import split_sizes, steps_per_epoch
 from passprune.estimate import THROUGHPUT, Throughput, estimate
-from passprune.plan import dry_run
+from passprune.plan import plan
 from passprune.prefetch import READY, dataset_item, hub_hash_prefix, needs, prefetch, verify_hub_file, weights_item
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def small(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(small_config(root), sort_keys=False))
-    return root, path, dry_run(path)
+    return root, path, plan(path)
 
 
 # ----------------------------------------------------------------------------- jobs never download
@@ -205,3 +206,29 @@ def test_estimate_command_prints_and_writes(small, tmp_path):
         timeout=120,
     )
     assert help_.returncode == 0 and "--check" in help_.stdout
+
+
+def test_estimate_counts_only_what_a_workdir_still_needs(small, tmp_path):
+    """--workdir: a dense model already there is neither counted nor costed; its dependants still are."""
+    _, path, planned = small
+    dense = next(j for j in planned.jobs if j.rule == "pretrain" and j.dataset == "cifar10")
+    for out in dense.outputs:
+        (tmp_path / out).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / out).write_text("")
+    rest = plan(path, workdir=tmp_path)
+    assert rest.counts == {**planned.counts, "pretrain": planned.counts["pretrain"] - 1}
+    assert dense not in rest.jobs and len(rest.jobs) == len(planned.jobs) - 1
+
+
+def test_tools_name_every_problem_of_a_bad_config(small, tmp_path):
+    root, _, _ = small
+    cfg = small_config(root)
+    cfg["targets"] = [0]
+    cfg["methods"]["random_widths"] = {"reference": "l1"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    exe = str(Path(sys.executable).parent / "passprune")
+    for tool in ("estimate", "prefetch"):
+        proc = subprocess.run([exe, tool, "--configfile", str(bad)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"passprune {tool}: invalid config" in proc.stderr and "['targets'][0]" in proc.stderr, proc.stderr
