@@ -1,13 +1,15 @@
 """Kill and resume, for real: SIGKILL the running workflow (Snakemake and its job) in the middle of
 pretraining, of a PASS search and of a sparsity-training baseline, rerun it as a user would
 (``snakemake --unlock``, then the same command with ``--rerun-incomplete``), and get the same files, byte for
-byte on CPU, as an uninterrupted run of the same study in another folder.
+byte on CPU, as an uninterrupted run of the same jobs in another folder.
 
 The kill happens as soon as the job's resume checkpoint appears (after its first epoch / its first
 ``checkpoint_every`` steps), so the rerun must resume from it (its log says so) and still land on exactly the
-weights, structure and accuracy of the run that was never interrupted.
+weights, structure and records of the run that was never interrupted. The smallest DAG that proves it: one
+dense model and the two searches, on a few hundred images (fine-tuning, aggregation and the report read
+these files and are not interrupted here; tests/test_workflow.py runs them).
 
-    pytest -m slow tests/test_resume.py      # about 2-3 minutes on 2 CPU cores
+    pytest -m e2e tests/test_resume.py      # about a minute and a half on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SNAKEFILE, e2e_workdir
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "Snakefile"
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 #: The sparsity-training baseline under test (network slimming as Torch-Pruning trains it: L1 on BN scales).
 SPARSITY = "bn_scale_tp"
@@ -36,9 +37,9 @@ CFG = {
     "device": "cpu",
     "data": {
         "root": "data",
-        "val_size": 200,
-        "train_subset": 1000,
-        "test_subset": 200,
+        "val_size": 100,
+        "train_subset": 512,
+        "test_subset": 100,
         "image_size": None,
         "num_workers": 0,
     },
@@ -49,7 +50,7 @@ CFG = {
     "targets": [0.5],
     "pretrain": {
         "pretrained": False,
-        "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "augment": True},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "augment": True},
     },
     "finetune": {
         "epochs": 1,
@@ -62,8 +63,8 @@ CFG = {
     },
     "search": {"batch_size": 32, "max_prune_frac": 0.9},
     "methods": {
-        "pass": {"steps": 30, "checkpoint_every": 10, "log_every": 10},
-        SPARSITY: {"epochs": 3, "max_steps_per_epoch": 10},
+        "pass": {"steps": 12, "checkpoint_every": 4, "log_every": 4},
+        SPARSITY: {"epochs": 2, "max_steps_per_epoch": 6},
     },
     "latency": {"enabled": False},
     "tracking": {"enabled": False, "uri": "sqlite:///results/mlflow.db", "experiment": "resume"},
@@ -73,6 +74,10 @@ CFG = {
 }
 STUDY = Path("results") / CFG["study"]
 RUN = STUDY / "fashion_mnist" / "resnet20" / "seed0"
+PASS_SEARCH = RUN / "pass" / "macs0.5" / "search"
+SPARSITY_SEARCH = RUN / SPARSITY / "macs0.5" / "search"
+#: What both folders build: the dense model and the two searches (pretraining runs as their input).
+TARGETS = (str(PASS_SEARCH / "structure.json"), str(SPARSITY_SEARCH / "structure.json"))
 
 
 def _snakemake(workdir: Path, *args: str, popen: bool = False):
@@ -101,9 +106,8 @@ def _snakemake(workdir: Path, *args: str, popen: bool = False):
     return proc
 
 
-def _workdir(root: Path, name: str) -> Path:
-    w = root / name
-    w.mkdir()
+def _workdir(root: Path, name: str, fmnist_root: Path) -> Path:
+    w = e2e_workdir(root, fmnist_root, name)
     (w / "config.yaml").write_text(yaml.safe_dump(CFG))
     return w
 
@@ -141,26 +145,13 @@ def _sha(path: Path) -> str:
 #: Files whose bytes must match between the interrupted and the uninterrupted study.
 FILES = [
     "{dense}/model.pt",
-    f"{RUN}/pass/macs0.5/search/structure.json",
-    f"{RUN}/pass/macs0.5/search/hypernetwork.pt",
-    f"{RUN}/{SPARSITY}/macs0.5/search/structure.json",
-    f"{RUN}/{SPARSITY}/macs0.5/search/search_model.pt",
-    f"{RUN}/pass/macs0.5/model.pt",
-    f"{RUN}/{SPARSITY}/macs0.5/model.pt",
+    f"{PASS_SEARCH}/structure.json",
+    f"{PASS_SEARCH}/hypernetwork.pt",
+    f"{SPARSITY_SEARCH}/structure.json",
+    f"{SPARSITY_SEARCH}/search_model.pt",
 ]
-#: Measured values of the records (timings, provenance and the resume bookkeeping naturally differ).
-VALUES = (
-    "top1",
-    "val_top1",
-    "top1_before_ft",
-    "val_top1_before_ft",
-    "macs",
-    "params",
-    "best_epoch",
-    "search_steps",
-    "weight_train_steps",
-    "finetune_steps",
-)
+#: Keys of the records that naturally differ (timings, provenance, the resume bookkeeping).
+VOLATILE = ("provenance", "resumed_from_step", "resumed_from_epoch")
 
 
 def _files(workdir: Path) -> dict[str, str]:
@@ -168,24 +159,33 @@ def _files(workdir: Path) -> dict[str, str]:
     return {f.format(dense=dense): _sha(workdir / f.format(dense=dense)) for f in FILES}
 
 
+def _measured(obj):
+    """A record without the keys that naturally differ between an interrupted and an uninterrupted run."""
+    if isinstance(obj, dict):
+        return {k: _measured(v) for k, v in obj.items() if "second" not in k and k not in VOLATILE}
+    if isinstance(obj, list):
+        return [_measured(v) for v in obj]
+    return obj
+
+
 def _records(workdir: Path) -> dict[str, dict]:
-    out = {}
-    for f in sorted((workdir / "results").rglob("metrics.json")):
-        m = json.loads(f.read_text())
-        out[m["method"]] = {k: m.get(k) for k in VALUES} | {
-            "history": [{k: v for k, v in h.items() if "second" not in k and k != "lr"} for h in m["history"]]
-        }
-    return out
+    """The dense model's metrics.json and both search.json files, measured values only."""
+    files = {
+        "dense": _dense_dir(workdir) / "metrics.json",
+        "pass": workdir / PASS_SEARCH / "search.json",
+        SPARSITY: workdir / SPARSITY_SEARCH / "search.json",
+    }
+    return {name: _measured(json.loads(f.read_text())) for name, f in files.items()}
 
 
-def test_killed_jobs_resume_to_the_same_files(tmp_path):
-    reference = _workdir(tmp_path, "uninterrupted")
-    _snakemake(reference)
+def test_killed_jobs_resume_to_the_same_files(tmp_path, fmnist_root):
+    reference = _workdir(tmp_path, "uninterrupted", fmnist_root)
+    _snakemake(reference, *TARGETS)
 
-    work = _workdir(tmp_path, "killed")
+    work = _workdir(tmp_path, "killed", fmnist_root)
     # 1. pretraining, after its first epoch's checkpoint
     dense_glob = "results/_dense/fashion_mnist/resnet20/seed0/*/train_ckpt.pt"
-    _kill_when(work, "results/resume/summary.csv", dense_glob)
+    _kill_when(work, TARGETS[0], dense_glob)
     dense = _dense_dir(work)
     assert not (dense / "model.pt").exists()
     _rerun(work, str(dense.relative_to(work) / "model.pt"))
@@ -193,20 +193,17 @@ def test_killed_jobs_resume_to_the_same_files(tmp_path):
     assert not (dense / "train_ckpt.pt").exists(), "a finished job removes its resume checkpoint"
 
     # 2. the PASS search, after its first checkpoint (checkpoint_every steps)
-    pass_dir = RUN / "pass" / "macs0.5" / "search"
-    _kill_when(work, str(pass_dir / "structure.json"), str(pass_dir / "search_ckpt.pt"))
-    assert not (work / pass_dir / "structure.json").exists()
-    _rerun(work, str(pass_dir / "structure.json"))
+    _kill_when(work, TARGETS[0], str(PASS_SEARCH / "search_ckpt.pt"))
+    assert not (work / PASS_SEARCH / "structure.json").exists()
+    _rerun(work, TARGETS[0])
     assert "resumed from" in next((work / STUDY / "logs" / "search").rglob("pass/macs0.5.log")).read_text()
 
     # 3. the sparsity-training baseline, after its first epoch
-    sp_dir = RUN / SPARSITY / "macs0.5" / "search"
-    _kill_when(work, str(sp_dir / "structure.json"), str(sp_dir / "sparsity_ckpt.pt"))
-    _rerun(work, str(sp_dir / "structure.json"))
+    _kill_when(work, TARGETS[1], str(SPARSITY_SEARCH / "sparsity_ckpt.pt"))
+    _rerun(work, TARGETS[1])
     assert "resumed from" in next((work / STUDY / "logs" / "search").rglob(f"{SPARSITY}/macs0.5.log")).read_text()
 
-    # 4. the rest of the study, then compare everything with the run that was never interrupted
-    _rerun(work)
+    # 4. everything compared with the run that was never interrupted
     assert _files(work) == _files(reference)
     assert _records(work) == _records(reference)
-    assert (work / STUDY / "summary.csv").is_file()
+    assert not list(work.rglob("*_ckpt.pt")), "finished jobs remove their resume checkpoints"
