@@ -40,7 +40,7 @@ def test_the_study_plans_with_the_registries_capabilities():
     caps = capabilities()
     live = {m: get_method(m) for m in list_methods() if not get_method(m).transfer_only}
     assert caps.pass_methods == tuple(sorted(m for m, s in live.items() if s.saves_hypernet))
-    assert caps.reference_methods == tuple(sorted(m for m, s in live.items() if s.needs_reference))
+    assert caps.reference_methods == {m: s.defaults["reference"] for m, s in live.items() if s.needs_reference}
     assert caps.imagenet_archs == tuple(sorted(IMAGENET_WEIGHTS))
 
 

@@ -53,7 +53,7 @@ def unused_key_errors(study: Study) -> list[str]:
     """dataset_overrides and arch_settings must be about datasets and archs the study runs."""
     errors, cfg = [], study.config
     used_datasets = study.used_datasets()
-    for name in cfg.get("dataset_overrides", {}):
+    for name in study.overrides:
         if name not in used_datasets:
             errors.append(f"dataset_overrides: {name!r} is not used by datasets {cfg['datasets']} or transfer")
     used_archs = set(cfg["archs"]) | {a for t in study.transfers for a in t.get("archs", [])}
@@ -92,7 +92,7 @@ def stage_option_errors(study: Study) -> list[str]:
             "pretrain.train: bn_recalibration_batches is a finetune-only option (BN re-estimation of a "
             "pruned net); move it to finetune"
         )
-    for name, ov in cfg.get("dataset_overrides", {}).items():
+    for name, ov in study.overrides.items():
         if "bn_recalibration_batches" in ov.get("pretrain", {}):
             errors.append(
                 f"dataset_overrides.{name}.pretrain: bn_recalibration_batches is a finetune-only option; "
@@ -128,7 +128,7 @@ def search_epoch_errors(study: Study) -> list[str]:
     from ..datasizes import SIZES
 
     cfg = study.config
-    overrides = cfg.get("dataset_overrides", {}).values()
+    overrides = study.overrides.values()
     if not (cfg["search"].get("epochs") or any(ov.get("search", {}).get("epochs") for ov in overrides)):
         return []
     pass_labels = [label for label in study.labels if study.is_pass(label)]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..settings import ModelSettings, TrackingSettings, defaults_of
 from .layout import Layout, fmt_target
-from .registry import DEFAULT_REFERENCE, Capabilities
+from .registry import Capabilities
 
 #: dataset_overrides.<dataset>: data keys (image_size, root, ...) are merged onto `data`; these are the dataset's
 #: own training settings (a stage's section > the dataset's batch_size > the study's; see Study.stage_train).
@@ -87,9 +87,10 @@ class Study:
 
     def reference_of(self, label: str) -> str | None:
         """The method label whose structure a control (random_widths, scratch) reuses; None for other methods."""
-        if self.labels.get(label) not in self.caps.reference_methods:
+        default = self.caps.reference_methods.get(self.labels.get(label))
+        if default is None:
             return None
-        return self.method_options(label).get("reference", DEFAULT_REFERENCE)
+        return self.method_options(label).get("reference", default)
 
     # ------------------------------------------------------------------------- datasets and archs
     def grid_pairs(self) -> list[tuple[str, str]]:
@@ -116,8 +117,13 @@ class Study:
     def used_datasets(self) -> set[str]:
         return set(self.config["datasets"]) | {d for t in self.transfers for d in (t["source"], t["target"])}
 
+    @property
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """dataset_overrides (an optional key: none when absent)."""
+        return self.config.get("dataset_overrides", {})
+
     def override(self, dataset: str) -> dict[str, Any]:
-        return self.config.get("dataset_overrides", {}).get(dataset, {})
+        return self.overrides.get(dataset, {})
 
     def data_settings(self, dataset: str) -> dict[str, Any]:
         """`data`, with the dataset's own data keys (dataset_overrides.<dataset>) merged on."""

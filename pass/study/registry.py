@@ -16,8 +16,6 @@ import yaml
 from .schema import REPO
 
 REGISTRY_PATH = Path("workflow") / "registry.yaml"
-#: The method a control (random_widths, scratch) reuses the structure of when its options name none.
-DEFAULT_REFERENCE = "pass"
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,8 @@ class Capabilities:
     """The registered methods' capabilities the workflow plans with, and the archs with ImageNet weights."""
 
     pass_methods: tuple[str, ...]  # PASS and its ablations: they save a hypernetwork (hypernetwork transfer)
-    reference_methods: tuple[str, ...]  # controls that read another method's structure (option `reference`)
+    #: controls that read another method's structure (option `reference`) -> the method they read by default
+    reference_methods: dict[str, str]
     imagenet_archs: tuple[str, ...]
 
 
@@ -35,6 +34,6 @@ def capabilities(repo: Path = REPO) -> Capabilities:
     configurable = {m: v for m, v in data["methods"].items() if not v["transfer_only"]}
     return Capabilities(
         pass_methods=tuple(sorted(m for m, v in configurable.items() if v["saves_hypernet"])),
-        reference_methods=tuple(sorted(m for m, v in configurable.items() if v["needs_reference"])),
+        reference_methods={m: v["reference"] for m, v in sorted(configurable.items()) if v["needs_reference"]},
         imagenet_archs=tuple(data["imagenet_archs"]),
     )
