@@ -18,6 +18,7 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .core import Study
@@ -85,7 +86,7 @@ class _Walk:
 
     def pretrain(self, d: str, a: str, s: int) -> str:
         outputs = _files(dense_dir(self.study, d, a, s), *MODEL)
-        return self.job("pretrain", "pretrain", (d, a, s, None), outputs, lambda: pretrain_settings(self.study, d, a))
+        return self.job("pretrain", "pretrain", (d, a, s, None), outputs, partial(pretrain_settings, self.study, d, a))
 
     def search(self, d: str, a: str, s: int, label: str, t: str) -> str:
         """A search of the grid (or of a transfer's source task); a control's also reads its reference's."""
@@ -96,14 +97,14 @@ class _Walk:
         is_pass = self.study.is_pass(label)
         names = ("structure.json", "search.json") + (("hypernetwork.pt",) if is_pass else ())
         outputs = _files(f"{self.layout.run_dir(d, a, s, label, t)}/search", *names)
-        settings = lambda: search_settings(self.study, d, label)  # noqa: E731
+        settings = partial(search_settings, self.study, d, label)
         who = {"method": self.study.labels[label], "label": label, "run": label}
         return self.job("search_pass" if is_pass else "search", "search", (d, a, s, t), outputs, settings, deps, **who)
 
     def finetune(self, d: str, a: str, s: int, label: str, t: str) -> str:
         deps = (self.pretrain(d, a, s), self.search(d, a, s, label, t))
         outputs = _files(self.layout.run_dir(d, a, s, label, t), *MODEL)
-        settings = lambda: finetune_settings(self.study, d)  # noqa: E731
+        settings = partial(finetune_settings, self.study, d)
         return self.job("finetune", "finetune", (d, a, s, t), outputs, settings, deps, run=label)
 
     def transfer(self, t: dict[str, Any], kind: str, a: str, s: int, tg: str) -> str:
@@ -114,7 +115,7 @@ class _Walk:
         run = xfer_name(kind, method, source)
         folder, where = self.layout.run_dir(d, a, s, run, tg), (d, a, s, tg)
         deps = [self.pretrain(d, a, s), self.search(source, a, s, method, tg)]
-        fine = lambda: finetune_settings(self.study, d)  # noqa: E731
+        fine = partial(finetune_settings, self.study, d)
         label = f"{method}_{kind}_transfer"
         if kind == "structure":
             return self.job(
@@ -122,7 +123,7 @@ class _Walk:
             )
         searcher = "pass_hypertransfer" if kind == "hypernet" else "random_widths"
         names = ("structure.json", "search.json") + (("hypernetwork.pt",) if kind == "hypernet" else ())
-        settings = lambda: search_settings(self.study, d, searcher)  # noqa: E731
+        settings = partial(search_settings, self.study, d, searcher)
         who = {"method": searcher, "label": searcher, "run": run}
         deps[1] = self.job(
             f"transfer_{kind}_search", "search", where, _files(f"{folder}/search", *names), settings, deps, **who
