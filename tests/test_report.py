@@ -538,3 +538,45 @@ def test_dozen_method_figures_render(claims_built):
     out = claims_built["out"] / "figures"
     for stem in ("acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost", "claims_forest"):
         assert (out / f"{stem}.png").stat().st_size > 5000, stem
+
+
+# ----------------------------------------------------------------------------- one MACs target: points, not a curve
+def _errorbars(ax) -> dict[str, tuple]:
+    """label -> (x data, y data, [(low, high)] of its error bars) of every errorbar drawn on ``ax``."""
+    from matplotlib.container import ErrorbarContainer
+
+    out = {}
+    for c in ax.containers:
+        if isinstance(c, ErrorbarContainer):
+            line, _, bars = c.lines
+            segs = [(s[0][1], s[1][1]) for s in bars[0].get_segments()] if bars else []
+            out[c.get_label()] = (list(line.get_xdata()), list(line.get_ydata()), segs)
+    return out
+
+
+def test_single_target_draws_points_with_95_intervals_not_a_curve(claims_built, tmp_path):
+    import scipy.stats
+
+    from passprune.report.figures import acc_vs_macs_figure, run_labels
+
+    df = claims_built["df"]
+    one = df[(df["target"] == 0.3) | (df["family"] == "dense")]
+    labels = run_labels(one)
+    fig = acc_vs_macs_figure(one)
+    drawn = _errorbars(fig.axes[0])
+    assert set(drawn) >= {"pass", "l1", "scratch"}
+    for label, (xs, ys, segs) in drawn.items():
+        assert len(xs) == 1 and len(segs) == 1  # one point per method, with its interval
+        top1 = one.loc[labels == label, "top1"]
+        lo, hi = scipy.stats.t.interval(0.95, len(top1) - 1, loc=top1.mean(), scale=scipy.stats.sem(top1))
+        assert ys[0] == pytest.approx(top1.mean()) and segs[0] == pytest.approx((lo, hi))
+    assert sorted(x for xs, _, _ in drawn.values() for x in xs) == list(range(len(drawn)))  # methods side by side
+    # several targets keep the curve: one line per method through both targets, no interval bars
+    curves = _errorbars(acc_vs_macs_figure(df).axes[0])
+    assert {len(xs) for lab, (xs, _, _) in curves.items() if "(from" not in lab} == {len(TARGETS)}
+    (tmp_path / "one").mkdir()
+    one.to_csv(tmp_path / "one" / "summary.csv", index=False)
+    build_report(tmp_path / "one" / "summary.csv", tmp_path / "one" / "reports")
+    readme = (tmp_path / "one" / "reports" / "README.md").read_text()
+    assert "### Accuracy per method" in readme and "95% t-interval" in readme and "### Accuracy vs MACs" not in readme
+    assert "### Accuracy vs MACs" in (claims_built["out"] / "README.md").read_text()

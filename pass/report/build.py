@@ -26,7 +26,15 @@ import pandas as pd
 
 from ..files import atomic_write_text
 from .aggregate import has_source, read_summary
-from .figures import NoData, plot_acc_vs_macs, plot_before_after, plot_claims_forest, plot_layerwise, plot_search_cost
+from .figures import (
+    NoData,
+    plot_acc_vs_macs,
+    plot_before_after,
+    plot_claims_forest,
+    plot_layerwise,
+    plot_search_cost,
+    single_target_blocks,
+)
 from .tables import dense_mask, write_search_cost, write_tables
 
 #: (file stem, README heading, what it shows)
@@ -133,7 +141,7 @@ def build_report(
         _provenance_note(df, summary_csv, out_dir),
         "",
         *_tables_section(tables, cost),
-        *_figures_section(skipped),
+        *_figures_section(skipped, _captions(df)),
     ]
     written.append(atomic_write_text(out_dir / "README.md", "\n".join(lines)))
     return written
@@ -186,11 +194,34 @@ def _tables_section(tables: dict[str, dict[str, Path]], cost: dict[str, Path]) -
     return lines
 
 
-def _figures_section(skipped: dict[str, str]) -> list[str]:
+def _captions(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """(heading, caption) of every figure: :data:`FIGURES`' own, except where the data change what a figure shows
+    (a single MACs target draws points per method, not a curve)."""
+    captions = {stem: (title, what) for stem, title, what in FIGURES}
+    single = single_target_blocks(df)
+    pruned = df[~dense_mask(df)]
+    if single and len(single) == len(dict.fromkeys(zip(pruned["dataset"], pruned["arch"]))):
+        captions["acc_vs_macs"] = (
+            "Accuracy per method",
+            "Top-1 after fine-tuning per method at the study's single MACs target: mean over seeds with its 95% "
+            "t-interval (none with one seed); dense model dashed, its 95% interval shaded. No accuracy-vs-MACs "
+            "curve: every method meets the same target, so their MACs differ by under 1%.",
+        )
+    elif single:
+        captions["acc_vs_macs"] = (
+            "Accuracy vs MACs",
+            captions["acc_vs_macs"][1] + " Panels with a single MACs target show one point per method (mean over "
+            "seeds with its 95% t-interval) instead of a curve.",
+        )
+    return captions
+
+
+def _figures_section(skipped: dict[str, str], captions: dict[str, tuple[str, str]]) -> list[str]:
     """README lines for every figure, in :data:`FIGURES` order; a skipped one keeps its heading and says why, so
     the README's outline does not depend on which data a build had."""
     lines = ["## Figures", ""]
-    for stem, title, what in FIGURES:
+    for stem, _, _ in FIGURES:
+        title, what = captions[stem]
         lines += [f"### {title}", ""]
         if stem in skipped:
             lines += [f"_Skipped: {skipped[stem]}._", ""]

@@ -200,11 +200,27 @@ def _nan0(v: float) -> float:
 
 
 # ----------------------------------------------------------------------------- (a) accuracy vs MACs
+def single_target_blocks(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(dataset, arch) blocks whose pruned runs share one MACs target: there the methods' MACs differ by well under
+    1% (every method meets the same target), so a curve over MACs would only spread them over a sliver of the x-axis.
+    """
+    d = df[~dense_mask(df)]
+    return [b for b in _blocks(d) if d.loc[(d["dataset"] == b[0]) & (d["arch"] == b[1]), "target"].nunique() == 1]
+
+
 def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike, x: Literal["macs", "ratio"] = "macs") -> list[Path]:
     """Top-1 after fine-tuning against MACs, one line per method (mean ± std over seeds), dense dashed.
 
-    One panel per (dataset, arch).  ``x="ratio"`` plots the fraction of dense MACs kept instead of MACs.
+    One panel per (dataset, arch).  ``x="ratio"`` plots the fraction of dense MACs kept instead of MACs.  A block
+    with a single MACs target gets no curve (see :func:`single_target_blocks`): one point per method instead, the
+    mean over seeds with its 95% t-interval, and the dense model's 95% interval shaded.
     """
+    with _style():
+        return save_figure(acc_vs_macs_figure(df, x), out_stem)
+
+
+def acc_vs_macs_figure(df: pd.DataFrame, x: Literal["macs", "ratio"] = "macs") -> Figure:
+    """The figure :func:`plot_acc_vs_macs` saves (apart so that tests can read what was drawn)."""
     d = _prepare(df)
     pruned = d[~d["_dense"]]
     if pruned.empty:
@@ -212,6 +228,7 @@ def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike, x: Literal["
     xlabel = _set_x(d, x)
     pruned = d[~d["_dense"]]
     blocks = _blocks(pruned)
+    single = set(single_target_blocks(df))
     labels = _label_order(pruned)
     styles = method_styles(pruned)
     ncols = min(3, len(blocks))
@@ -219,14 +236,57 @@ def plot_acc_vs_macs(df: pd.DataFrame, out_stem: str | os.PathLike, x: Literal["
         fig, axes = _new_figure(math.ceil(len(blocks) / ncols), ncols)
         for ax, (ds, arch) in zip(axes.flat, blocks):
             sub = pruned[(pruned["dataset"] == ds) & (pruned["arch"] == arch)]
+            dense = d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)]
+            if (ds, arch) in single:
+                _method_points(ax, sub, labels, styles)
+                _dense_line(ax, dense, spread="ci95")
+                ax.set_title(f"{ds} / {arch}, {sub['target'].iloc[0]:.2f} of dense MACs\n{_seeds_note(sub)}")
+                ax.set_ylabel("Top-1 after fine-tuning (%)")
+                continue
             _method_lines(ax, sub, labels, styles)
-            _dense_line(ax, d[d["_dense"] & (d["dataset"] == ds) & (d["arch"] == arch)])
+            _dense_line(ax, dense)
             ax.set_title(f"{ds} / {arch}")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("Top-1 after fine-tuning (%)")
         _hide_unused(axes, len(blocks))
-        _figure_legend(fig, axes, ["dense", *labels])
-        return save_figure(fig, out_stem)
+        if len(single) < len(blocks):  # the point panels name their methods on the x-axis
+            _figure_legend(fig, axes, ["dense", *labels])
+        return fig
+
+
+def _seeds_note(sub: pd.DataFrame) -> str:
+    """What a point panel's points are: "mean, 95% CI over 5 seeds" (a range when methods differ)."""
+    ns = sorted(set(sub.groupby("label")["seed"].nunique()))
+    if ns == [1]:
+        return "one seed, no interval"
+    return f"mean, 95% CI over {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} seeds"
+
+
+def mean_ci95(values: pd.Series) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of the mean over seeds (``passprune.stats.paired.t_interval``, df = n - 1); the
+    interval is NaN for one seed."""
+    from ..stats.paired import t_interval
+
+    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(float)
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    lo, hi = t_interval(v)
+    return float(v.mean()), lo, hi
+
+
+def _method_points(ax: Axes, sub: pd.DataFrame, labels: list[str], styles: dict[str, Style]) -> None:
+    """One point per method at a single MACs target: mean top-1 over seeds with its 95% t-interval, methods along
+    the x-axis in the tables' reading order (no interval with one seed)."""
+    present = [lab for lab in labels if (sub["label"] == lab).any()]
+    for i, lab in enumerate(present):
+        m, lo, hi = mean_ci95(sub.loc[sub["label"] == lab, "top1"])
+        st = styles[lab]
+        yerr = None if math.isnan(lo) else [[m - lo], [hi - m]]
+        ax.errorbar([i], [m], yerr=yerr, marker=st.marker, ms=5, capsize=3, lw=1.3, color=st.color, label=lab)
+    ticks = [lab.replace(" (from ", "\n(from ") for lab in present]  # transfer labels are long
+    ax.set_xticks(np.arange(len(present)), ticks, rotation=35, ha="right", fontsize="x-small")
+    ax.set_xlim(-0.6, len(present) - 0.4)
+    ax.grid(axis="x", visible=False)
 
 
 def _set_x(d: pd.DataFrame, x: Literal["macs", "ratio"]) -> str:
@@ -264,12 +324,15 @@ def _method_lines(ax: Axes, sub: pd.DataFrame, labels: list[str], styles: dict[s
         )
 
 
-def _dense_line(ax: Axes, dense: pd.DataFrame) -> None:
-    """The dense model's mean top-1 as a dashed line with its value written on it and ± std shaded: the level
-    every pruned method is judged against."""
+def _dense_line(ax: Axes, dense: pd.DataFrame, spread: Literal["std", "ci95"] = "std") -> None:
+    """The dense model's mean top-1 as a dashed line with its value written on it and ± std (or, next to points
+    drawn with 95% intervals, its own 95% t-interval) shaded: the level every pruned method is judged against."""
     if dense.empty:
         return
     m, sd = dense["top1"].mean(), dense["top1"].std()
+    if spread == "ci95":
+        _, lo, hi = mean_ci95(dense["top1"])
+        sd = (hi - lo) / 2
     ax.axhline(m, ls="--", color="black", lw=1.1, label="dense")
     ax.text(
         0.01,
