@@ -22,6 +22,12 @@ include: "workflow/rules/report.smk"
 
 
 onstart:
+    # the executor is known only now (None while parsing): refuse live SQLite logging from cluster nodes
+    from passprune.tracking_policy import check_live_store, executor_name
+
+    problems = check_live_store(TRACKING, executor_name(workflow))
+    if problems:
+        raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
     track_init()
 
 

@@ -89,3 +89,24 @@ def test_snakemake_names_its_executor_in_onstart(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "executor.txt").read_text() == "None local"
     assert executor_name(object()) is None
+
+
+def test_the_workflow_refuses_live_sqlite_on_slurm_before_submitting(tmp_path):
+    """The real Snakefile wires the policy into onstart: a study logging live to SQLite, sent to the SLURM
+    executor, stops with the fix before any job is submitted (no sbatch is needed to see it)."""
+    cfg = yaml.safe_load((REPO / "config" / "test.yaml").read_text())
+    cfg["tracking"]["live"] = True
+    (tmp_path / "live.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run(
+        [str(snakemake), "-s", str(REPO / "Snakefile"), "--configfile", "live.yaml", "--executor", "slurm"]
+        + ["--jobs", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "would log live to SQLite" in out and "tracking.live: false" in out
+    assert not (tmp_path / "results" / "ci-tiny" / "logs").exists()  # nothing ran
