@@ -580,3 +580,62 @@ def test_single_target_draws_points_with_95_intervals_not_a_curve(claims_built, 
     readme = (tmp_path / "one" / "reports" / "README.md").read_text()
     assert "### Accuracy per method" in readme and "95% t-interval" in readme and "### Accuracy vs MACs" not in readme
     assert "### Accuracy vs MACs" in (claims_built["out"] / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- search cost counts scratch's training
+def _cost_runs() -> pd.DataFrame:
+    """One seed's cost columns as the pipeline records them: PASS (hypernetwork steps, no weight update), a
+    sparsity-training baseline (its search *is* its weight training), scratch (no search; the dense model's 468
+    training steps again, after the search) and an older run without ``start_weights``."""
+    rows = [
+        ("pass", "pass", 100, 6400, 0, 0, "dense", 30.0),
+        ("greg_tp", "baseline", 50, 3200, 50, 3200, "search", 12.0),
+        ("scratch", "control", 0, 0, 468, 29952, "scratch", 0.0002),
+        ("old_sparse", "baseline", 50, 3200, 50, 3200, None, 11.0),
+    ]
+    return pd.DataFrame(
+        [
+            dict(
+                dataset=DS,
+                arch=ARCH,
+                method=m,
+                family=fam,
+                target=0.3,
+                seed=0,
+                source=None,
+                search_steps=ss,
+                search_images=si,
+                weight_train_steps=ws,
+                weight_train_images=wi,
+                finetune_steps=100,
+                finetune_images=6400,
+                start_weights=start,
+                search_seconds=sec,
+            )
+            for m, fam, ss, si, ws, wi, start, sec in rows
+        ]
+    )
+
+
+def test_search_cost_counts_scratchs_training_once_and_the_sparsity_search_once(tmp_path):
+    from passprune.report.figures import cost_parts
+    from passprune.report.tables import search_cost_table
+
+    runs = _cost_runs()
+    table = search_cost_table(runs).set_index("method")
+    assert table.loc["scratch", "total_steps_mean"] == 468 + 100  # not ~0: it trains the dense budget again
+    assert table.loc["scratch", "total_images_mean"] == 29952 + 6400
+    assert table.loc["greg_tp", "total_steps_mean"] == 50 + 100  # its 50 sparsity steps are its search: once
+    assert table.loc["old_sparse", "total_steps_mean"] == 50 + 100  # no start_weights: same answer
+    assert table.loc["pass", "total_steps_mean"] == 100 + 100
+    parts = cost_parts(runs).set_index(runs["method"])
+    assert parts.loc["scratch"].tolist() == [0, 468, 100, 468]  # search only, weight training, fine-tuning, outside
+    assert parts.loc["greg_tp"].tolist() == [0, 50, 100, 0] and parts.loc["pass"].tolist() == [100, 0, 100, 0]
+    totals = parts[["search_only", "weight_train", "finetune"]].sum(axis=1)
+    assert totals.to_dict() == table["total_steps_mean"].to_dict()
+    runs.to_csv(tmp_path / "summary.csv", index=False)
+    build_report(tmp_path / "summary.csv", tmp_path / "rep")
+    md = (tmp_path / "rep" / "tables" / "search_cost.md").read_text()
+    scratch_row = next(line for line in md.splitlines() if "| scratch " in line)
+    assert "568" in scratch_row and "36,352" in scratch_row
+    assert "trains its architecture with the dense model's whole budget" in (tmp_path / "rep" / "README.md").read_text()

@@ -54,7 +54,14 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
         "Layer-wise kept ratio",
         "Kept channels / group size for each prunable group, in forward order.",
     ),
-    ("search_cost", "Search cost", "Wall-clock seconds spent choosing the structure, per method and target."),
+    (
+        "search_cost",
+        "Search cost",
+        "Left: training steps behind each method's result (mean over seeds), stacked: search steps that train no "
+        "weights, weight training (sparsity training inside the search, or scratch's own training of the dense "
+        "model's budget after it) and the shared fine-tuning. Right: wall-clock seconds spent choosing the "
+        "structure, per method and target.",
+    ),
 )
 
 
@@ -184,7 +191,10 @@ def _tables_section(tables: dict[str, dict[str, Path]], cost: dict[str, Path]) -
         "## Search cost",
         "",
         "Mean over seeds of what each method spent choosing its structure (and, for the sparsity-training "
-        "baselines, training weights), and the shared fine-tuning; – = not recorded by these runs.",
+        "baselines, training weights), and the shared fine-tuning; – = not recorded by these runs. "
+        "Total steps (images) = search + weight training outside the search + fine-tuning: a sparsity-training "
+        "baseline's weight training is its search and is counted once; `scratch` searches nothing but trains its "
+        "architecture with the dense model's whole budget again, which its weight-train steps count.",
         "",
         cost["md"].read_text(encoding="utf-8").rstrip("\n"),
         "",

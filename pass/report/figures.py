@@ -38,7 +38,7 @@ from matplotlib.patches import Patch
 
 from ..files import atomic_write
 from .aggregate import has_source, load_metrics
-from .tables import FAMILY_ORDER, dense_mask
+from .tables import FAMILY_ORDER, dense_mask, numeric_column, training_outside_search
 
 MACS_NOTE = "(= 'FLOPs' in pruning papers)"
 DPI = 150
@@ -491,48 +491,120 @@ def plot_layerwise(metrics_files: Sequence[str | os.PathLike], out_stem: str | o
 
 
 # ----------------------------------------------------------------------------- (d) search cost
-def plot_search_cost(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Path]:
-    """Search wall time per method (bars, mean ± std over seeds), one bar per target, per (dataset, arch).
+#: The parts of a run's training steps, bottom to top of a stacked bar: (column of :func:`cost_parts`, legend, colour).
+COST_PARTS: tuple[tuple[str, str, str], ...] = (
+    ("search_only", "search steps (no weight update: PASS's hypernetwork, Taylor's passes)", "#4c72b0"),
+    ("weight_train", "weight training (sparsity training in the search; scratch's own training)", "#dd8452"),
+    ("finetune", "shared fine-tuning", "#8c8c8c"),
+)
 
-    A log axis is used when costs span more than ~2 orders of magnitude (e.g. magnitude pruning vs a
-    trained hypernetwork); bar values are printed so that near-zero costs stay readable.
+
+def cost_parts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run, its training steps split into :data:`COST_PARTS` (their sum is ``total_steps`` of the search-cost
+    table): search steps that train no weights, weight training (counted once, whether in or after the search)
+    and fine-tuning; ``outside`` is the part of the weight training done after the search.  NaN where the summary
+    did not record the steps."""
+    weight, outside = numeric_column(df, "weight_train_steps"), training_outside_search(df)
+    return pd.DataFrame(
+        {
+            "search_only": numeric_column(df, "search_steps") - (weight - outside),  # minus training in the search
+            "weight_train": weight,
+            "finetune": numeric_column(df, "finetune_steps"),
+            "outside": outside,
+        },
+        index=df.index,
+    )
+
+
+def plot_search_cost(df: pd.DataFrame, out_stem: str | os.PathLike) -> list[Path]:
+    """Per (dataset, arch), two panels: the training steps each method's result cost (stacked: search, weight
+    training, fine-tuning; mean over seeds) and its search wall time (bars, mean ± std over seeds).
+
+    Why the steps: wall time of the search alone hides what some methods spend outside it -- ``scratch`` searches
+    nothing (~0 s) but trains the dense model's whole budget again; steps count it, and are comparable across
+    machines.  The seconds bars of such methods say how many training steps they add.  One bar per target.  A log
+    axis is used when search times span more than ~2 orders of magnitude; bar values are printed so that near-zero
+    costs stay readable.
     """
     d = _prepare(df)
     pruned = d[~d["_dense"]].dropna(subset=["search_seconds"])
     if pruned.empty:
         raise NoData("no pruned runs with search_seconds")
+    pruned = pd.concat([pruned, cost_parts(pruned)], axis=1)
     blocks = _blocks(pruned)
     labels = _label_order(pruned)
     all_targets = sorted(pruned["target"].unique(), reverse=True)
-    tcolors = dict(zip(all_targets, sns.color_palette("crest", len(all_targets))))
-    width = 0.8 / len(all_targets)
-    ncols = min(3, len(blocks))
     with _style():
-        fig, axes = _new_figure(math.ceil(len(blocks) / ncols), ncols)
+        fig, axes = _new_figure(len(blocks), 2)
         # a dozen methods x targets need room for their value labels: ~0.3 in per bar
-        fig.set_figwidth(ncols * max(PANEL_W, 0.3 * len(labels) * len(all_targets)))
-        for ax, (ds, arch) in zip(axes.flat, blocks):
+        fig.set_figwidth(2 * max(PANEL_W, 0.3 * len(labels) * len(all_targets)))
+        for (ax_steps, ax_secs), (ds, arch) in zip(axes, blocks):
             sub = pruned[(pruned["dataset"] == ds) & (pruned["arch"] == arch)]
             present = [lab for lab in labels if (sub["label"] == lab).any()]
-            xs = np.arange(len(present))
-            g = sub.groupby(["label", "target"])["search_seconds"].agg(["mean", "std"])
-            for j, t in enumerate(all_targets):
-                idx = [i for i, lab in enumerate(present) if (lab, t) in g.index]  # no bar for absent runs
-                if not idx:
-                    continue
-                means = [_nan0(g["mean"][(present[i], t)]) for i in idx]
-                stds = [_nan0(g["std"][(present[i], t)]) for i in idx]
-                pos = xs[idx] - 0.4 + width * (j + 0.5)
-                bars = ax.bar(pos, means, width, yerr=stds, capsize=2, color=tcolors[t], label=f"{t:.2f}")
-                ax.bar_label(bars, labels=[f"{v:.3g}" for v in means], fontsize=5, padding=1)
-            if (g["mean"] > 0).all() and g["mean"].max() / g["mean"].min() > 100:
-                ax.set_yscale("log")  # zero-cost bars would vanish on a log axis, so only when all > 0
-            ax.set_xticks(xs, present, rotation=30, ha="right", fontsize="x-small")
-            ax.set_title(f"{ds} / {arch}")
-            ax.set_ylabel("search time (s)")
-            ax.legend(title="MACs kept", fontsize="x-small", title_fontsize="x-small")
-        _hide_unused(axes, len(blocks))
+            _cost_steps(ax_steps, sub, present, all_targets)
+            _cost_seconds(ax_secs, sub, present, all_targets)
+            for ax in (ax_steps, ax_secs):
+                ax.set_title(f"{ds} / {arch}")
         return save_figure(fig, out_stem)
+
+
+def _bar_positions(
+    present: list[str], all_targets: list[float], t: float, sub: pd.DataFrame
+) -> tuple[list, np.ndarray]:
+    """Indices of the methods with runs at target ``t`` and their bars' x positions (one slot per target)."""
+    width = 0.8 / len(all_targets)
+    idx = [i for i, lab in enumerate(present) if ((sub["label"] == lab) & (sub["target"] == t)).any()]
+    return idx, np.arange(len(present))[idx] - 0.4 + width * (all_targets.index(t) + 0.5)
+
+
+def _cost_steps(ax: Axes, sub: pd.DataFrame, present: list[str], all_targets: list[float]) -> None:
+    """Stacked bars of :data:`COST_PARTS` (mean over seeds), the total printed on top (with the target when there
+    are several); a panel note when the summary has no step counts."""
+    width = 0.8 / len(all_targets)
+    g = sub.groupby(["label", "target"])[[c for c, _, _ in COST_PARTS]].mean()
+    if g.isna().all().all():
+        ax.text(0.5, 0.5, "training steps not recorded by these runs", ha="center", va="center", transform=ax.transAxes)
+    else:  # headroom above the tallest bar for the legend
+        ax.set_ylim(0, 1.6 * max(1.0, float(g.fillna(0.0).sum(axis=1).max())))
+    for t in all_targets:
+        idx, pos = _bar_positions(present, all_targets, t, sub)
+        if not idx:
+            continue
+        bottom = np.zeros(len(idx))
+        for col, legend, color in COST_PARTS:
+            vals = np.array([_nan0(g[col].get((present[i], t))) for i in idx])
+            ax.bar(pos, vals, width, bottom=bottom, color=color, label=legend if t == all_targets[0] else None)
+            bottom += vals
+        at = f"{t:.2f}: " if len(all_targets) > 1 else ""
+        ax.bar_label(ax.containers[-1], labels=[f"{at}{v:,.0f}" for v in bottom], fontsize=5, padding=1)
+    ax.set_xticks(np.arange(len(present)), present, rotation=30, ha="right", fontsize="x-small")
+    ax.set_ylabel("training steps (mean over seeds)")
+    ax.legend(fontsize="x-small", loc="upper left")
+
+
+def _cost_seconds(ax: Axes, sub: pd.DataFrame, present: list[str], all_targets: list[float]) -> None:
+    """Search wall time bars (mean ± std over seeds), one colour per target; a method that trains outside its
+    search (scratch) has its extra training steps written on its bar, since its seconds were not timed here."""
+    tcolors = dict(zip(all_targets, sns.color_palette("crest", len(all_targets))))
+    width = 0.8 / len(all_targets)
+    g = sub.groupby(["label", "target"]).agg(
+        mean=("search_seconds", "mean"), std=("search_seconds", "std"), outside=("outside", "mean")
+    )
+    for t in all_targets:
+        idx, pos = _bar_positions(present, all_targets, t, sub)
+        if not idx:
+            continue
+        means = [_nan0(g["mean"][(present[i], t)]) for i in idx]
+        stds = [_nan0(g["std"][(present[i], t)]) for i in idx]
+        extra = [_nan0(g["outside"][(present[i], t)]) for i in idx]
+        bars = ax.bar(pos, means, width, yerr=stds, capsize=2, color=tcolors[t], label=f"{t:.2f}")
+        text = [f"{v:.3g}" + (f"\n+{e:,.0f} train steps" if e > 0 else "") for v, e in zip(means, extra)]
+        ax.bar_label(bars, labels=text, fontsize=5, padding=1)
+    if (g["mean"] > 0).all() and g["mean"].max() / g["mean"].min() > 100:
+        ax.set_yscale("log")  # zero-cost bars would vanish on a log axis, so only when all > 0
+    ax.set_xticks(np.arange(len(present)), present, rotation=30, ha="right", fontsize="x-small")
+    ax.set_ylabel("search time (s)")
+    ax.legend(title="MACs kept", fontsize="x-small", title_fontsize="x-small")
 
 
 # ----------------------------------------------------------------------------- (e) claims forest plot

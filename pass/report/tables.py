@@ -226,16 +226,52 @@ def write_tables(df: pd.DataFrame, tables_dir: str | os.PathLike) -> dict[str, d
 
 # ----------------------------------------------------------------------------- search cost
 #: What a method spent to choose (and, for the sparsity-training baselines, adapt) its structure, and the
-#: shared fine-tuning; columns a summary lacks are shown as "–".
+#: shared fine-tuning; columns a summary lacks are shown as "–". The totals are derived (:func:`cost_totals`).
 SEARCH_COST_STATS: tuple[Stat, ...] = (
     Stat("search_seconds", "search_seconds", "Search (s)", 1.0, ".1f"),
     Stat("search_steps", "search_steps", "Search steps", 1.0, ",.0f"),
     Stat("search_images", "search_images", "Search images", 1.0, ",.0f"),
     Stat("weight_train_steps", "weight_train_steps", "Weight-train steps", 1.0, ",.0f"),
     Stat("finetune_steps", "finetune_steps", "Fine-tune steps", 1.0, ",.0f"),
+    Stat("total_steps", "total_steps", "Total steps", 1.0, ",.0f"),
     Stat("total_images", "total_images", "Total images", 1.0, ",.0f"),
 )
 SEARCH_COST_KEYS: tuple[str, ...] = ("dataset", "arch", "target", "method", "source")
+
+
+def numeric_column(df: pd.DataFrame, column: str) -> pd.Series:
+    """``df[column]`` as numbers; all NaN when the summary has no such column (older runs did not record it)."""
+    return pd.to_numeric(df[column], errors="coerce") if column in df.columns else pd.Series(math.nan, index=df.index)
+
+
+def training_outside_search(df: pd.DataFrame, unit: str = "steps") -> pd.Series:
+    """Per run, the weight training (``weight_train_<unit>``) that its search did not already count.
+
+    A sparsity-training baseline trains its weights *in* its search (``start_weights`` "search": those steps are
+    both ``search_steps`` and ``weight_train_steps``), so they are counted once.  ``scratch`` trains after the
+    search (``start_weights`` "scratch": the dense model's whole training budget again, on its own architecture,
+    with ``search_steps`` 0), so its ``weight_train_*`` is added.  Summaries without ``start_weights`` count the
+    part of the weight training beyond the search's own steps.
+    """
+    weight, search = numeric_column(df, f"weight_train_{unit}"), numeric_column(df, f"search_{unit}")
+    start = df["start_weights"].astype("object") if "start_weights" in df.columns else pd.Series(None, index=df.index)
+    inside = start == "search"
+    unknown = start.isna()
+    return weight.where(~inside, 0.0).where(~unknown, (weight - search.fillna(0.0)).clip(lower=0.0))
+
+
+def cost_totals(df: pd.DataFrame) -> pd.DataFrame:
+    """``total_steps`` and ``total_images`` per run: the search, the weight training outside it
+    (:func:`training_outside_search`) and the shared fine-tuning; NaN where a part was not recorded."""
+    out = pd.DataFrame(index=df.index)
+    for unit in ("steps", "images"):
+        parts = (
+            numeric_column(df, f"search_{unit}"),
+            training_outside_search(df, unit),
+            numeric_column(df, f"finetune_{unit}"),
+        )
+        out[f"total_{unit}"] = parts[0] + parts[1] + parts[2]
+    return out
 
 
 def search_cost_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -247,6 +283,7 @@ def search_cost_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     pruned = df[~dense_mask(df)].copy()
     pruned["source"] = pruned["source"].astype("object").where(has_source(pruned), "")
+    pruned[["total_steps", "total_images"]] = cost_totals(pruned)
     work = pruned[list(SEARCH_COST_KEYS)].copy()
     work["family"] = pruned["family"].astype("object")
     work["seed"] = pruned["seed"]
