@@ -479,3 +479,36 @@ def test_decision_rule_text_names_the_numbers():
     txt = C.decision_rule_text(res)
     assert "paired by seed" in txt and "t-interval" in txt and "Holm-adjusted over all 2 comparison(s)" in txt
     assert "Wilcoxon" in txt and "validation" in txt  # 6 seeds, 2 comparisons -> the signed-rank test
+
+
+# ----------------------------------------------------------------------------- latency noise of speed-up claims
+def _with_dense_latency(df: pd.DataFrame, bs64: list[float], bs1: float = 5.0) -> pd.DataFrame:
+    """Every run of a seed measured the seed's dense model again: at batch 64 the values ``bs64`` (cycled over
+    the seed's runs), at batch 1 always ``bs1`` (no spread: the largest batch must be the one used)."""
+    df = df.copy()
+    df["latency_ms_dense_bs64"] = np.resize(np.asarray(bs64, float), len(df))
+    df["latency_ms_dense_bs1"] = bs1
+    return df
+
+
+@pytest.mark.parametrize("bs64", [[10.0, 12.0, 10.0, 12.0], [10.0, 16.0, 10.0, 16.0]])
+def test_speedup_claim_states_latency_noise_and_does_not_decide_above_the_margin(bs64):
+    # per seed pass reaches 2x and l1 1.25x latency speed-up (+0.75x, margin 0.35): supported without noise
+    c = claim(metric="speedup_at_matched_accuracy", margin=0.35)
+    quiet = C.evaluate_claims(_curve_summary(), [c], n_resamples=99).iloc[0]
+    assert quiet["verdict"] == "supported" and math.isnan(quiet["latency_noise"])
+    res = C.evaluate_claims(_with_dense_latency(_curve_summary(), bs64), [c], n_resamples=99).iloc[0]
+    cv = np.std(bs64, ddof=1) / np.mean(bs64)
+    assert res["latency_noise"] == pytest.approx(cv * math.hypot(2.0, 1.25))
+    assert f"{100 * cv:.1f}% (CV" in res["note"] and "at batch 64" in res["note"]
+    if res["latency_noise"] > 0.35:  # the second case: 0.63x of noise against a 0.35x margin
+        assert res["verdict"] == C.LATENCY_NOISE_VERDICT and "exceeds the margin 0.35x" in res["note"]
+        counts = C.verdict_counts(pd.DataFrame([res]))
+        assert counts[["inconclusive", "supported"]].iloc[0].tolist() == [1, 0]
+    else:  # the first: 0.25x, below the margin, so the interval decides as before
+        assert res["latency_noise"] < 0.35 and res["verdict"] == "supported" and "exceeds" not in res["note"]
+    assert res["mean_diff"] == quiet["mean_diff"] and res["p_holm"] == quiet["p_holm"]  # statistics unchanged
+    # on the MACs axis there is no measurement noise to state
+    macs = C.evaluate_claims(_with_dense_latency(_curve_summary(latency=False), bs64), [c], n_resamples=99).iloc[0]
+    assert macs["speedup_axis"] == "macs" and math.isnan(macs["latency_noise"]) and macs["verdict"] == "supported"
+    assert C.LATENCY_NOISE_VERDICT in C.decision_rule_text(res.to_frame().T)

@@ -639,6 +639,8 @@ def plot_claims_forest(results: pd.DataFrame, out_stem: str | os.PathLike) -> li
     without an estimate ("no data") are left out; if none has one, the figure says so instead of
     failing, so a report rule that declares this file always gets it.
     """
+    from ..stats.claims import base_verdict  # scipy/statsmodels: only the claims need them
+
     r = results[pd.to_numeric(results["mean_diff"], errors="coerce").notna()]
     units = [u for u in _UNIT_LABELS if (r["unit"] == u).any()]
     with _style():
@@ -662,7 +664,7 @@ def plot_claims_forest(results: pd.DataFrame, out_stem: str | os.PathLike) -> li
                     shade, prev = not shade, row["claim"]
                 if shade:
                     ax.axhspan(y - 0.5, y + 0.5, color="black", alpha=0.04, lw=0)
-                col = VERDICT_COLORS.get(row["verdict"], "black")
+                col = VERDICT_COLORS.get(base_verdict(row["verdict"]), "black")
                 if pd.notna(row["boot_low"]):
                     ax.plot([row["boot_low"], row["boot_high"]], [y - 0.25] * 2, color=col, lw=1.0, alpha=0.7)
                 if pd.notna(row["ci_low"]):
@@ -678,7 +680,7 @@ def plot_claims_forest(results: pd.DataFrame, out_stem: str | os.PathLike) -> li
         handles = [
             Line2D([], [], color=c, lw=2.4, marker="o", label=v)
             for v, c in VERDICT_COLORS.items()
-            if (r["verdict"] == v).any()
+            if (r["verdict"].map(base_verdict) == v).any()
         ]
         handles += [
             Line2D([], [], color="grey", lw=2.4, label="95% t-interval (decides)"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ from .paired import (
 
 #: Every verdict string, in the order tables count them.
 VERDICTS: tuple[str, ...] = ("supported", "contradicted", "inconclusive", NOT_ENOUGH_SEEDS, NO_DATA)
+#: A speed-up comparison on measured latency whose latency noise (:func:`latency_noise`) exceeds the claimed
+#: margin: not decided, whatever its interval says.  Counted as "inconclusive" (:func:`base_verdict`).
+LATENCY_NOISE_VERDICT = "inconclusive: latency noise exceeds the margin"
 METRICS: tuple[str, ...] = ("top1", "top1_before_ft", "speedup_at_matched_accuracy")
 SPEEDUP = "speedup_at_matched_accuracy"
 BEST_BASELINE = "best_baseline"
@@ -89,6 +93,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "verdict",
     "speedup_axis",
     "accuracy_level",
+    "latency_noise",
     "note",
     "text",
 )
@@ -351,6 +356,7 @@ class _Pending:
     verdict: str | None = None  # set for "no data"
     speedup_axis: str = ""
     accuracy_level: float = math.nan
+    latency_noise: float = math.nan
 
 
 def _no_data(
@@ -471,6 +477,10 @@ def _speedup_pending(
     va, vb, levels = _matched_speedups(
         claim, versus, _curves(rows_a, axis, dense), _curves(rows_b, axis, dense), dense, notes
     )
+    noise = math.nan
+    if axis == "speedup_latency":
+        noise, why = latency_noise(dense_latency_spread(df, ds, arch), va, vb)
+        notes.append(why + (f"; exceeds the margin {claim.margin:.2f}x: not decided" if noise > claim.margin else ""))
     return _Pending(
         claim,
         ds,
@@ -482,6 +492,64 @@ def _speedup_pending(
         notes,
         speedup_axis=axis.removeprefix("speedup_"),
         accuracy_level=float(np.mean(levels)) if levels else math.nan,
+        latency_noise=noise,
+    )
+
+
+# ----------------------------------------------------------------------------- latency noise
+def latency_batch(df: pd.DataFrame) -> int | None:
+    """The largest batch size whose dense latency the summary records (``latency_ms_dense_bs<N>``): the one
+    ``speedup_latency`` is measured at."""
+    sizes = [
+        int(c.removeprefix("latency_ms_dense_bs")) for c in df.columns if re.fullmatch(r"latency_ms_dense_bs\d+", c)
+    ]
+    return max(sizes) if sizes else None
+
+
+@dataclass(frozen=True)
+class LatencySpread:
+    """How much one seed's dense model's measured latency varied: every fine-tuning job measures it again (the
+    same bit-identical model), so its spread across the jobs is the measurement noise, on a relative scale."""
+
+    cv: float  # sample std / mean of the dense latency over the seed's runs
+    runs: int
+    batch: int
+
+
+def dense_latency_spread(df: pd.DataFrame, ds: Any, arch: Any) -> dict[int, LatencySpread]:
+    """Per seed of (dataset, arch): the coefficient of variation of the dense model's latency at
+    :func:`latency_batch` across that seed's runs (seeds with fewer than two measurements are left out)."""
+    batch = latency_batch(df)
+    if batch is None:
+        return {}
+    rows = df[(df["dataset"] == ds) & (df["arch"] == arch)]
+    lat = pd.to_numeric(rows[f"latency_ms_dense_bs{batch}"], errors="coerce")
+    out = {}
+    for seed, v in lat.groupby(rows["seed"].astype(int)):
+        v = v.dropna()
+        if len(v) >= 2 and v.mean() > 0:
+            out[int(seed)] = LatencySpread(float(v.std() / v.mean()), len(v), batch)
+    return out
+
+
+def latency_noise(spread: dict[int, LatencySpread], va: dict[int, float], vb: dict[int, float]) -> tuple[float, str]:
+    """The measurement noise of a per-seed speed-up difference, in x, and a note that says how it was measured.
+
+    Each speed-up comes from its own job, whose latencies carry the relative noise the dense model shows across
+    the seed's jobs (``cv``); a difference of two speed-ups S_a, S_b then has a standard deviation of about
+    cv * sqrt(S_a^2 + S_b^2), even between two identical models.  The comparison's noise is the median of that
+    over its paired seeds.  NaN (and a note saying so) when no seed has two dense measurements.
+    """
+    per_seed = {s: spread[s].cv * math.hypot(va[s], vb[s]) for s in va if s in vb and s in spread}
+    if not per_seed:
+        return math.nan, "latency noise not measurable (no seed has two measurements of its dense model)"
+    used = [spread[s] for s in per_seed]
+    noise = float(np.median(list(per_seed.values())))
+    cv = float(np.median([u.cv for u in used]))
+    runs = int(np.median([u.runs for u in used]))
+    return noise, (
+        f"latency noise {noise:.3f}x (1 sd of a seed's speed-up difference: the dense model's latency at batch "
+        f"{used[0].batch} varied by {cv:.1%} (CV, median over seeds) across its ~{runs} runs per seed)"
     )
 
 
@@ -574,7 +642,14 @@ def evaluate_claims(
             out["verdict"], out["relation"], out["margin"], out["ci_low"], out["ci_high"], out["p_holm"], out["n"]
         )
     ]
+    noisy = (pd.to_numeric(out["latency_noise"]) > out["margin"]) & out["verdict"].isin(VERDICTS[:3])
+    out.loc[noisy, "verdict"] = LATENCY_NOISE_VERDICT  # never decided on a latency the machine cannot resolve
     return out
+
+
+def base_verdict(verdict: str) -> str:
+    """The verdict a count or a colour goes by: ``"inconclusive: latency noise ..."`` is an inconclusive."""
+    return str(verdict).split(":", 1)[0]
 
 
 def _result_row(p: _Pending, m: int) -> dict[str, Any]:
@@ -607,6 +682,7 @@ def _result_row(p: _Pending, m: int) -> dict[str, Any]:
         "verdict": p.verdict,
         "speedup_axis": p.speedup_axis,
         "accuracy_level": p.accuracy_level,
+        "latency_noise": p.latency_noise,
         "note": "",
         "text": c.text,
     }
@@ -652,7 +728,7 @@ def verdict_counts(results: pd.DataFrame) -> pd.DataFrame:
     """Per claim (file order): its text, the number of comparisons and how many got each verdict."""
     recs = []
     for cid, g in results.groupby("claim", sort=False):
-        counts = g["verdict"].value_counts()
+        counts = g["verdict"].map(base_verdict).value_counts()
         recs.append(
             {
                 "claim": cid,
@@ -693,5 +769,9 @@ def decision_rule_text(results: pd.DataFrame, alpha: float = ALPHA) -> str:
         "never chosen on test. Speed-up at matched accuracy: per seed, each method's top-1-vs-speed-up curve "
         "(its MACs targets plus the seed's dense model at 1x), the lowest top-1 both curves reach (unless the "
         "claim fixes a level), and the speed-up each curve reaches there by linear interpolation (measured "
-        "latency speed-up when every run has it, MACs speed-up otherwise)."
+        "latency speed-up when every run has it, MACs speed-up otherwise). On measured latency the row states the "
+        "latency noise: every fine-tuning job measures the seed's dense model again, and the spread of those "
+        "measurements (coefficient of variation, at the speed-up's batch size) times sqrt(S_a² + S_b²) is the "
+        "standard deviation a seed's speed-up difference has from measurement alone (median over seeds); when it "
+        f"exceeds the claimed margin the comparison is not decided (**{LATENCY_NOISE_VERDICT}**)."
     )
