@@ -1,14 +1,17 @@
-"""Part 2: per-job start-up overhead, broken down, and its share of the embedded default.
+"""Part 2: per-job start-up, against ``import torch`` in the same run, broken down, and its share of the embedded
+default.
 
-Why: every Snakemake job is a fresh ``passprune <stage>`` process, and the embedded default runs about 44
+Why: every Snakemake job is a fresh ``passprune <stage>`` process, and the embedded default runs about 40
 of them; whatever a process pays before it does its own work (interpreter, imports, data, model, MLflow)
-is paid 44 times. The goal from issue 12 is <= 1.5 s per job.
+is paid 40 times. ``import torch`` is the floor no job can go below, and on a loaded 2-core machine its cost
+drifts by a factor of two within minutes, so the goal (issue 19) is a ratio taken in one interleaved run:
+a ``passprune search --method random`` job costs at most 1.5x the CPU seconds of ``python -c "import torch"``.
 
-Measured two ways, interleaved, on a small dense model pretrained once into a temporary folder with
-``passprune pretrain`` (the embedded default's half-width ResNet-20 and data settings):
-* the real job: ``passprune search --method random`` (a one-shot method, so nearly all of its wall time is
-  overhead), with tracking off and with tracking on (a SQLite store prepared by ``passprune track-init``,
-  as the workflow does); its overhead is its wall time minus the method's own ``search_seconds``;
+Measured interleaved (each repeat runs every kind once, in turn), on a small dense model pretrained once into a
+temporary folder with ``passprune pretrain`` (the embedded default's half-width ResNet-20 and data settings):
+* the real job: ``passprune search --method random`` (a one-shot method, so nearly all of its time is
+  start-up), with tracking off and with tracking live (a SQLite store prepared by ``passprune track-init``, as
+  the workflow does); CPU seconds of the child process from ``resource.getrusage(RUSAGE_CHILDREN)``;
 * ``bench/startup_probe.py``: the same steps one at a time, up to the first training step;
 * baselines: ``python -c pass`` and ``python -c "import torch"``.
 """
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from common import BENCH_DIR, REPO, Part, md_table, median, python, run_part
 
-GOAL_S = 1.5
+GOAL_RATIO = 1.5  # issue 19: a job costs at most 1.5x `python -c "import torch"`
 DATA = {"root": str(REPO / "data"), "val_size": 1000, "train_subset": 10000, "test_subset": 5000}
 MODEL = {"width": 0.5}
 
@@ -89,7 +92,7 @@ def prepare(tmp: Path) -> tuple[Path, dict, dict]:
             str(state),
         ]
     )
-    tracking_on = {"enabled": True, "uri": uri, "experiment": "bench", "state_file": str(state)}
+    tracking_on = {"enabled": True, "live": True, "uri": uri, "experiment": "bench", "state_file": str(state)}
     base = {"model": MODEL, "data": DATA, "search": {"batch_size": 64, "max_prune_frac": 0.9}, "threads": 1}
     return dense / "model.pt", {**base, "tracking": {"enabled": False}}, {**base, "tracking": tracking_on}
 
@@ -130,100 +133,140 @@ def search_job(dense: Path, settings: dict, out: Path) -> dict[str, float]:
     }
 
 
-def probe(dense: Path, settings: dict) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-stage wall and CPU seconds of ``startup_probe.py``; "python" is interpreter start-up."""
+def probe(dense: Path, settings: dict) -> tuple[dict[str, float], dict[str, float], list[str]]:
+    """Per-stage wall and CPU seconds of ``startup_probe.py`` ("python" is interpreter start-up), and the
+    optional libraries it had imported by its end."""
     t0 = time.time()
     _, _, out = _run([python(), str(BENCH_DIR / "startup_probe.py"), str(dense), json.dumps(settings)])
-    marks = json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
     wall, cpu, prev_w, prev_c = {}, {}, t0, 0.0
-    for name, w, c in marks:
+    for name, w, c in result["marks"]:
         wall[name], cpu[name] = w - prev_w, c - prev_c
         prev_w, prev_c = w, c
     wall[TOTAL], cpu[TOTAL] = prev_w - t0, prev_c
-    return wall, cpu
+    return wall, cpu, result["heavy"]
 
 
 TOTAL = "total: process start to first training step"
+KINDS = ("off", "on")
+LABEL = {"off": "tracking off", "on": "tracking live"}
 
 
 def _cell(xs: list[float]) -> str:
     return f"{median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
 
 
+def _ratio_cell(xs: list[float]) -> str:
+    return f"**{median(xs):.2f}x** ({min(xs):.2f}-{max(xs):.2f})"
+
+
+def interleave(repeats: int, tmp: Path, dense: Path, settings: dict[str, dict]) -> dict[str, list]:
+    """Every kind once per repeat, in turn, so that all see the same background load; a job's ratio is taken
+    against the ``import torch`` of its own repeat."""
+    runs: dict[str, list] = {"bare": [], "torch": [], "probe": [], **{k: [] for k in KINDS}}
+    for _ in range(repeats):
+        runs["bare"].append(_run([python(), "-c", "pass"])[:2])
+        runs["torch"].append(_run([python(), "-c", "import torch"])[:2])
+        for kind in KINDS:
+            runs[kind].append(search_job(dense, settings[kind], tmp / f"search_{kind}"))
+        runs["probe"].append(probe(dense, settings["on"]))
+    for kind in KINDS:
+        for job, (_, torch_cpu) in zip(runs[kind], runs["torch"]):
+            job["ratio"] = job["cpu"] / torch_cpu
+    return runs
+
+
+def table(runs: dict[str, list]) -> str:
+    """The part's markdown table: the probe's stages, the baselines, then each job kind and its ratio."""
+    probes = runs["probe"]
+    rows = [[f"probe: {n}", _cell([p[0][n] for p in probes]), _cell([p[1][n] for p in probes])] for n in probes[0][0]]
+    rows += [
+        ["`python -c pass`", _cell([b[0] for b in runs["bare"]]), _cell([b[1] for b in runs["bare"]])],
+        ['`python -c "import torch"`', _cell([t[0] for t in runs["torch"]]), _cell([t[1] for t in runs["torch"]])],
+    ]
+    for kind in KINDS:
+        js = runs[kind]
+        rows += [
+            [f"`passprune search --method random`, {LABEL[kind]}", _cell(_col(js, "wall")), _cell(_col(js, "cpu"))],
+            ["... the method itself (search_seconds)", _cell(_col(js, "search_seconds")), ""],
+            [
+                f"... overhead: job - search_seconds, {LABEL[kind]}",
+                _cell(_col(js, "overhead")),
+                _cell(_col(js, "overhead_cpu")),
+            ],
+            [f"... **job / `import torch`**, CPU s, {LABEL[kind]}", "", _ratio_cell(_col(js, "ratio"))],
+        ]
+    return md_table(["stage", "wall s, median (range)", "CPU s, median (range)"], rows)
+
+
+def _col(rows: list[dict], key: str) -> list[float]:
+    return [r[key] for r in rows]
+
+
+def figures(runs: dict[str, list], repeats: int) -> dict:
+    """Medians stored in bench/figures/startup.json (bench/readme.py writes the README from them)."""
+    probes = runs["probe"]
+    names = list(probes[0][0])
+    f: dict = {
+        "python_cpu": median([b[1] for b in runs["bare"]]),
+        "import_torch_cpu": median([t[1] for t in runs["torch"]]),
+    }
+    for kind in KINDS:
+        js = runs[kind]
+        f |= {
+            f"job_cpu_{kind}": median(_col(js, "cpu")),
+            f"ratio_{kind}": median(_col(js, "ratio")),
+            f"overhead_wall_{kind}": median(_col(js, "overhead")),
+            f"overhead_cpu_{kind}": median(_col(js, "overhead_cpu")),
+        }
+    f["probe_wall"] = {n: median([p[0][n] for p in probes]) for n in names}
+    f["probe_cpu"] = {n: median([p[1][n] for p in probes]) for n in names}
+    f["probe_heavy_imports"] = sorted({m for p in probes for m in p[2]})
+    f["repeats"] = repeats
+    return f
+
+
 def measure(repeats: int) -> Part:
     tmp = Path(tempfile.mkdtemp(prefix="passprune-bench-startup-"))
-    env_py = [python(), "-c"]
     try:
         dense, off, on = prepare(tmp)
-        jobs_off, jobs_on, probes, bare, torch_only = [], [], [], [], []
-        for _ in range(repeats):  # interleaved: every kind sees the same background load
-            bare.append(_run(env_py + ["pass"])[:2])
-            torch_only.append(_run(env_py + ["import torch"])[:2])
-            jobs_off.append(search_job(dense, off, tmp / "search_off"))
-            jobs_on.append(search_job(dense, on, tmp / "search_on"))
-            probes.append(probe(dense, on))
+        runs = interleave(repeats, tmp, dense, {"off": off, "on": on})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-    def col(rows: list[dict], key: str) -> list[float]:
-        return [r[key] for r in rows]
-
-    stage_names = list(probes[0][0])
-    rows = [[f"probe: {n}", _cell([p[0][n] for p in probes]), _cell([p[1][n] for p in probes])] for n in stage_names]
-    rows += [
-        ["`python -c pass`", _cell([b[0] for b in bare]), _cell([b[1] for b in bare])],
-        ['`python -c "import torch"`', _cell([t[0] for t in torch_only]), _cell([t[1] for t in torch_only])],
-    ]
-    for label, js in (("tracking off", jobs_off), ("tracking on", jobs_on)):
-        rows.append([f"`passprune search --method random`, {label}", _cell(col(js, "wall")), _cell(col(js, "cpu"))])
-        rows.append(["... the method itself (search_seconds)", _cell(col(js, "search_seconds")), ""])
-        rows.append(
-            [
-                f"... **overhead**: job - search_seconds, {label}",
-                _cell(col(js, "overhead")),
-                _cell(col(js, "overhead_cpu")),
-            ]
-        )
-    table = md_table(["stage", "wall s, median (range)", "CPU s, median (range)"], rows)
-    overhead = median(col(jobs_on, "overhead"))  # the embedded default tracks to MLflow
-    overhead_cpu = median(col(jobs_on, "overhead_cpu"))
-    # Its share of the embedded default is computed by bench/readme.py, so that it follows part 4's figures
-    # when that part is rerun after a finished run of the study.
+    f = figures(runs, repeats)
     notes = [
         f"{repeats} interleaved repeats; torch threads 1 (as the embedded default's search jobs). The probe "
-        "imports in the order listed; each row is what that stage adds to those before it.",
-        "CPU seconds (user + system of the process) are the load-robust figure: start-up is single-threaded, "
-        "so on an idle machine its wall time is about its CPU time; wall times here are inflated by the "
-        "other programs sharing the machine.",
-        f"`import torch` alone (torch 2.14.1, a CUDA build) takes {median([t[1] for t in torch_only]):.1f} CPU s "
-        f"here, more than the {GOAL_S} s goal for the whole job; the rows for torchvision and mlflow are what "
-        "lazy imports would remove (bench/README.md, 'Easy wins').",
+        "(tracking live) imports what a job imports, in the job's order; each row is what that stage adds to "
+        "those before it.",
+        "CPU seconds (user + system of the process and its threads, `resource.getrusage(RUSAGE_CHILDREN)`) are "
+        "the load-robust figure: start-up is single-threaded, so on an idle machine its wall time is about its "
+        "CPU time; wall times here are inflated by the other programs sharing the machine. Each job's ratio is "
+        "taken against the `import torch` of its own repeat.",
+        "Tracking off is also what the embedded default's jobs pay (config/config.yaml: `tracking: live: false`, "
+        "so a job writes only files and never imports mlflow; `passprune track-sync` mirrors the study at its end). "
+        "Tracking live imports mlflow and opens the store in every job (clusters keep it on).",
+        "Optional libraries the probe held at its end: "
+        + (", ".join(f["probe_heavy_imports"]) or "none")
+        + ". With tracking live, mlflow brings pandas and scipy; sympy comes with `torch._dynamo`, which torch "
+        "imports when the first optimizer is created (torch's own cost in every training job; a random search "
+        "creates none). tests/test_startup.py holds a random-search job with tracking off or files-only to "
+        "importing none of them.",
     ]
-    figures = {
-        "overhead_wall_on": overhead,
-        "overhead_cpu_on": overhead_cpu,
-        "overhead_wall_off": median(col(jobs_off, "overhead")),
-        "overhead_cpu_off": median(col(jobs_off, "overhead_cpu")),
-        "python_cpu": median([b[1] for b in bare]),
-        "import_torch_cpu": median([t[1] for t in torch_only]),
-        "probe_wall": {n: median([p[0][n] for p in probes]) for n in stage_names},
-        "probe_cpu": {n: median([p[1][n] for p in probes]) for n in stage_names},
-        "repeats": repeats,
-    }
     return Part(
         "startup",
         "2. Per-job start-up overhead",
-        f"<= {GOAL_S} s per job (judged on CPU seconds, tracking on)",
-        overhead_cpu <= GOAL_S,
-        table,
+        f"<= {GOAL_RATIO}x the CPU time of `import torch` in the same interleaved run (issue 19; tracking off, as "
+        "the embedded default's jobs)",
+        f["ratio_off"] <= GOAL_RATIO,
+        table(runs),
         notes,
-        figures,
+        f,
     )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     run_part("startup", lambda: measure(a.repeats))
