@@ -266,7 +266,9 @@ def test_readme_states_how_numbers_were_made(built):
     readme = (built["out"] / "README.md").read_text()
     assert "summary.csv" in readme and "seeds {0, 1}" in readme
     assert "multiply-accumulates of convolution and linear layers" in readme
-    assert "Skipped" not in readme
+    assert "Skipped" not in readme.split("## Figures")[1]  # every figure has its data
+    # these synthetic runs have no structure.json: the overlap table says so instead of being empty
+    assert "_Skipped: fewer than two runs of one target and seed have a `search/structure.json`" in readme
 
 
 def test_no_temp_files_left(built):
@@ -317,7 +319,7 @@ def test_ratio_axis_and_dense_only_summary(built, tmp_path):
         "search_cost.csv",
         "README.md",
     }
-    assert (tmp_path / "rep" / "README.md").read_text().count("_Skipped:") == 4
+    assert (tmp_path / "rep" / "README.md").read_text().count("_Skipped:") == 5  # 4 figures + structure overlap
     assert len(pd.read_csv(tmp_path / "rep" / "tables" / "search_cost.csv")) == 0
 
 
@@ -639,3 +641,102 @@ def test_search_cost_counts_scratchs_training_once_and_the_sparsity_search_once(
     scratch_row = next(line for line in md.splitlines() if "| scratch " in line)
     assert "568" in scratch_row and "36,352" in scratch_row
     assert "trains its architecture with the dense model's whole budget" in (tmp_path / "rep" / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- structure overlap
+OV_SIZES = {"g0": 4, "g1": 8}
+
+
+def _ov_run(study: Path, ds: str, run: str, method: str, kept: dict, own_search=True, **extra) -> Path:
+    """A pruned run laid out as the workflow does: <study>/<ds>/<arch>/seed0/<run>/macs0.3/{metrics.json,
+    search/structure.json}; ``kept`` is {group: channel indices}."""
+    run_dir = study / ds / ARCH / "seed0" / run / "macs0.3"
+    m = _pruned("pass", 0.3, 0) | {"dataset": ds, "method": method, "family": extra.pop("family", "pass")}
+    m |= {"kept_channels": {g: len(v) for g, v in kept.items()}, "group_sizes": OV_SIZES, **extra}
+    if own_search:
+        _write(run_dir / "search" / "structure.json", {"arch": ARCH, "group_sizes": OV_SIZES, "kept": kept})
+    return _write(run_dir / "metrics.json", m)
+
+
+def _ov_study(root: Path) -> list[Path]:
+    study = root / "results" / "study"
+    pass_b = {"g0": [0, 1], "g1": [0, 1, 2, 3]}
+    src = {"g0": [2, 3], "g1": [4, 5, 6, 7]}  # the source task's PASS structure
+    return [
+        _ov_run(study, "a", "pass", "pass", src),
+        _ov_run(study, "b", "pass", "pass", pass_b),
+        _ov_run(study, "b", "l1", "l1", {"g0": [0, 2], "g1": [0, 1, 4, 5]}, family="baseline"),
+        _ov_run(study, "b", "scratch", "scratch", pass_b, family="control", start_weights="scratch"),
+        _ov_run(
+            study,
+            "b",
+            "xfer_hypernet-pass-from-a",
+            "pass_hypernet_transfer",
+            src,
+            family="pass-transfer",
+            source="a",
+            base_method="pass",
+        ),
+        _ov_run(
+            study,
+            "b",
+            "xfer_structure-pass-from-a",
+            "pass_structure_transfer",
+            src,
+            own_search=False,
+            family="pass-transfer",
+            source="a",
+            base_method="pass",
+        ),
+    ]
+
+
+def test_structure_overlap_jaccard_per_group_and_overall_flags_identical_structures(tmp_path):
+    from passprune.report.overlap import ALL, identical_sentence, overlap_frame, pair_summary, read_structures
+
+    files = _ov_study(tmp_path)
+    runs, notes = read_structures(files)
+    assert len(runs) == 6 and notes == []  # the structure transfer's comes from the source's search
+    xfer = next(r for r in runs if r.label.startswith("pass_structure_transfer"))
+    assert xfer.kept == {"g0": frozenset({2, 3}), "g1": frozenset({4, 5, 6, 7})}
+    frame = overlap_frame(runs)
+    pl = frame[(frame["method_a"] == "pass") & (frame["method_b"] == "l1")].set_index("group")
+    assert pl.loc["g0", "jaccard"] == pytest.approx(1 / 3)  # {0,1} vs {0,2}
+    assert pl.loc["g1", "jaccard"] == pytest.approx(2 / 6)  # {0,1,2,3} vs {0,1,4,5}
+    assert pl.loc[ALL, ["shared", "union"]].tolist() == [3, 9] and pl.loc[ALL, "jaccard"] == pytest.approx(3 / 9)
+    assert set(frame["dataset"]) == {"b"}  # dataset a has a single run: no pair
+    summary = pair_summary(frame, runs)
+    ident = summary[summary["identical"]]
+    pairs = {(a, b): bc for a, b, bc in zip(ident["method_a"], ident["method_b"], ident["by_construction"])}
+    assert pairs == {
+        ("pass_hypernet_transfer (from a)", "pass_structure_transfer (from a)"): False,
+        ("pass", "scratch"): True,
+    }
+    text = identical_sentence(summary)
+    assert "`pass_hypernet_transfer (from a)` and `pass_structure_transfer (from a)`" in text
+    assert "by construction" in text and "Jaccard 1.0 in every group" in text
+    # the report: tables and the README section, with the flag sentence
+    aggregate(files, tmp_path / "summary.csv")
+    build_report(tmp_path / "summary.csv", tmp_path / "rep", metrics_files=files)
+    readme = (tmp_path / "rep" / "README.md").read_text()
+    assert "## Structure overlap" in readme and text in readme
+    assert len(pd.read_csv(tmp_path / "rep" / "tables" / "structure_overlap.csv")) == len(frame)
+    assert "(identical)" in (tmp_path / "rep" / "tables" / "structure_overlap.md").read_text()
+    # a summary-only rebuild has no structures: the table is skipped with a note and stale copies removed
+    build_report(tmp_path / "summary.csv", tmp_path / "rep")
+    assert not (tmp_path / "rep" / "tables" / "structure_overlap.csv").exists()
+    assert not (tmp_path / "rep" / "tables" / "structure_overlap.md").exists()
+    skipped = (tmp_path / "rep" / "README.md").read_text().split("## Structure overlap")[1].split("##")[0]
+    assert "_Skipped: no metrics.json files were given" in skipped
+
+
+def test_structure_overlap_ignores_a_structure_that_is_not_the_runs(tmp_path):
+    from passprune.report.overlap import read_structures
+
+    files = _ov_study(tmp_path)
+    bad = files[2].parent / "search" / "structure.json"  # l1's: now keeps 3 channels in g0, the run kept 2
+    bad.write_text(json.dumps({"arch": ARCH, "group_sizes": OV_SIZES, "kept": {"g0": [0, 1, 2], "g1": [0, 1, 4, 5]}}))
+    (files[0].parent / "search" / "structure.json").unlink()  # the source search is gone: no structure transfer
+    runs, notes = read_structures(files)
+    assert {r.label for r in runs} == {"pass", "scratch", "pass_hypernet_transfer (from a)"}
+    assert any("other channel counts" in n for n in notes) and len(notes) == 3

@@ -13,5 +13,7 @@ that only has pandas/matplotlib/seaborn/tabulate (+ scipy/statsmodels/jsonschema
   search cost, claims forest plot (PNG + PDF); methods coloured by family.
 * :mod:`passprune.report.verdicts` -- the claims table (:mod:`passprune.stats`' verdicts) and the README
   section that says how verdicts are made.
+* :mod:`passprune.report.overlap` -- which channels, not only how many: Jaccard of the kept channels of every
+  pair of methods (per seed, per group and overall), from the runs' ``structure.json`` files.
 * :mod:`passprune.report.build` -- all of the above plus ``README.md`` into one reports folder.
 """

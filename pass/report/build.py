@@ -7,6 +7,8 @@ Layout written under ``out_dir``::
     tables/main.{md,tex,csv}       + tables/transfer.{md,tex,csv} when there are transfer runs
     tables/search_cost.{md,tex,csv}
     tables/claims.{md,tex,csv}     with ``claims=``: one verdict per comparison (passprune.stats)
+    tables/structure_overlap.{md,csv}  Jaccard of kept channels per pair of methods, where the runs' structures
+                                   exist (passprune.report.overlap; skipped with a note otherwise)
     figures/<name>.{png,pdf}       acc_vs_macs, before_after_ft, layerwise_sparsity, search_cost
                                    (+ claims_forest with ``claims=``)
 
@@ -35,6 +37,7 @@ from .figures import (
     plot_search_cost,
     single_target_blocks,
 )
+from .overlap import write_overlap
 from .tables import dense_mask, write_search_cost, write_tables
 
 #: (file stem, README heading, what it shows)
@@ -136,8 +139,9 @@ def build_report(
         written += list(fmts.values())
     cost = write_search_cost(df, out_dir / "tables")
     written += list(cost.values()) + claims_written
+    overlap_written, overlap_lines = write_overlap(metrics_files, out_dir / "tables")
     figures_written, skipped = _write_figures(df, metrics_files, out_dir / "figures")
-    written += figures_written
+    written += overlap_written + figures_written
 
     lines = [
         "# Results",
@@ -148,6 +152,7 @@ def build_report(
         _provenance_note(df, summary_csv, out_dir),
         "",
         *_tables_section(tables, cost),
+        *overlap_lines,
         *_figures_section(skipped, _captions(df)),
     ]
     written.append(atomic_write_text(out_dir / "README.md", "\n".join(lines)))
