@@ -135,7 +135,6 @@ def provenance() -> dict[str, Any]:
         "passprune": __version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
         "torchvision": package_version("torchvision"),
         "torch_pruning": package_version("torch-pruning"),
         "host": platform.node(),
