@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,9 @@ def test_random_search_job_imports_only_what_it_uses(dense, fmnist_root, tmp_pat
     args += ["--target", "0.5", "--dense", str(dense), "--settings", json.dumps(settings), "--threads", "1"]
     mods = _imported(RUN_AND_LIST, *args, "--out", str(out))
     assert (out / "search.json").is_file(), "the job did not finish"
+    provenance = json.loads((out / "search.json").read_text())["provenance"]
+    assert provenance["torchvision"] == metadata.version("torchvision")  # recorded, though never imported
+    assert provenance["torch_pruning"] == metadata.version("torch-pruning")
     assert {"torch", "torch_pruning", "passprune"} <= mods  # the listing sees what the job does import
     assert sorted(m for m in HEAVY if m in mods) == []
     assert not (tmp_path / "mlflow.db").exists(), "a files-only job opened the MLflow store"
