@@ -107,6 +107,17 @@ class FinetuneSettings(TrainSettings):
 
 
 @dataclass(frozen=True)
+class BudgetInfo:
+    """Which of a study's fine-tuning budgets a fine-tuning job runs: set by the workflow (passprune.study.budgets)
+    only in studies that list ``finetune_budgets`` or match total steps, and recorded with the run for the summary's
+    budget columns. The training never reads it: the budget itself is the ``finetune`` section."""
+
+    name: str | None = None  # the budget's name (None: the study's one budget)
+    steps: int | None = None  # the budget's fine-tuning steps F (what a run starting from dense weights gets)
+    weight_train_steps: int = 0  # matched_total_steps: the search's weight-training steps taken off F for this run
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """Shared by every method's search: the batch size of its data and the per-group pruning ceiling."""
 
@@ -164,6 +175,7 @@ class JobSettings:
     latency: LatencySettings = field(default_factory=LatencySettings)
     method_options: dict[str, Any] = field(default_factory=dict)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    budget: BudgetInfo | None = None  # a fine-tuning job's budget record (studies with several budgets)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -185,6 +197,8 @@ class JobSettings:
         kw: dict[str, Any] = {k: d[k] for k in ("device", "threads", "keep_checkpoints") if k in d}
         kw["tracking"] = TrackingSettings.of(d.get("tracking"))
         kw["method_options"] = dict(d.get("method_options") or {})
+        if d.get("budget") is not None:
+            kw["budget"] = parse(BudgetInfo, d["budget"], "budget")
         for name, section in _SECTION_TYPES.items():
             kw[name] = parse(section, d.get(name), name)
         return cls(**kw, raw=d)

@@ -8,6 +8,7 @@ tools enumerate the same jobs (:func:`jobs`) in a fraction of a second.
     study = check(config)                      # StudyError listing every problem, before any job runs
     targets(study)                             # the files a full run ends with
     job_settings(study, "search", dataset="cifar10", method="pass")
+    job_settings(study, "finetune", dataset="cifar10", method="pass", budget="s468")  # budget: when listed
     jobs(study)                                # every job with its rule, wildcards, settings and outputs
 
 Torch-free on purpose (``tests/test_config.py`` checks it): Snakemake imports it to plan a study.
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from .budgets import BUDGET_DIR, finetune_section, finetune_steps, ft_dir, job_budget, weight_train_steps
 from .checks import semantic_errors
 from .core import Study
 from .jobs import SUMMARY_RULES, Job, counts, jobs, still_to_run
@@ -31,6 +33,7 @@ from .schema import REPO, SCHEMA_PATH, load_schema, validate
 from .targets import all_metrics, dense_dirs, figures, report_files, tables, targets, transfer_runs
 
 __all__ = [
+    "BUDGET_DIR",
     "DENSE_DIR",
     "REPO",
     "STAGES",
@@ -48,8 +51,12 @@ __all__ = [
     "dense_dirs",
     "dense_id",
     "figures",
+    "finetune_section",
+    "finetune_steps",
     "fmt_target",
+    "ft_dir",
     "job_settings",
+    "job_budget",
     "jobs",
     "load",
     "report_files",
@@ -58,6 +65,7 @@ __all__ = [
     "tables",
     "targets",
     "transfer_runs",
+    "weight_train_steps",
     "xfer_name",
 ]
 

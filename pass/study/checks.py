@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .budgets import budget_errors
 from .core import Study
 
 
@@ -218,4 +219,5 @@ def semantic_errors(study: Study, schema: dict[str, Any]) -> list[str]:
         + variant_errors(study, schema)
         + reference_errors(study)
         + claims_errors(study)
+        + budget_errors(study)
     )

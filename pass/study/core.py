@@ -49,6 +49,12 @@ class Study:
         return self.config["seeds"]
 
     @property
+    def budgets(self) -> list[str | None]:
+        """The fine-tuning budgets' names (``finetune_budgets``); ``[None]`` when the study lists none: one budget,
+        its ``finetune`` section, and no budget in any folder or setting (:mod:`.budgets`)."""
+        return [b["name"] for b in self.config.get("finetune_budgets") or []] or [None]
+
+    @property
     def transfers(self) -> list[dict[str, Any]]:
         """The transfer entries (an optional key: none when absent)."""
         return self.config.get("transfer", [])

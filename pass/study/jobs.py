@@ -8,8 +8,9 @@ templates (:mod:`.layout`), the settings (:mod:`.jobsettings`) and the target li
 
 The walk mirrors the rules: each metrics.json the summary reads comes from a fine-tuning (or structure-transfer)
 job, which reads a dense model and a search; a control's search reads its reference's structure; a transfer run
-reads the source task's search. Jobs are keyed by their first output, so a job two runs need is counted once,
-as Snakemake counts it.
+reads the source task's search. In a study that lists fine-tuning budgets, every fine-tuning job runs once per
+budget (in the run folder's ``ft-<budget>`` folder) and all of them read the one dense model and search. Jobs are
+keyed by their first output, so a job two runs need is counted once, as Snakemake counts it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from .budgets import ft_dir
 from .core import Study
 from .jobsettings import dense_dir, finetune_settings, pretrain_settings, search_settings
 from .layout import fmt_target, xfer_name
@@ -44,6 +46,7 @@ class Job:
     method: str | None = None  # the registered method a search runs (--method)
     label: str | None = None  # the run's label as the job is told it (--label, else --method)
     run: str | None = None  # the run folder's method name ({method} in results/<study>/.../<method>/macs<t>)
+    budget: str | None = None  # a fine-tuning job's budget, in a study that lists finetune_budgets
     settings: dict[str, Any] = field(default_factory=dict, compare=False)
     outputs: tuple[str, ...] = ()
     deps: tuple[str, ...] = ()
@@ -101,26 +104,27 @@ class _Walk:
         who = {"method": self.study.labels[label], "label": label, "run": label}
         return self.job("search_pass" if is_pass else "search", "search", (d, a, s, t), outputs, settings, deps, **who)
 
-    def finetune(self, d: str, a: str, s: int, label: str, t: str) -> str:
+    def finetune(self, d: str, a: str, s: int, label: str, t: str, b: str | None = None) -> str:
+        """A run's fine-tuning at budget ``b`` (None: the study's one budget); its search is shared by all."""
         deps = (self.pretrain(d, a, s), self.search(d, a, s, label, t))
-        outputs = _files(self.layout.run_dir(d, a, s, label, t), *MODEL)
-        settings = partial(finetune_settings, self.study, d)
-        return self.job("finetune", "finetune", (d, a, s, t), outputs, settings, deps, run=label)
+        outputs = _files(ft_dir(self.layout.run_dir(d, a, s, label, t), b), *MODEL)
+        settings = partial(finetune_settings, self.study, d, b, label)
+        return self.job("finetune", "finetune", (d, a, s, t), outputs, settings, deps, run=label, budget=b)
 
-    def transfer(self, t: dict[str, Any], kind: str, a: str, s: int, tg: str) -> str:
-        """One transfer run on the target task ``t['target']`` (the kinds are described in transfer.smk)."""
+    def transfer(self, t: dict[str, Any], kind: str, a: str, s: int, tg: str, b: str | None = None) -> str:
+        """One transfer run on the target task ``t['target']`` at budget ``b`` (the kinds are described in
+        transfer.smk); its search on the target, if any, is shared by all budgets."""
         d, method, source = t["target"], t["method"], t["source"]
         if kind == "target_search":
-            return self.finetune(d, a, s, method, tg)
+            return self.finetune(d, a, s, method, tg, b)
         run = xfer_name(kind, method, source)
         folder, where = self.layout.run_dir(d, a, s, run, tg), (d, a, s, tg)
         deps = [self.pretrain(d, a, s), self.search(source, a, s, method, tg)]
-        fine = partial(finetune_settings, self.study, d)
+        fine = partial(finetune_settings, self.study, d, b)
         label = f"{method}_{kind}_transfer"
+        model = _files(ft_dir(folder, b), *MODEL)
         if kind == "structure":
-            return self.job(
-                "transfer_structure", "finetune", where, _files(folder, *MODEL), fine, deps, label=label, run=run
-            )
+            return self.job("transfer_structure", "finetune", where, model, fine, deps, label=label, run=run, budget=b)
         searcher = "pass_hypertransfer" if kind == "hypernet" else "random_widths"
         names = ("structure.json", "search.json") + (("hypernetwork.pt",) if kind == "hypernet" else ())
         settings = partial(search_settings, self.study, d, searcher)
@@ -128,9 +132,7 @@ class _Walk:
         deps[1] = self.job(
             f"transfer_{kind}_search", "search", where, _files(f"{folder}/search", *names), settings, deps, **who
         )
-        return self.job(
-            "finetune_transfer", "finetune", where, _files(folder, *MODEL), fine, deps, label=label, run=run
-        )
+        return self.job("finetune_transfer", "finetune", where, model, fine, deps, label=label, run=run, budget=b)
 
 
 def _files(folder: str, *names: str) -> tuple[str, ...]:
@@ -145,17 +147,20 @@ def jobs(study: Study) -> list[Job]:
     for d, a in pairs:
         for s in study.seeds:
             walk.pretrain(d, a, s)
+    budgets = study.budgets
     for d, a in pairs:
         for s in study.seeds:
             for label in study.labels:
                 for t in study.targets:
-                    walk.finetune(d, a, s, label, t)
+                    for b in budgets:
+                        walk.finetune(d, a, s, label, t, b)
     for t in study.transfers:
         for kind in t["kinds"]:
             for a in study.transfer_archs(t):
                 for s in study.seeds:
                     for tg in study.transfer_targets(t):
-                        walk.transfer(t, kind, a, s, fmt_target(tg))
+                        for b in budgets:
+                            walk.transfer(t, kind, a, s, fmt_target(tg), b)
     by_output = {o: j.key for j in walk.jobs.values() for o in j.outputs}
     metrics = tuple(dict.fromkeys(by_output[f] for f in all_metrics(study)))
     summary = walk.add(Job("aggregate", None, outputs=(study.layout.summary,), deps=metrics))

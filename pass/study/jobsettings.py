@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+from .budgets import job_budget
 from .core import Study
 from .layout import dense_dir as _dense_dir
 
@@ -43,24 +44,28 @@ def search_settings(study: Study, dataset: str, method: str) -> dict[str, Any]:
     return s
 
 
-def finetune_settings(study: Study, dataset: str) -> dict[str, Any]:
-    """The one fine-tuning budget of a dataset, shared by every method and transfer run on it."""
-    return {
-        **_common(study, dataset),
-        "finetune": study.stage_train(dataset, "finetune"),
-        "latency": study.config["latency"],
-    }
+def finetune_settings(
+    study: Study, dataset: str, budget: str | None = None, label: str | None = None
+) -> dict[str, Any]:
+    """A fine-tuning job's settings: the dataset's fine-tuning budget (the study's ``finetune``, or one of its
+    ``finetune_budgets``), shared by every method and transfer run on it; under ``matched_total_steps`` a
+    weight-training ``label`` runs it shortened by its search's weight-training steps (:mod:`.budgets`). A
+    ``budget`` record is added only in studies that list budgets or shorten this run."""
+    section, info = job_budget(study, dataset, budget, label)
+    out = {**_common(study, dataset), "finetune": section, "latency": study.config["latency"]}
+    return out if info is None else {**out, "budget": info}
 
 
 def job_settings(study: Study, stage: str, **wildcards: Any) -> dict[str, Any]:
     """The settings object of one job: ``stage`` is ``pretrain`` (wildcards dataset, arch), ``search`` (dataset,
-    method: the run's label) or ``finetune`` (dataset); other wildcards are ignored (Snakemake passes them all)."""
+    method: the run's label) or ``finetune`` (dataset; budget in studies that list budgets; method: the run's
+    label, None for a transfer run); other wildcards are ignored (Snakemake passes them all)."""
     if stage == "pretrain":
         return pretrain_settings(study, wildcards["dataset"], wildcards["arch"])
     if stage == "search":
         return search_settings(study, wildcards["dataset"], wildcards["method"])
     if stage == "finetune":
-        return finetune_settings(study, wildcards["dataset"])
+        return finetune_settings(study, wildcards["dataset"], wildcards.get("budget"), wildcards.get("method"))
     raise ValueError(f"no job settings for stage {stage!r}; stages: {STAGES}")
 
 

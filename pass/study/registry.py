@@ -7,9 +7,10 @@ registries; ``tests/test_registry_export.py`` fails when it is stale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,6 +27,9 @@ class Capabilities:
     #: controls that read another method's structure (option `reference`) -> the method they read by default
     reference_methods: dict[str, str]
     imagenet_archs: tuple[str, ...]
+    #: methods that train the dense weights inside their search -> their default training length (``epochs``,
+    #: ``max_steps_per_epoch``): ``matched_total_steps`` counts those steps against the fine-tuning budget
+    weight_train: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=4)
@@ -36,4 +40,5 @@ def capabilities(repo: Path = REPO) -> Capabilities:
         pass_methods=tuple(sorted(m for m, v in configurable.items() if v["saves_hypernet"])),
         reference_methods={m: v["reference"] for m, v in sorted(configurable.items()) if v["needs_reference"]},
         imagenet_archs=tuple(data["imagenet_archs"]),
+        weight_train={m: v["weight_train"] for m, v in sorted(configurable.items()) if v.get("trains_weights")},
     )

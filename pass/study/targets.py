@@ -6,18 +6,22 @@ study's jobs (:mod:`.jobs`), so both always name the same files.
 
 from __future__ import annotations
 
+from .budgets import ft_dir, listed
 from .core import Study
 from .jobsettings import dense_dir
 from .layout import fmt_target, xfer_name
 
-#: The report's figures and tables (a claims file adds one of each).
+#: The report's figures and tables (a claims file adds one of each; with several fine-tuning budgets also the
+#: claims' paired differences against the budget).
 FIGURES = ("acc_vs_macs", "before_after_ft", "layerwise_sparsity", "search_cost")
 TABLES = ("main", "search_cost")
 
 
 # ----------------------------------------------------------------------------- targets
 def figures(study: Study) -> list[str]:
-    return [*FIGURES, "claims_forest"] if study.claims else list(FIGURES)
+    if not study.claims:
+        return list(FIGURES)
+    return [*FIGURES, "claims_forest"] + (["claims_budget"] if len(listed(study)) > 1 else [])
 
 
 def tables(study: Study) -> list[str]:
@@ -54,17 +58,20 @@ def transfer_runs(study: Study) -> list[tuple[str, str, int, str, str]]:
 
 
 def all_metrics(study: Study) -> list[str]:
-    """Every metrics.json the summary reads, in the order of its rows: dense models, runs, transfer runs."""
+    """Every metrics.json the summary reads, in the order of its rows: dense models, runs, transfer runs (each run
+    once per fine-tuning budget in a study that lists budgets)."""
     pairs, seeds, layout = study.grid_pairs(), study.seeds, study.layout
     files = [f"{dense_dir(study, d, a, s)}/metrics.json" for d, a in pairs for s in seeds]
+    budgets = study.budgets
     files += [
-        f"{layout.run_dir(d, a, s, m, t)}/metrics.json"
+        f"{ft_dir(layout.run_dir(d, a, s, m, t), b)}/metrics.json"
         for d, a in pairs
         for s in seeds
         for m in study.labels
         for t in study.targets
+        for b in budgets
     ]
-    files += [f"{layout.run_dir(*r)}/metrics.json" for r in transfer_runs(study)]
+    files += [f"{ft_dir(layout.run_dir(*r), b)}/metrics.json" for r in transfer_runs(study) for b in budgets]
     return list(dict.fromkeys(files))  # a target_search run may also be in the main grid
 
 

@@ -32,6 +32,13 @@ XFER_DIR = LAYOUT.xfer_dir_template
 XFER_FINETUNED_KINDS = (
     S.XFER_FINETUNED_KINDS
 )  # searched by a transfer rule, then fine-tuned by finetune_transfer
+# Fine-tuning budgets (passprune.study.budgets): a study that lists finetune_budgets fine-tunes each structure
+# once per budget, in the run folder's ft-{budget} folder (FT); without the list, FT is empty and a run's
+# fine-tuning writes into the run folder itself, as it always did.
+BUDGETS = [b for b in STUDY.budgets if b is not None]
+FT = "/" + S.BUDGET_DIR if BUDGETS else ""
+RUN_FT_DIR = RUN_DIR + FT
+XFER_FT_DIR = XFER_DIR + FT
 LOGS = f"{STUDY_DIR}/logs"
 BENCH = f"{STUDY_DIR}/benchmarks"
 SUMMARY = LAYOUT.summary
@@ -49,6 +56,7 @@ wildcard_constraints:
     target=r"[0-9.]+",
     source=NAME,
     dense_id=r"[0-9a-f]{12}",
+    budget="|".join(BUDGETS) or "__none__",
 
 
 # Where jobs log (MLflow): handed over in the environment, not in the jobs' settings, so that a change of

@@ -4,6 +4,7 @@
 #  hypernet:      the source's PASS hypernetwork + encoder, a new prompt learned briefly on the target.
 #  random_widths: random channels at the source structure's per-group widths (control for `structure`).
 #  target_search: the method searched on the target itself (an ordinary run; no rule of its own).
+# In a study that lists fine-tuning budgets, every fine-tuned transfer run is fine-tuned once per budget (FT).
 SOURCE_SEARCH = LAYOUT.source_search_template
 XFER_HYPERNET = LAYOUT.xfer_kind_template("hypernet")
 XFER_RANDOM_WIDTHS = LAYOUT.xfer_kind_template("random_widths")
@@ -15,10 +16,10 @@ rule transfer_structure:
         dense=dense_model,
         structure=f"{SOURCE_SEARCH}/structure.json",
     output:
-        model=f"{XFER_STRUCTURE}/model.pt",
-        metrics=f"{XFER_STRUCTURE}/metrics.json",
+        model=f"{XFER_STRUCTURE}{FT}/model.pt",
+        metrics=f"{XFER_STRUCTURE}{FT}/metrics.json",
     log:
-        f"{LOGS}/transfer/{{dataset}}/{{arch}}/seed{{seed}}/structure-{{method}}-from-{{source}}/macs{{target}}.log",
+        f"{LOGS}/transfer/{{dataset}}/{{arch}}/seed{{seed}}/structure-{{method}}-from-{{source}}/macs{{target}}{FT}.log",
     wildcard_constraints:
         method=NAME,
     conda:
@@ -27,7 +28,7 @@ rule transfer_structure:
     resources:
         **resources_of("finetune"),
     params:
-        settings=settings("finetune"),
+        settings=settings("finetune", method=None),  # a transfer run: its weights start from a dense model
         out=lambda wc, output: os.path.dirname(output.model),
         search=lambda wc, input: os.path.dirname(input.structure),
     shell:
