@@ -740,3 +740,32 @@ def test_structure_overlap_ignores_a_structure_that_is_not_the_runs(tmp_path):
     runs, notes = read_structures(files)
     assert {r.label for r in runs} == {"pass", "scratch", "pass_hypernet_transfer (from a)"}
     assert any("other channel counts" in n for n in notes) and len(notes) == 3
+
+
+# ----------------------------------------------------------------------------- committed snapshots rebuilt in place
+def test_snapshot_rebuild_keeps_run_file_figures_adds_notes_and_is_idempotent(claims_built, tmp_path):
+    import shutil
+
+    from passprune.report.snapshot import claims_of, rebuild_snapshot
+
+    snap = tmp_path / "reports" / "study"  # as scripts/snapshot.sh lays it out: the report + its summary.csv
+    shutil.copytree(claims_built["out"], snap)
+    shutil.copy(claims_built["root"] / "summary.csv", snap / "summary.csv")
+    layerwise = (snap / "figures" / "layerwise_sparsity.png").read_bytes()
+    (snap / "NOTES.md").write_text("Methods l1, greg were renamed l1_tp, greg_tp.\n")
+    assert Path(claims_of(snap)).resolve() == CLAIMS_YAML.resolve()  # the claims file the README names
+    rebuild_snapshot(snap)
+    readme = (snap / "README.md").read_text()
+    assert readme.startswith("# Results\n\n## About this snapshot\n\nMethods l1, greg were renamed")
+    assert (snap / "figures" / "layerwise_sparsity.png").read_bytes() == layerwise  # not redrawable: kept
+    lw = readme.split("### Layer-wise kept ratio")[1].split("###")[0]
+    assert "_Kept from the build that had the runs' metrics.json files" in lw and "figures/layerwise_sparsity.png" in lw
+    assert "from `summary.csv`" in readme and "## Claims" in readme  # its own summary, its own claims file
+    before = {p: p.read_bytes() for p in snap.rglob("*") if p.is_file()}
+    rebuild_snapshot(snap)
+    assert {p: p.read_bytes() for p in snap.rglob("*") if p.is_file()} == before  # a rebuild changes nothing
+    # a figure the folder does not have cannot be kept: skipped, as in any summary-only build
+    for ext in ("png", "pdf"):
+        (snap / "figures" / f"layerwise_sparsity.{ext}").unlink()
+    rebuild_snapshot(snap)
+    assert "_Skipped: no metrics.json files were given" in (snap / "README.md").read_text()

@@ -21,7 +21,7 @@ whole report, since e.g. the layer-wise plot needs per-run files that a summary-
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -122,12 +122,18 @@ def build_report(
     out_dir: str | os.PathLike,
     metrics_files: Sequence[str | os.PathLike] = (),
     claims: str | os.PathLike | None = None,
+    *,
+    keep_figures: Collection[str] = (),
+    notes: str = "",
 ) -> list[Path]:
     """Write tables, figures and ``README.md`` under ``out_dir`` (every file atomically).
 
-    ``metrics_files`` are the per-run ``metrics.json`` files; only the layer-wise figure needs them.
-    ``claims`` is a claims YAML file (``config/claims.yaml``): its verdicts open the README and go to
-    ``tables/claims.*`` and ``figures/claims_forest.*``.  Returns the paths written, README last.
+    ``metrics_files`` are the per-run ``metrics.json`` files; the layer-wise figure and the structure-overlap
+    table need them.  ``claims`` is a claims YAML file (``config/claims.yaml``): its verdicts open the README and
+    go to ``tables/claims.*`` and ``figures/claims_forest.*``.  ``keep_figures``: figures whose earlier copy in
+    ``out_dir`` stays (and is shown, saying so) when this build lacks their data -- a committed snapshot rebuilt
+    from its summary alone (:mod:`passprune.report.snapshot`).  ``notes``: Markdown put first in the README under
+    "About this snapshot".  Returns the paths written, README last.
     """
     summary_csv, out_dir = Path(summary_csv), Path(out_dir)
     df = read_summary(summary_csv)
@@ -140,12 +146,13 @@ def build_report(
     cost = write_search_cost(df, out_dir / "tables")
     written += list(cost.values()) + claims_written
     overlap_written, overlap_lines = write_overlap(metrics_files, out_dir / "tables")
-    figures_written, skipped = _write_figures(df, metrics_files, out_dir / "figures")
+    figures_written, skipped, kept = _write_figures(df, metrics_files, out_dir / "figures", keep_figures)
     written += overlap_written + figures_written
 
     lines = [
         "# Results",
         "",
+        *(["## About this snapshot", "", notes.strip(), ""] if notes.strip() else []),
         *claims_lines,
         "## How the numbers were made",
         "",
@@ -153,17 +160,18 @@ def build_report(
         "",
         *_tables_section(tables, cost),
         *overlap_lines,
-        *_figures_section(skipped, _captions(df)),
+        *_figures_section(skipped, _captions(df), kept),
     ]
     written.append(atomic_write_text(out_dir / "README.md", "\n".join(lines)))
     return written
 
 
 def _write_figures(
-    df: pd.DataFrame, metrics_files: Sequence[str | os.PathLike], fig_dir: Path
-) -> tuple[list[Path], dict[str, str]]:
-    """Every figure of :data:`FIGURES` that has data: ``(paths written, {stem: why skipped})``. A figure without
-    data is skipped, not fatal (a summary-only rebuild lacks the per-run files the layer-wise plot needs)."""
+    df: pd.DataFrame, metrics_files: Sequence[str | os.PathLike], fig_dir: Path, keep: Collection[str] = ()
+) -> tuple[list[Path], dict[str, str], set[str]]:
+    """Every figure of :data:`FIGURES` that has data: ``(paths written, {stem: why skipped}, stems kept)``. A figure
+    without data is skipped, not fatal (a summary-only rebuild lacks the per-run files the layer-wise plot needs);
+    its earlier copy is removed, unless ``keep`` names it and both its PNG and PDF are there."""
     makers: dict[str, Callable[[Path], list[Path]]] = {
         "acc_vs_macs": lambda stem: plot_acc_vs_macs(df, stem),
         "before_after_ft": lambda stem: plot_before_after(df, stem),
@@ -172,14 +180,19 @@ def _write_figures(
     }
     written: list[Path] = []
     skipped: dict[str, str] = {}
+    kept: set[str] = set()
     for stem, _, _ in FIGURES:
         try:
             written += makers[stem](fig_dir / stem)
         except NoData as why:
+            copies = [fig_dir / f"{stem}{ext}" for ext in (".png", ".pdf")]
+            if stem in keep and all(p.is_file() for p in copies):
+                kept.add(stem)
+                continue
             skipped[stem] = str(why)
-            for ext in (".png", ".pdf"):  # never leave an earlier build's figure next to a "skipped" note
-                (fig_dir / f"{stem}{ext}").unlink(missing_ok=True)
-    return written, skipped
+            for p in copies:  # never leave an earlier build's figure next to a "skipped" note
+                p.unlink(missing_ok=True)
+    return written, skipped, kept
 
 
 def _tables_section(tables: dict[str, dict[str, Path]], cost: dict[str, Path]) -> list[str]:
@@ -231,9 +244,11 @@ def _captions(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     return captions
 
 
-def _figures_section(skipped: dict[str, str], captions: dict[str, tuple[str, str]]) -> list[str]:
+def _figures_section(
+    skipped: dict[str, str], captions: dict[str, tuple[str, str]], kept: Collection[str] = ()
+) -> list[str]:
     """README lines for every figure, in :data:`FIGURES` order; a skipped one keeps its heading and says why, so
-    the README's outline does not depend on which data a build had."""
+    the README's outline does not depend on which data a build had; a kept one says where it comes from."""
     lines = ["## Figures", ""]
     for stem, _, _ in FIGURES:
         title, what = captions[stem]
@@ -241,5 +256,12 @@ def _figures_section(skipped: dict[str, str], captions: dict[str, tuple[str, str
         if stem in skipped:
             lines += [f"_Skipped: {skipped[stem]}._", ""]
             continue
-        lines += [what, "", f"![{title}](figures/{stem}.png)", "", f"[PDF](figures/{stem}.pdf)", ""]
+        lines += [what, ""]
+        if stem in kept:
+            lines += [f"_Kept from the build that had the runs' metrics.json files: {KEPT_NOTE}._", ""]
+        lines += [f"![{title}](figures/{stem}.png)", "", f"[PDF](figures/{stem}.pdf)", ""]
     return lines
+
+
+#: Why a kept figure was not redrawn.
+KEPT_NOTE = "this rebuild, from summary.csv alone, cannot redraw it"
