@@ -769,3 +769,27 @@ def test_snapshot_rebuild_keeps_run_file_figures_adds_notes_and_is_idempotent(cl
         (snap / "figures" / f"layerwise_sparsity.{ext}").unlink()
     rebuild_snapshot(snap)
     assert "_Skipped: no metrics.json files were given" in (snap / "README.md").read_text()
+
+
+def test_claims_5seeds_snapshot_names_its_baselines_as_registered():
+    """The committed claims-5seeds snapshot ran the Torch-Pruning-style baselines: its summary, tables and README
+    call them l1_tp, greg_tp, depgraph_tp (the config's and the registry's names), never l1/greg/depgraph, which
+    are the published methods of claims-faithful."""
+    import re
+
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    snap = repo / "reports" / "claims-5seeds"
+    df = read_summary(snap / "summary.csv")
+    config = yaml.safe_load((repo / "config" / "claims-5seeds.yaml").read_text())
+    registered = yaml.safe_load((repo / "workflow" / "registry.yaml").read_text())["methods"]
+    pruned = df[df["family"] != "dense"]
+    assert set(pruned["method"]) == set(config["methods"]) and set(pruned["method"]) <= set(registered)
+    assert (pruned["base_method"] == pruned["method"]).all()
+    old = re.compile(r"(?<![\w-])(l1|greg|depgraph)(?![\w-]|\\_)")  # LaTeX writes l1_tp as l1\_tp
+    for f in [*snap.glob("tables/*"), snap / "README.md"]:
+        text = f.read_text()
+        if f.name == "README.md":  # the snapshot's note names the old names on purpose
+            text = text.replace((snap / "NOTES.md").read_text().strip(), "")
+        assert not old.search(text), f"{f.name}: {old.search(text).group(0)!r}"

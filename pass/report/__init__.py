@@ -16,4 +16,6 @@ that only has pandas/matplotlib/seaborn/tabulate (+ scipy/statsmodels/jsonschema
 * :mod:`passprune.report.overlap` -- which channels, not only how many: Jaccard of the kept channels of every
   pair of methods (per seed, per group and overall), from the runs' ``structure.json`` files.
 * :mod:`passprune.report.build` -- all of the above plus ``README.md`` into one reports folder.
+* :mod:`passprune.report.snapshot` -- a committed snapshot (``reports/<study>/``) rebuilt in place from its own
+  ``summary.csv``.
 """
