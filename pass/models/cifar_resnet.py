@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from . import MODELS, init_weights_, scaled
+from .common import MODELS, init_weights_, scaled
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:

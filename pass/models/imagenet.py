@@ -19,7 +19,7 @@ from torchvision.models import MobileNet_V2_Weights, ResNet, ResNet18_Weights, R
 from torchvision.models._api import WeightsEnum
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from . import scaled
+from .common import scaled
 
 # Architecture name -> torchvision ImageNet weights (their names: passprune.models.IMAGENET_ARCHS).
 IMAGENET_WEIGHTS: dict[str, WeightsEnum] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from . import MODELS, init_weights_, scaled
+from .common import MODELS, init_weights_, scaled
 
 # VGG config D: channel counts, "M" = max-pool.
 CFG_D: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
