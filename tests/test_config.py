@@ -435,6 +435,7 @@ SHIPPED_JOBS = {
     "paper.yaml": 5349,
     "cifar-scratch.yaml": 1785,
     "claims-5seeds.yaml": 118,
+    "claims-budget.yaml": 88,  # 5 dense, 20 searches, 4 methods x 5 seeds x 3 fine-tuning budgets, 3
     "claims-faithful.yaml": 88,
     "pass-diagnosis.yaml": 98,
 }

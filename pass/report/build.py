@@ -6,11 +6,12 @@ Layout written under ``out_dir``::
                                    cost, figures linked, method note
     tables/main.{md,tex,csv}       + tables/transfer.{md,tex,csv} when there are transfer runs
     tables/search_cost.{md,tex,csv}
-    tables/claims.{md,tex,csv}     with ``claims=``: one verdict per comparison (passprune.stats)
+    tables/claims.{md,tex,csv}     with ``claims=``: one verdict per comparison (passprune.stats), per
+                                   fine-tuning budget in a study with several (budget column)
     tables/structure_overlap.{md,csv}  Jaccard of kept channels per pair of methods, where the runs' structures
                                    exist (passprune.report.overlap; skipped with a note otherwise)
     figures/<name>.{png,pdf}       acc_vs_macs, before_after_ft, layerwise_sparsity, search_cost
-                                   (+ claims_forest with ``claims=``)
+                                   (+ claims_forest with ``claims=``; + claims_budget with several budgets)
 
 Why the README states the provenance of the numbers: a table without "mean ± std over which seeds,
 counting which MACs" invites comparisons with papers that count differently.  A figure whose data are
@@ -27,7 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import atomic_write_text
-from .aggregate import has_source, read_summary
+from .aggregate import budget_view, has_source, read_summary
+from .budgets import budget_section, one_budget_files, plot_claims_budget
 from .figures import (
     NoData,
     plot_acc_vs_macs,
@@ -102,19 +104,25 @@ def _claims_outputs(df: pd.DataFrame, claims: str | os.PathLike | None, out_dir:
     stale = [out_dir / "tables" / f"claims.{x}" for x in ("md", "tex", "csv")] + [
         out_dir / "figures" / f"claims_forest.{x}" for x in ("png", "pdf")
     ]
+    by_budget = [out_dir / "figures" / f"claims_budget.{x}" for x in ("png", "pdf")]  # several budgets only
     if claims is None:
-        for p in stale:
+        for p in stale + by_budget:
             p.unlink(missing_ok=True)
-        return [], []
-    from ..stats.claims import evaluate_claims, load_claims
+        return [], budget_section(df, None)
+    from ..stats.claims import evaluate_claims_by_budget, load_claims
     from .verdicts import readme_section, write_claims_tables
 
-    results = evaluate_claims(df, load_claims(claims))
+    results = evaluate_claims_by_budget(df, load_claims(claims))  # evaluate_claims' table without budgets
     written = list(write_claims_tables(results, out_dir / "tables").values())
     written += plot_claims_forest(results, out_dir / "figures" / "claims_forest")
+    if "budget" in results.columns and results["budget"].nunique() > 1:
+        written += plot_claims_budget(results, out_dir / "figures" / "claims_budget")
+    else:
+        for p in by_budget:
+            p.unlink(missing_ok=True)
     rel = os.path.relpath(claims)  # as the user would type it from here (config/claims.yaml), not absolute
     claims_ref = Path(claims if rel.startswith("..") else rel).as_posix()
-    return written, readme_section(results, df, claims_ref)
+    return written, budget_section(df, results) + readme_section(results, df, claims_ref)
 
 
 def build_report(
@@ -140,13 +148,15 @@ def build_report(
     written: list[Path] = []
 
     claims_written, claims_lines = _claims_outputs(df, claims, out_dir)  # first: a bad claims file fails fast
-    tables = write_tables(df, out_dir / "tables")
+    view = budget_view(df)  # several fine-tuning budgets: one block per budget (df itself otherwise)
+    metrics_files = one_budget_files(metrics_files, df)  # a structure is the same at every budget
+    tables = write_tables(view, out_dir / "tables")
     for fmts in tables.values():
         written += list(fmts.values())
-    cost = write_search_cost(df, out_dir / "tables")
+    cost = write_search_cost(view, out_dir / "tables")
     written += list(cost.values()) + claims_written
     overlap_written, overlap_lines = write_overlap(metrics_files, out_dir / "tables")
-    figures_written, skipped, kept = _write_figures(df, metrics_files, out_dir / "figures", keep_figures)
+    figures_written, skipped, kept = _write_figures(view, metrics_files, out_dir / "figures", keep_figures)
     written += overlap_written + figures_written
 
     lines = [
@@ -160,7 +170,7 @@ def build_report(
         "",
         *_tables_section(tables, cost),
         *overlap_lines,
-        *_figures_section(skipped, _captions(df), kept),
+        *_figures_section(skipped, _captions(view), kept),
     ]
     written.append(atomic_write_text(out_dir / "README.md", "\n".join(lines)))
     return written

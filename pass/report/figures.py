@@ -627,6 +627,7 @@ def margin_lines(relation: str, margin: float) -> list[float]:
 def _forest_label(row: pd.Series) -> str:
     where = f"{row['dataset']}/{row['arch']}"
     at = "curve" if pd.isna(row["target"]) else f"{float(row['target']):.2f}"
+    at += f" · FT {row['budget']}" if "budget" in row.index else ""  # claims judged per fine-tuning budget
     return f"{row['claim']}: {row['method']} − {row['versus']} · {where} · {at} (n={int(row['n'])})"
 
 

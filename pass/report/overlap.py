@@ -66,6 +66,7 @@ class RunStructure:
 def _structure_path(metrics_file: Path, m: dict[str, Any]) -> Path:
     """The structure.json a run was pruned with: its own search's, or (structure transfer) the source's."""
     run_dir = metrics_file.parent
+    run_dir = run_dir.parent if run_dir.name.startswith("ft-") else run_dir  # a fine-tuning budget's folder
     own = run_dir / "search" / "structure.json"
     if own.is_file() or not m.get("source") or len(run_dir.parents) < 5:
         return own

@@ -57,11 +57,13 @@ def _text(v: object) -> str:
 
 def claims_rows(results: pd.DataFrame, notes: bool = True) -> tuple[list[str], list[list[str]]]:
     """Headers and rounded text rows of the per-comparison claims table."""
+    budgets = "budget" in results.columns  # claims judged per fine-tuning budget (evaluate_claims_by_budget)
     headers = [
         "Claim",
         "Dataset",
         "Arch",
         "MACs kept",
+        *(["Budget"] if budgets else []),
         "Comparison",
         "Claimed diff",
         "n",
@@ -87,6 +89,7 @@ def claims_rows(results: pd.DataFrame, notes: bool = True) -> tuple[list[str], l
             _text(r["dataset"]),
             _text(r["arch"]),
             target,
+            *([_text(r["budget"])] if budgets else []),
             comp,
             claimed(r["relation"], float(r["margin"]), r["unit"]),
             str(int(r["n"])),

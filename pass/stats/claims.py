@@ -775,3 +775,34 @@ def decision_rule_text(results: pd.DataFrame, alpha: float = ALPHA) -> str:
         "standard deviation a seed's speed-up difference has from measurement alone (median over seeds); when it "
         f"exceeds the claimed margin the comparison is not decided (**{LATENCY_NOISE_VERDICT}**)."
     )
+
+
+# ----------------------------------------------------------------------------- fine-tuning budgets
+def evaluate_claims_by_budget(
+    summary: pd.DataFrame, claims: Sequence[Claim] | str | os.PathLike, **options: Any
+) -> pd.DataFrame:
+    """:func:`evaluate_claims` at each fine-tuning budget of the summary (``budget`` column), fewest steps first:
+    every comparison gets its paired difference, intervals, Holm-adjusted test and verdict per budget, with the
+    columns ``budget`` and ``budget_steps`` after ``target``. The dense rows belong to every budget.
+
+    Holm's family is one budget's comparisons: each budget answers the claims file once, as a study run at that
+    budget alone would, and a reader compares the verdicts across budgets rather than pooling them; pooling would
+    make a claim's verdict at 100 steps depend on how many other budgets the study happened to run. A summary
+    without budgets gives exactly :func:`evaluate_claims`' table (no budget columns)."""
+    from ..report.aggregate import budget_names, budget_rows
+
+    names = budget_names(summary)
+    if not names:
+        return evaluate_claims(summary, claims, **options)
+    if not isinstance(claims, (list, tuple)):
+        claims = load_claims(claims)
+    parts = []
+    for b in names:
+        rows = budget_rows(summary, b)
+        out = evaluate_claims(rows, claims, **options)
+        at = out.columns.get_loc("target") + 1
+        out.insert(at, "budget", b)
+        steps = pd.to_numeric(rows.loc[rows["budget"].notna(), "budget_steps"], errors="coerce").median()
+        out.insert(at + 1, "budget_steps", steps)
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True)

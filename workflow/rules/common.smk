@@ -36,9 +36,11 @@ XFER_FINETUNED_KINDS = (
 # once per budget, in the run folder's ft-{budget} folder (FT); without the list, FT is empty and a run's
 # fine-tuning writes into the run folder itself, as it always did.
 BUDGETS = [b for b in STUDY.budgets if b is not None]
-FT = "/" + S.BUDGET_DIR if BUDGETS else ""
-RUN_FT_DIR = RUN_DIR + FT
-XFER_FT_DIR = XFER_DIR + FT
+FT = S.ft_dir(
+    "", "{budget}" if BUDGETS else None
+)  # the budget folder level, or nothing
+RUN_FT_DIR = f"{RUN_DIR}{FT}"
+XFER_FT_DIR = f"{XFER_DIR}{FT}"
 LOGS = f"{STUDY_DIR}/logs"
 BENCH = f"{STUDY_DIR}/benchmarks"
 SUMMARY = LAYOUT.summary
