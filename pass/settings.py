@@ -147,7 +147,9 @@ class TrackingSettings:
     experiment: str = "passprune"  # prefix: a study logs to <experiment>/<study>
     log_models: bool = False  # also log each job's model.pt as an artifact
     sync: bool = True  # `passprune track-sync` at the end of the workflow
-    live: bool = True  # false: jobs write only files; the end-of-workflow sync mirrors them
+    # false (default): jobs write only files and the end-of-workflow track-sync mirrors them (no mlflow import
+    # per job, one writer: safe on a cluster); true: each job logs as it runs (an MLflow server, or one machine)
+    live: bool = False
     state_file: str = "results/mlflow_study.json"  # set by the workflow to its study's (not a config key)
 
     @classmethod

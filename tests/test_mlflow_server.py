@@ -155,7 +155,7 @@ def _study(workdir: Path, study: str, uri: str) -> dict:
     """What the workflow's onstart does: the study file, then the store's experiment and study run."""
     config = {
         "study": study,
-        "tracking": {"enabled": True, "uri": uri, "experiment": "passprune-test", "log_models": False},
+        "tracking": {"enabled": True, "uri": uri, "experiment": "passprune-test", "log_models": False, "live": True},
     }
     study_dir = workdir / "results" / study
     study_dir.mkdir(parents=True)

@@ -77,7 +77,7 @@ def server(tmp_path_factory):
     uri = f"sqlite:///{results}/mlflow.db"
     state_file = results / "ui-study" / "mlflow_study.json"
     state = init_study(uri, "passprune-ui", "ui-study", state_file)
-    settings = {"enabled": True, "uri": uri, "state_file": str(state_file)}
+    settings = {"enabled": True, "live": True, "uri": uri, "state_file": str(state_file)}
     for method, top1 in (("pass", 81.5), ("l1", 84.0), ("random", 80.25)):
         out = _finetune_files(results, "ui-study", method, top1)
         with JobRun(

@@ -39,7 +39,7 @@ def test_job_runs_nest_under_the_study_and_carry_tags(tmp_path):
     exp = client.get_experiment(state["experiment_id"])
     assert exp.name == "exp/study-x"  # one experiment per study
     assert exp.artifact_location == "mlflow-artifacts:/study-x/mlflow"  # relative to the artifact destination
-    settings = {"enabled": True, "uri": uri, "state_file": str(state_file)}
+    settings = {"enabled": True, "live": True, "uri": uri, "state_file": str(state_file)}
     for seed in (0, 1):
         with JobRun(settings, f"job{seed}", {"stage": "finetune", "seed": seed}, {"train": {"lr": 0.1}}) as run:
             run.log_metrics({"top1": 50.0 + seed, "bad": None, "flag": True}, step=1)
@@ -64,7 +64,7 @@ def test_study_run_holds_config_and_provenance(tmp_path):
         "seeds": [0, 1],
         "finetune": {"lr": 0.01},
         "device": "cpu",
-        "tracking": {"enabled": True, "uri": uri, "experiment": "e"},
+        "tracking": {"enabled": True, "uri": uri, "experiment": "e", "live": True},
     }
     study_dir = tmp_path / "results" / "prov"
     study_dir.mkdir(parents=True)
@@ -141,7 +141,10 @@ def sqlite_study(tmp_path_factory):
     """16 concurrent jobs (a search and a fine-tuning each) logging to the SQLite store, as the workflow runs them."""
     work = tmp_path_factory.mktemp("sqlite16")
     uri = "sqlite:///results/mlflow.db"
-    config = {"study": "s16", "tracking": {"enabled": True, "uri": uri, "experiment": "t", "log_models": False}}
+    config = {
+        "study": "s16",
+        "tracking": {"enabled": True, "uri": uri, "experiment": "t", "log_models": False, "live": True},
+    }
     (work / "results" / "s16").mkdir(parents=True)
     (work / "results" / "s16" / "study.json").write_text(
         json.dumps({"study": "s16", "config": config, "dense_dirs": []})
@@ -265,7 +268,7 @@ def test_verify_reports_losses_and_sync_restores_them_idempotently(sqlite_study,
 
 def test_broken_store_does_not_fail_the_job(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
-    settings = {"enabled": True, "uri": f"sqlite:///{tmp_path}/file/sub/mlflow.db"}
+    settings = {"enabled": True, "live": True, "uri": f"sqlite:///{tmp_path}/file/sub/mlflow.db"}
     with JobRun(settings, "job", {"stage": "x"}, {"a": 1}) as run:
         run.log_metrics({"top1": 1.0})
         run.log_artifact(tmp_path / "file")
@@ -283,7 +286,7 @@ def test_dead_server_costs_a_job_seconds_and_one_warning(tmp_path, capsys, monke
         port = s.getsockname()[1]  # nothing listens there
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     t0 = time.time()
-    with JobRun({"enabled": True, "uri": f"http://127.0.0.1:{port}"}, "job", {}, {}) as run:
+    with JobRun({"enabled": True, "live": True, "uri": f"http://127.0.0.1:{port}"}, "job", {}, {}) as run:
         for epoch in range(50):
             run.log_metrics({"loss": 1.0}, epoch)
         run.log_outputs(tmp_path)

@@ -14,7 +14,7 @@ import yaml
 from passprune.tracking_policy import check_live_store, executor_name, is_cluster_executor
 
 REPO = Path(__file__).resolve().parents[1]
-SQLITE = {"enabled": True, "uri": "sqlite:///results/mlflow.db", "experiment": "x"}
+SQLITE = {"enabled": True, "live": True, "uri": "sqlite:///results/mlflow.db", "experiment": "x"}
 
 
 def test_live_sqlite_from_a_cluster_executor_is_refused_with_the_fix():
@@ -26,7 +26,9 @@ def test_live_sqlite_from_a_cluster_executor_is_refused_with_the_fix():
 
 
 def test_default_store_is_sqlite_too():
-    assert check_live_store({"enabled": True}, "slurm", env={})  # no uri: the default sqlite:///results/mlflow.db
+    assert check_live_store(
+        {"enabled": True, "live": True}, "slurm", env={}
+    )  # no uri: the default sqlite:///results/mlflow.db
 
 
 @pytest.mark.parametrize("executor", [None, "local", "dryrun", "touch"])
