@@ -160,7 +160,7 @@ def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, An
 
 
 def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSettings]) -> Work:
-    """The images one planned job processes. ``bases`` maps (dataset, arch, seed, label, target) to the registered
+    """The images one planned job processes. ``bases`` maps (dataset, arch, seed, run, target) to the registered
     method of that run (from the plan's search jobs); ``dense_train`` (dataset, arch) to the pretraining recipe."""
     settings = _settings(job)
     n, res = _splits(job, settings)
@@ -189,7 +189,7 @@ def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSetting
         t = settings.finetune
         f = float(job.target or 1.0)
         train, ev = _training(t, n)
-        if bases.get((job.dataset, job.arch, job.seed, job.label, job.target)) == "scratch":
+        if bases.get((job.dataset, job.arch, job.seed, job.run, job.target)) == "scratch":
             more, more_ev = _training(dense_train.get((job.dataset, job.arch), TrainSettings()), n)
             train, ev = train + more, ev + more_ev
         recal = t.bn_recalibration_batches * t.batch_size

@@ -232,3 +232,12 @@ def test_tools_name_every_problem_of_a_bad_config(small, tmp_path):
         proc = subprocess.run([exe, tool, "--configfile", str(bad)], capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
         assert f"passprune {tool}: invalid config" in proc.stderr and "['targets'][0]" in proc.stderr, proc.stderr
+
+
+def test_the_scratch_control_costs_its_pretraining_replay_too():
+    """scratch retrains the dense model's budget before the shared fine-tuning: its fine-tuning job counts both
+    (the lookup once keyed on a label that grid runs never carry, so the replay was silently dropped)."""
+    est = estimate(plan("config/config.yaml"), Throughput(THROUGHPUT, "cpu"), overhead_s=0.0)
+    fine = {j["label"]: j for j in est["jobs"] if j["rule"] == "finetune" and j["dataset"] == "fashion_mnist"}
+    dense = next(j for j in est["jobs"] if j["rule"] == "pretrain" and j["dataset"] == "fashion_mnist")
+    assert fine["scratch"]["train_images"] == fine["pass"]["train_images"] + dense["train_images"]
