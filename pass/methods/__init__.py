@@ -3,10 +3,16 @@
 Fine-tuning, evaluation and reporting are shared, so methods differ only in what they choose. A method is
 a function ``fn(ctx: SearchContext) -> SearchResult`` registered with its option defaults; the config
 schema and the tests enumerate ``METHODS``.
+
+Device contract: the caller (the search stage) puts the model, the pruning space's example inputs and every
+batch a method sees on ``ctx.device``; methods never move models themselves. :meth:`MethodSpec.run` checks
+the model and the example inputs before the method starts (:func:`check_devices`), so a mismatch is one
+clear error naming the tensor, not a crash deep inside a Torch-Pruning trace on the first GPU run.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +27,12 @@ from ..structure import PruningSpace, Structure
 
 @dataclass
 class SearchContext:
-    model: nn.Module  # the trained dense model; methods that train (sparsity, PASS) work on it in place
-    space: PruningSpace  # built on ``model``
+    model: nn.Module  # the trained dense model, on ``device``; methods that train (sparsity, PASS) work on it in place
+    space: PruningSpace  # built on ``model``; its example inputs are on ``device`` too
     data: Any  # passprune.data.DataBundle
     target: float  # fraction of dense MACs to keep
     options: dict[str, Any]
-    device: torch.device
+    device: torch.device  # where the model, the example inputs and every batch are (methods pass it to batches())
     seed: int
     workdir: Path  # where a method may save its own artefacts (PASS: hypernetwork + prompt) and checkpoints
     batch_size: int = 128
@@ -87,6 +93,50 @@ class MethodSpec:
         if unknown:
             raise ValueError(f"method {self.name!r} has no options {sorted(unknown)}; it takes {sorted(self.defaults)}")
         return {**self.defaults, **given}
+
+    def run(self, ctx: SearchContext) -> SearchResult:
+        """Run the method under the device contract: every call goes through here, so the check is in one place."""
+        check_devices(ctx, self.name)
+        return self.fn(ctx)
+
+
+class DeviceContractError(ValueError):
+    """The model or the space's example inputs are not on ``ctx.device`` when a method starts."""
+
+
+def _on(tensor_device: torch.device, want: torch.device) -> bool:
+    """Same device; an unindexed device (``cuda``) matches any index of its type, as torch itself places it."""
+    if tensor_device.type != want.type:
+        return False
+    return tensor_device.index is None or want.index is None or tensor_device.index == want.index
+
+
+def check_devices(ctx: SearchContext, method: str) -> None:
+    """Fail at once, naming the first parameter, buffer or input that is not on ``ctx.device``.
+
+    Why before the method rather than inside it: a misplaced model only shows itself later, as a device clash
+    in the middle of a Torch-Pruning trace or a training step, hours into a cluster job; here the message says
+    which tensor and what to fix (the caller moves everything; methods never do)."""
+    want = torch.device(ctx.device)
+    models = [("model", ctx.model)] + ([("space's model", ctx.space.model)] if ctx.space.model is not ctx.model else [])
+    for what, model in models:
+        named = itertools.chain(
+            (("parameter", n, t) for n, t in model.named_parameters()),
+            (("buffer", n, t) for n, t in model.named_buffers()),
+        )
+        for kind, name, t in named:
+            if not _on(t.device, want):
+                raise DeviceContractError(
+                    f"method {method!r}: the {what}'s {kind} {name!r} is on {t.device}, but ctx.device is {want}; "
+                    "move the model to ctx.device before the method runs (the search stage does; methods never "
+                    "move models)"
+                )
+    x = ctx.space.example_inputs
+    if not _on(x.device, want):
+        raise DeviceContractError(
+            f"method {method!r}: the pruning space's example_inputs are on {x.device}, but ctx.device is {want}; "
+            "build the PruningSpace with example inputs on ctx.device (the search stage does)"
+        )
 
 
 METHODS: Registry[MethodSpec] = Registry("method")

@@ -187,7 +187,7 @@ def taylor_gate_importance(ctx: SearchContext, batches: int) -> tuple[dict[str, 
     shared by several layers (a residual stream) has one gate whose gradient sums over them. BatchNorm is
     in training mode, as while the paper estimates importance during fine-tuning; the running statistics
     are restored afterwards, so the dense model is left as it was."""
-    space, model = ctx.space, ctx.model.to(ctx.device)
+    space, model = ctx.space, ctx.model  # on ctx.device already (the device contract)
     buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
     was = model.training
     model.train()
@@ -268,7 +268,7 @@ def slimming_method(ctx: SearchContext) -> SearchResult:
         # Torch-Pruning's BNScalePruner.regularize is exactly Liu et al.'s subgradient: grad += reg * sign(gamma)
         pruner = tp.pruner.BNScalePruner(
             ctx.model,
-            ctx.space.example_inputs.to(ctx.device),
+            ctx.space.example_inputs,
             importance=tp.importance.BNScaleImportance(),
             reg=ctx.options["reg"],
             ignored_layers=_ignored(ctx),
@@ -383,6 +383,65 @@ def zero_channels(space: PruningSpace, group: Group, idxs: list[int]) -> None:
             mod.weight[:, i] = 0
 
 
+class _Removal:
+    """Progressive pruning's bookkeeping over the flat list of all channels (group after group): which are
+    removed, which group and index each is, and how many each group has left. One place for it, so the
+    pruning loop reads as the schedule it is."""
+
+    def __init__(self, space: PruningSpace) -> None:
+        self.space = space
+        self.floors = space.floors()
+        self.sizes = space.sizes
+        self.gid_of = np.repeat(np.arange(len(space.groups)), self.sizes)  # flat channel -> group index
+        self.ch_of = np.concatenate([np.arange(n) for n in self.sizes])  # flat channel -> index in its group
+        self.total = int(self.sizes.sum())
+        self.removed = np.zeros(self.total, dtype=bool)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+
+    def scores(self, importance, normalizer: str) -> dict[str, torch.Tensor]:
+        """Group importance on the network as it is now, normalised over each group's remaining channels
+        (``max`` or ``mean``); removed channels score -inf."""
+        out = {}
+        for gi, g in enumerate(self.space.groups):
+            s = importance(g.tp_group).detach().float().cpu()
+            gone = torch.from_numpy(self.removed[self.offsets[gi] : self.offsets[gi] + g.size].copy())
+            ref = s[~gone].max() if normalizer == "max" else s[~gone].mean()
+            s = s / (ref + 1e-12)
+            s[gone] = -float("inf")
+            out[g.id] = s
+        return out
+
+    def choose(self, scores: dict[str, torch.Tensor], goal: int) -> tuple[list[int], np.ndarray]:
+        """The least important remaining channels that bring the removed count to ``goal``, never taking a
+        group below its floor. Returns them (flat indices) and each group's channels left after them."""
+        flat = torch.cat([scores[g.id] for g in self.space.groups]).numpy()
+        left = self.sizes - np.bincount(self.gid_of[self.removed], minlength=len(self.sizes))
+        new = []
+        n_removed = int(self.removed.sum())
+        for c in np.argsort(flat, kind="stable"):  # least important first; removed ones are -inf, skipped
+            if n_removed >= goal:
+                break
+            gi = self.gid_of[c]
+            if self.removed[c] or left[gi] <= self.floors[gi]:
+                continue
+            new.append(c)
+            left[gi] -= 1
+            n_removed += 1
+        return new, left
+
+    def remove(self, new: list[int]) -> None:
+        """Mark ``new`` removed and zero what physical removal would delete (:func:`zero_channels`)."""
+        self.removed[new] = True
+        for gi, g in enumerate(self.space.groups):
+            idxs = [int(self.ch_of[c]) for c in new if self.gid_of[c] == gi]
+            zero_channels(self.space, g, idxs)
+
+    def revived(self, structure: Structure) -> int:
+        """Channels of ``structure`` an earlier step had removed."""
+        groups = self.space.groups
+        return sum(int(self.removed[self.offsets[gi] + i]) for gi, g in enumerate(groups) for i in structure[g.id])
+
+
 def progressive_prune(ctx: SearchContext, importance, steps: int, normalizer: str) -> tuple[Structure, dict[str, int]]:
     """Torch-Pruning's progressive pruning (``reproduce/main.py``: ``pruning_ratio=1.0``, ``iterative_steps``
     small global steps until the speed-up is reached), on masks: step k removes the globally least important
@@ -393,65 +452,30 @@ def progressive_prune(ctx: SearchContext, importance, steps: int, normalizer: st
     The model's weights are restored afterwards. Returns the structure and facts for ``info``."""
     space = ctx.space
     saved = {k: v.detach().clone() for k, v in space.model.state_dict().items()}
-    floors = space.floors()
-    sizes = space.sizes
-    gid_of = np.repeat(np.arange(len(space.groups)), sizes)  # flat channel -> group index
-    ch_of = np.concatenate([np.arange(n) for n in sizes])  # flat channel -> index in its group
-    total = int(sizes.sum())
-    removed = np.zeros(total, dtype=bool)
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    state = _Removal(space)
     budget = ctx.target * space.dense_macs
     taken = 0
-
-    def scores_now() -> dict[str, torch.Tensor]:
-        out = {}
-        for gi, g in enumerate(space.groups):
-            s = importance(g.tp_group).detach().float().cpu()
-            gone = torch.from_numpy(removed[offsets[gi] : offsets[gi] + g.size].copy())
-            ref = s[~gone].max() if normalizer == "max" else s[~gone].mean()
-            s = s / (ref + 1e-12)
-            s[gone] = -float("inf")
-            out[g.id] = s
-        return out
-
     try:
         for k in range(1, steps + 1):
-            goal = int(total * k / steps)
-            if goal <= int(removed.sum()):
+            goal = int(state.total * k / steps)
+            if goal <= int(state.removed.sum()):
                 continue  # the schedule's channel count has not reached the next channel yet
-            now = scores_now()
-            flat = torch.cat([now[g.id] for g in space.groups]).numpy()
-            left = sizes - np.bincount(gid_of[removed], minlength=len(sizes))
-            new = []
-            n_removed = int(removed.sum())
-            for c in np.argsort(flat, kind="stable"):  # least important first; removed ones are -inf, skipped
-                if n_removed >= goal:
-                    break
-                gi = gid_of[c]
-                if removed[c] or left[gi] <= floors[gi]:
-                    continue
-                new.append(c)
-                left[gi] -= 1
-                n_removed += 1
+            new, left = state.choose(state.scores(importance, normalizer), goal)
             if not new:
                 break  # every group is at its floor: nothing more to remove
             if space.macs(left.astype(float)) < budget:
                 break  # this step would overshoot the target: fit exactly below
-            removed[new] = True
-            for gi, g in enumerate(space.groups):
-                idxs = [int(ch_of[c]) for c in new if gid_of[c] == gi]
-                zero_channels(space, g, idxs)
+            state.remove(new)
             taken = k
-        structure = space.select_global(scores_now(), ctx.target)
+        structure = space.select_global(state.scores(importance, normalizer), ctx.target)
     finally:
         space.model.load_state_dict(saved)
     # The exact fit may take back a channel an earlier step removed, only when every remaining channel is too
     # expensive for the leftover budget; counted, never silent.
-    revived = sum(int(removed[offsets[gi] + i]) for gi, g in enumerate(space.groups) for i in structure[g.id])
     return structure, {
         "progressive_steps": taken,
-        "progressive_removed_channels": int(removed.sum()),
-        "progressive_revived_channels": revived,
+        "progressive_removed_channels": int(state.removed.sum()),
+        "progressive_revived_channels": state.revived(structure),
     }
 
 
@@ -477,7 +501,7 @@ def depgraph_method(ctx: SearchContext) -> SearchResult:
     if o["epochs"] > 0:
         pruner = tp.pruner.GroupNormPruner(
             ctx.model,
-            ctx.space.example_inputs.to(ctx.device),
+            ctx.space.example_inputs,
             importance=imp,
             reg=o["reg"],
             ignored_layers=_ignored(ctx),

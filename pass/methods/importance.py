@@ -71,7 +71,7 @@ for _name, (_summary, _make, _uniform, _defaults) in _TP_ONE_SHOT.items():
     batches=8,
 )
 def taylor_method(ctx: SearchContext) -> SearchResult:
-    model = ctx.model.to(ctx.device)
+    model = ctx.model  # on ctx.device already (the device contract)
     model.eval()  # BN statistics stay those of the trained model; gradients still flow
     model.zero_grad(set_to_none=True)
     gen = torch.Generator().manual_seed(ctx.seed)

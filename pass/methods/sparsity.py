@@ -99,7 +99,7 @@ def _sparsity_method(make_importance, pruner_cls):
         info = cost()
         if ctx.options["epochs"] > 0:
             penalty = {k: ctx.options[k] for k in ("reg", "delta_reg") if k in ctx.options}
-            x = ctx.space.example_inputs.to(ctx.device)
+            x = ctx.space.example_inputs
             pruner = pruner_cls(ctx.model, x, importance=imp, ignored_layers=_ignored(ctx), **penalty)
             info = _sparsity_train(ctx, pruner, update_every=ctx.options.get("update_every", 0))
         scores = group_scores(ctx, imp)

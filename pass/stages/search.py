@@ -6,13 +6,19 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..checkpoint import example_input, load_dense
 from ..files import atomic_torch_save, atomic_write_json, provenance, read_json
 from .common import Job, drop_checkpoint, start_job
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from ..methods import MethodSpec, SearchContext, SearchResult
+    from ..structure import PruningSpace
 
 #: Cost keys every method reports in ``SearchResult.info``; search.json carries them at the top level too.
 COST_KEYS = ("search_steps", "search_images", "weight_train_steps", "weight_train_images")
@@ -50,100 +56,157 @@ def _reference(path: str | None) -> dict[str, Any] | None:
 def run_search(job: SearchJob) -> dict[str, Any]:
     """Run the method and write ``structure.json`` (the kept channels, data) and ``search.json`` (its cost).
 
-    ``search_seconds`` is the method's own time (around ``spec.fn``), not start-up, data or model loading;
+    ``search_seconds`` is the method's own time (around the method call), not start-up, data or model loading;
     the whole job's time is ``job_seconds``. Steps and images come from the method's ``info``.
     """
-    from ..methods import SearchContext, get_method
-    from ..structure import PruningSpace
+    from ..methods import get_method
     from ..tracking import JobRun
 
     t0, device, data = start_job(job)
     spec = get_method(job.method)
-    label = job.label
     options = spec.options(job.settings.method_options)
     if job.source:
         options["source"] = job.source
     reference = _reference(job.reference)
-    model, dense_ck = load_dense(job.dense)
-    sc = job.settings.search
-    space = PruningSpace(model, example_input(data), max_prune_frac=sc.max_prune_frac)
+    model, dense_ck, space = dense_on_device(job, data, device)
     out = job.out
     out.mkdir(parents=True, exist_ok=True)
-    tags = job.tags(method=label, base_method=job.method, target=job.target, family=spec.family)
-    run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{label}/macs{job.target}/search"
+    tags = job.tags(method=job.label, base_method=job.method, target=job.target, family=spec.family)
+    run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{job.label}/macs{job.target}/search"
     with JobRun(job.settings.tracking, run_name, tags, {"options": options, **job.raw}) as run:
-        ctx = SearchContext(
-            model=model,
-            space=space,
-            data=data,
-            target=job.target,
-            options=options,
-            device=device,
-            seed=job.seed,
-            workdir=out,
-            batch_size=sc.batch_size,
-            log=lambda m, step: run.log_metrics(m, step),
-            reference=reference,
-        )
-        t_search = time.time()
-        result = spec.fn(ctx)
-        seconds = time.time() - t_search
-        space.validate(result.structure)
-        ratio = space.structure_macs_ratio(result.structure)
-        if not (job.target * 0.99 <= ratio <= job.target * 1.0 + 1e-9):
-            raise RuntimeError(
-                f"{job.method} returned a structure at {ratio:.4f} of dense MACs; target {job.target} "
-                "must be met within 1%: this is a bug in the method"
-            )
+        ctx = _context(job, model, space, data, device, options, reference, run)
+        result, seconds, ratio = _search(spec, ctx, job)
         if result.weights_changed:
             model_cpu = model.cpu().to(memory_format=torch.contiguous_format)
             atomic_torch_save({**dense_ck, "state_dict": model_cpu.state_dict()}, out / "search_model.pt")
-        info = dict(result.info)
-        costs = {k: info.get(k) for k in COST_KEYS}
-        if not result.weights_changed:  # the fine-tuned weights are the dense ones (or a fresh init)
-            costs.update({k: costs[k] or 0 for k in ("weight_train_steps", "weight_train_images")})
-        weights = "scratch" if result.reinit else "search_model.pt" if result.weights_changed else "dense"
-        search = {
-            "method": label,
-            "base_method": job.method,
-            "family": spec.family,
-            "target": job.target,
-            "macs_ratio": ratio,
-            "search_seconds": seconds,
-            **costs,
-            "weights": weights,
-            "options": options,
-            "reference": str(job.reference) if job.reference else None,
-            "info": info,
-            "settings": job.raw,
-            "provenance": provenance(),
-        }
+        search = _search_record(job, spec.family, result, options, ratio, seconds)
         search["job_seconds"] = time.time() - t0
-        atomic_write_json(out / "search.json", search)
-        structure = {
-            "arch": job.arch,
-            "dataset": job.dataset,
-            "target": job.target,
-            "method": label,
-            "base_method": job.method,
-            "group_sizes": {g.id: g.size for g in space.groups},
-            "kept": result.structure,
-        }
-        atomic_write_json(out / "structure.json", structure)
-        drop_checkpoint(job.settings, out / "sparsity_ckpt.pt")
-        drop_checkpoint(job.settings, out / "search_ckpt.pt")  # PASS's resumable search state
-        run.log_metrics(
-            {
-                "search_seconds": seconds,
-                "job_seconds": search["job_seconds"],
-                "macs_ratio": ratio,
-                **{k: v for k, v in costs.items() if isinstance(v, (int, float))},
-                **{k: v for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-            }
-        )
+        _write_outputs(job, space, result, search)
+        run.log_metrics(_run_metrics(search))
         run.log_outputs(out)  # the job's records, kept-ratio plot and log, to its MLflow run
     print(
-        f"{label} ({job.method}) at {job.target}: {ratio:.4f} of dense MACs; search {seconds:.1f}s "
+        f"{job.label} ({job.method}) at {job.target}: {ratio:.4f} of dense MACs; search {seconds:.1f}s "
         f"(job {search['job_seconds']:.1f}s)"
     )
     return search
+
+
+def dense_on_device(job: SearchJob, data: Any, device: torch.device) -> tuple[nn.Module, dict, PruningSpace]:
+    """The dense model and its pruning space, both on ``device`` (the methods' device contract).
+
+    Why here: methods never move models (``passprune.methods.check_devices`` refuses a misplaced one), so
+    the stage places the model and the space's example inputs on the job's device before the space traces
+    them; a Torch-Pruning pruner a method builds then traces on one device. Returns (model, checkpoint, space).
+    """
+    from ..structure import PruningSpace
+
+    model, dense_ck = load_dense(job.dense, device)
+    x0 = example_input(data).to(device)
+    space = PruningSpace(model, x0, max_prune_frac=job.settings.search.max_prune_frac)
+    return model, dense_ck, space
+
+
+def _context(
+    job: SearchJob,
+    model: nn.Module,
+    space: PruningSpace,
+    data: Any,
+    device: torch.device,
+    options: dict[str, Any],
+    reference: dict[str, Any] | None,
+    run: Any,
+) -> SearchContext:
+    """The method's view of the job: what it searches, with what, and where it may log and write."""
+    from ..methods import SearchContext
+
+    return SearchContext(
+        model=model,
+        space=space,
+        data=data,
+        target=job.target,
+        options=options,
+        device=device,
+        seed=job.seed,
+        workdir=job.out,
+        batch_size=job.settings.search.batch_size,
+        log=lambda m, step: run.log_metrics(m, step),
+        reference=reference,
+    )
+
+
+def _search(spec: MethodSpec, ctx: SearchContext, job: SearchJob) -> tuple[SearchResult, float, float]:
+    """Run the method (timed) and check its answer: a valid structure within 1% under the MACs target.
+
+    Why the check is here rather than trusted to each method: every downstream stage and report assumes it,
+    and a method that misses it is a bug that must stop the job. Returns (result, seconds, MACs ratio)."""
+    t_search = time.time()
+    result = spec.run(ctx)
+    seconds = time.time() - t_search
+    ctx.space.validate(result.structure)
+    ratio = ctx.space.structure_macs_ratio(result.structure)
+    if not (job.target * 0.99 <= ratio <= job.target * 1.0 + 1e-9):
+        raise RuntimeError(
+            f"{job.method} returned a structure at {ratio:.4f} of dense MACs; target {job.target} "
+            "must be met within 1%: this is a bug in the method"
+        )
+    return result, seconds, ratio
+
+
+def _search_record(
+    job: SearchJob, family: str, result: SearchResult, options: dict[str, Any], ratio: float, seconds: float
+) -> dict[str, Any]:
+    """search.json (less ``job_seconds``): the cost columns every method reports, flat, and what ran.
+
+    A method that did not train the weights reports no weight training; its fine-tuning then starts from the
+    dense weights (or, for ``reinit``, a fresh initialisation), which ``weights`` records."""
+    info = dict(result.info)
+    costs = {k: info.get(k) for k in COST_KEYS}
+    if not result.weights_changed:  # the fine-tuned weights are the dense ones (or a fresh init)
+        costs.update({k: costs[k] or 0 for k in ("weight_train_steps", "weight_train_images")})
+    weights = "scratch" if result.reinit else "search_model.pt" if result.weights_changed else "dense"
+    return {
+        "method": job.label,
+        "base_method": job.method,
+        "family": family,
+        "target": job.target,
+        "macs_ratio": ratio,
+        "search_seconds": seconds,
+        **costs,
+        "weights": weights,
+        "options": options,
+        "reference": str(job.reference) if job.reference else None,
+        "info": info,
+        "settings": job.raw,
+        "provenance": provenance(),
+    }
+
+
+def _write_outputs(job: SearchJob, space: PruningSpace, result: SearchResult, search: dict[str, Any]) -> None:
+    """search.json, then structure.json (the output Snakemake waits for), then drop the resume checkpoints:
+    they are only dead weight once the outputs exist."""
+    out = job.out
+    atomic_write_json(out / "search.json", search)
+    structure = {
+        "arch": job.arch,
+        "dataset": job.dataset,
+        "target": job.target,
+        "method": job.label,
+        "base_method": job.method,
+        "group_sizes": {g.id: g.size for g in space.groups},
+        "kept": result.structure,
+    }
+    atomic_write_json(out / "structure.json", structure)
+    drop_checkpoint(job.settings, out / "sparsity_ckpt.pt")
+    drop_checkpoint(job.settings, out / "search_ckpt.pt")  # PASS's resumable search state
+
+
+def _run_metrics(search: dict[str, Any]) -> dict[str, float]:
+    """The numbers of search.json that MLflow shows: times, MACs ratio, costs and the method's numeric facts."""
+    costs = {k: search[k] for k in COST_KEYS}
+    return {
+        "search_seconds": search["search_seconds"],
+        "job_seconds": search["job_seconds"],
+        "macs_ratio": search["macs_ratio"],
+        **{k: v for k, v in costs.items() if isinstance(v, (int, float))},
+        **{k: v for k, v in search["info"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+    }
