@@ -6,9 +6,10 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn as nn
 
 from ..checkpoint import build, example_input, load_dense, save_pruned
 from ..files import provenance, read_json_checked
@@ -16,6 +17,11 @@ from ..records import write_record
 from ..settings import TrainSettings
 from .common import Job, drop_checkpoint, fingerprint, job_trainer, start_job
 from .search import COST_KEYS
+
+if TYPE_CHECKING:
+    from ..engine import TrainResult
+    from ..methods.passnet.prompted import FinetunePrompt
+    from ..structure import ModelCost, PruningSpace
 
 
 @dataclass(kw_only=True)
@@ -137,163 +143,283 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     chance, by construction. The dense model's own ImageNet pretraining (``pretrained: true``) is not
     counted in that budget.
     """
-    from ..engine import evaluate, recalibrate_bn
-    from ..methods.passnet.prompted import FinetunePrompt
-    from ..metrics import interleaved_latency
-    from ..structure import PruningSpace, conv_linear_macs, count_macs_params, prune_model
     from ..tracking import JobRun
 
     t0, device, data = start_job(job)
+    s = _setup(job, data, device)
+    cfg = job.settings.finetune.train()
+    tags = job.tags(method=s.method, target=job.target, family=s.family, source=job.source_dataset)
+    run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{s.method}/macs{job.target}"
+    with JobRun(job.settings.tracking, run_name, tags, job.raw) as run:
+        before = _before_finetune(job, s, data, device, cfg)
+        pre, res = _train(job, s, run, data, device, cfg)
+        test, test_np = _test(s, data, device, cfg)
+        p_cpu, cost, dense_cost, latency = _measure(job, s, device)
+        metrics = _metrics(job, s, device, before, test, res, (cost, dense_cost), latency)
+        metrics.update(_budget_columns(job, s, res, pre))
+        metrics.update(s.vp.metrics(test_np, before["test_np"]))
+        _write_outputs(job, s, p_cpu, metrics, t0)
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        run.log_outputs(job.out)  # the job's records, kept-ratio plot and log, to its MLflow run
+    print(
+        f"{s.method} at {job.target} on {job.dataset}: top1 {before['test']['top1']:.2f}% -> {test['top1']:.2f}% "
+        f"({metrics['speedup_macs']:.2f}x MACs)"
+    )
+    return metrics
+
+
+@dataclass
+class _Setup:
+    """What a fine-tuning job works on, assembled before it logs anything: the search's records, the dense
+    model, the weights fine-tuning starts from, and the pruned network (``net`` wraps it in PASS's prompt when
+    the search asks for one, else it is ``pruned``)."""
+
+    search_dir: Path
+    structure: dict[str, Any]
+    search: dict[str, Any]
+    dense: nn.Module
+    dense_ck: dict[str, Any]
+    dense_metrics: dict[str, Any] | None
+    scratch: bool
+    start: nn.Module
+    x0: torch.Tensor
+    space: PruningSpace
+    pruned: nn.Module
+    vp: FinetunePrompt
+    net: nn.Module
+    method: str
+    family: str
+
+    @property
+    def kept(self) -> dict[str, list[int]]:
+        return self.structure["kept"]
+
+
+def _setup(job: FinetuneJob, data: Any, device: torch.device) -> _Setup:
+    """Read the search, load the dense model, pick the starting weights and prune them physically.
+
+    The space and the pruning run on CPU copies (the dense model stays untouched for the cost counts and the
+    latency baseline); only the pruned network goes to ``device``."""
+    from ..methods.passnet.prompted import FinetunePrompt
+    from ..structure import PruningSpace, prune_model
+
     search_dir = Path(job.search)
     structure, search = _read_search(search_dir, job.arch)
     dense, dense_ck = load_dense(job.dense)
     dense_metrics = dense_metrics_of(job.dense)
     scratch = search["weights"] == "scratch"
-    start = dense
-    if scratch:
+    start = _start_weights(job, search_dir, search, dense, dense_ck, dense_metrics)
+    x0 = example_input(data)
+    space = PruningSpace(copy.deepcopy(dense).cpu(), x0)
+    _check_fits(structure, space, search_dir / "structure.json", job.dense)
+    pruned = prune_model(copy.deepcopy(start).cpu().eval(), x0, structure["kept"]).to(device)
+    vp = FinetunePrompt.from_search(search_dir, search, job.structure_only)  # PASS's prompt_at_eval (else inert)
+    family = f"{search['family'].split('-')[0]}-transfer" if job.source_dataset else search["family"]
+    return _Setup(
+        search_dir,
+        structure,
+        search,
+        dense,
+        dense_ck,
+        dense_metrics,
+        scratch,
+        start,
+        x0,
+        space,
+        pruned,
+        vp,
+        net=vp.wrap(pruned),  # what is evaluated and fine-tuned: pruned(x + V) with prompt_at_eval, else pruned
+        method=job.label or search["method"],
+        family=family,
+    )
+
+
+def _start_weights(
+    job: FinetuneJob,
+    search_dir: Path,
+    search: dict[str, Any],
+    dense: nn.Module,
+    dense_ck: dict[str, Any],
+    dense_metrics: dict[str, Any] | None,
+) -> nn.Module:
+    """The weights fine-tuning starts from: a fresh initialisation (``scratch``), the search's sparsity-trained
+    weights, or the dense model itself (returned as is, so callers can tell by identity)."""
+    if search["weights"] == "scratch":
         if not dense_metrics or not (dense_metrics.get("settings") or {}).get("train"):
             raise FileNotFoundError(
                 f"scratch needs the dense model's metrics.json next to --dense {job.dense} (its "
                 "pretraining recipe settings.train and history set the training budget)"
             )
-        start = fresh_model(dense_ck["arch"], dense_ck["model_kwargs"], job.seed)
-    elif search["weights"] != "dense" and not job.structure_only:
-        start, _ = load_dense(search_dir / search["weights"])
-    x0 = example_input(data)
-    kept = structure["kept"]
-    space = PruningSpace(copy.deepcopy(dense).cpu(), x0)
-    _check_fits(structure, space, search_dir / "structure.json", job.dense)
-    pruned = prune_model(copy.deepcopy(start).cpu().eval(), x0, kept).to(device)
-    vp = FinetunePrompt.from_search(search_dir, search, job.structure_only)  # PASS's prompt_at_eval (else inert)
-    net = vp.wrap(pruned)  # what is evaluated and fine-tuned: pruned(x + V) with prompt_at_eval, else pruned
-    ft = job.settings.finetune
-    recal = ft.bn_recalibration_batches
-    cfg = ft.train()
-    method = job.label or search["method"]
-    family = f"{search['family'].split('-')[0]}-transfer" if job.source_dataset else search["family"]
-    out = job.out
-    tags = job.tags(method=method, target=job.target, family=family, source=job.source_dataset)
-    run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{method}/macs{job.target}"
-    with JobRun(job.settings.tracking, run_name, tags, job.raw) as run:
-        raw_val = evaluate(net, data.val, device, cfg.eval_batch_size)
-        recalibrate_bn(net, data.train, device, recal, cfg.batch_size, job.seed)
-        before_val = evaluate(net, data.val, device, cfg.eval_batch_size)
-        before_test = evaluate(net, data.test, device, cfg.eval_batch_size)
-        before_test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, before_test)
-        fit = job_trainer(job, run, data, device)
-        key = (job.dataset, job.arch, job.seed, job.raw, kept)
-        pre = None
-        if scratch:  # phase 1: the dense model's pretraining recipe, from the fresh init; phase 2 is below
-            pre_cfg = pretrain_recipe(dense_metrics)
-            pre = fit(
-                pruned,
-                pre_cfg,
-                "scratch_ckpt.pt",
-                log_prefix="scratch_",
-                desc=f"scratch {method}@{job.target}",
-                fingerprint=fingerprint("scratch", *key, pre_cfg, search["search_seconds"]),
-            )
-        res = fit(
-            net,
-            cfg,
-            "finetune_ckpt.pt",
-            **vp.train_kwargs(pruned),
-            desc=f"finetune {method}@{job.target}",
-            fingerprint=fingerprint(*key, search["search_seconds"]),
+        return fresh_model(dense_ck["arch"], dense_ck["model_kwargs"], job.seed)
+    if search["weights"] != "dense" and not job.structure_only:
+        return load_dense(search_dir / search["weights"])[0]
+    return dense
+
+
+def _before_finetune(job: FinetuneJob, s: _Setup, data: Any, device: torch.device, cfg: TrainSettings) -> dict:
+    """Accuracy of the pruned network before any training: validation as pruned, then after re-estimating
+    its BatchNorm statistics (which every pruned net gets, so a method is not judged by stale statistics),
+    then validation and test; PASS's prompt-free test accuracy beside it."""
+    from ..engine import evaluate, recalibrate_bn
+
+    raw_val = evaluate(s.net, data.val, device, cfg.eval_batch_size)
+    recalibrate_bn(s.net, data.train, device, job.settings.finetune.bn_recalibration_batches, cfg.batch_size, job.seed)
+    val = evaluate(s.net, data.val, device, cfg.eval_batch_size)
+    test = evaluate(s.net, data.test, device, cfg.eval_batch_size)
+    test_np = s.vp.noprompt(s.pruned, data.test, device, cfg.eval_batch_size, test)
+    return {"raw_val": raw_val, "val": val, "test": test, "test_np": test_np}
+
+
+def _train(
+    job: FinetuneJob, s: _Setup, run: Any, data: Any, device: torch.device, cfg: TrainSettings
+) -> tuple[TrainResult | None, TrainResult]:
+    """``scratch``'s first phase (the dense model's own pretraining recipe, from the fresh init; None for every
+    other method), then the shared fine-tuning. Returns (phase-1 result or None, fine-tuning result)."""
+    fit = job_trainer(job, run, data, device)
+    key = (job.dataset, job.arch, job.seed, job.raw, s.kept)
+    pre = None
+    if s.scratch:
+        pre_cfg = pretrain_recipe(s.dense_metrics)
+        pre = fit(
+            s.pruned,
+            pre_cfg,
+            "scratch_ckpt.pt",
+            log_prefix="scratch_",
+            desc=f"scratch {s.method}@{job.target}",
+            fingerprint=fingerprint("scratch", *key, pre_cfg, s.search["search_seconds"]),
         )
-        test = evaluate(net, data.test, device, cfg.eval_batch_size)
-        test_np = vp.noprompt(pruned, data.test, device, cfg.eval_batch_size, test)
-        p_cpu = copy.deepcopy(pruned).cpu().to(memory_format=torch.contiguous_format).eval()
-        d_cpu = copy.deepcopy(dense).cpu().eval()
-        macs = conv_linear_macs(p_cpu, x0)
-        dense_macs = conv_linear_macs(d_cpu, x0)
-        macs_tp, params = count_macs_params(p_cpu, x0)
-        dense_macs_tp, dense_params = count_macs_params(d_cpu, x0)
-        lat = job.settings.latency
-        latency = {}
-        if lat.enabled:
-            latency = interleaved_latency(
-                d_cpu.to(device),
-                p_cpu.to(device),
-                tuple(x0.shape[1:]),
-                device,
-                batch_sizes=lat.batch_sizes,
-                repeats=lat.repeats,
-            )
-            p_cpu, d_cpu = p_cpu.cpu(), d_cpu.cpu()
-        bs_main = max(lat.batch_sizes) if latency else None
-        metrics = {
-            "stage": "finetune",
-            "dataset": job.dataset,
-            "arch": job.arch,
-            "seed": job.seed,
-            "method": method,
-            "family": family,
-            "target": job.target,
-            "source": job.source_dataset,
-            "top1": test["top1"],
-            "top1_before_ft": before_test["top1"],
-            "val_top1": res.best_val_top1,
-            "val_top1_before_ft": before_val["top1"],
-            "val_top1_before_ft_no_recal": raw_val["top1"],
-            "bn_recalibration_batches": recal,
-            "best_epoch": res.best_epoch,
-            "macs": macs,
-            "dense_macs": dense_macs,
-            "macs_ratio": macs / dense_macs,
-            "speedup_macs": dense_macs / macs,
-            "macs_tp": macs_tp,
-            "params": params,
-            "dense_params": dense_params,
-            "dense_macs_tp": dense_macs_tp,
-            "speedup_latency": latency.get(f"speedup_latency_bs{bs_main}") if latency else None,
-            **latency,
-            "device": str(device),
-            "search_seconds": search["search_seconds"],
-            "finetune_seconds": res.seconds,
-            "search_info": {k: v for k, v in search.get("info", {}).items() if k != "history"},
-            "kept_channels": {g: len(v) for g, v in kept.items()},
-            "group_sizes": structure["group_sizes"],
-            "group_order": [g.id for g in space.groups],
-            "history": res.history,
-            "settings": job.raw,
-            "provenance": provenance(),
-        }
-        costs = cost_columns(search, job.structure_only, (pre.steps, pre.images) if pre is not None else None)
-        wts = costs["weight_train_steps"]
-        metrics.update(
+    res = fit(
+        s.net,
+        cfg,
+        "finetune_ckpt.pt",
+        **s.vp.train_kwargs(s.pruned),
+        desc=f"finetune {s.method}@{job.target}",
+        fingerprint=fingerprint(*key, s.search["search_seconds"]),
+    )
+    return pre, res
+
+
+def _test(s: _Setup, data: Any, device: torch.device, cfg: TrainSettings) -> tuple[dict, Any]:
+    """The fine-tuned network's test accuracy (the one time the test split decides anything), and without
+    PASS's prompt."""
+    from ..engine import evaluate
+
+    test = evaluate(s.net, data.test, device, cfg.eval_batch_size)
+    return test, s.vp.noprompt(s.pruned, data.test, device, cfg.eval_batch_size, test)
+
+
+def _measure(job: FinetuneJob, s: _Setup, device: torch.device) -> tuple[nn.Module, ModelCost, ModelCost, dict]:
+    """Cost of the pruned and the dense network (each counted once, both counters in one pass) and their
+    latency, interleaved on ``device``. Returns (pruned net on CPU, its cost, the dense cost, latency)."""
+    from ..metrics import interleaved_latency
+    from ..structure import count_costs
+
+    p_cpu = copy.deepcopy(s.pruned).cpu().to(memory_format=torch.contiguous_format).eval()
+    d_cpu = copy.deepcopy(s.dense).cpu().eval()
+    cost, dense_cost = count_costs(p_cpu, s.x0), count_costs(d_cpu, s.x0)
+    lat = job.settings.latency
+    latency = {}
+    if lat.enabled:
+        latency = interleaved_latency(
+            d_cpu.to(device),
+            p_cpu.to(device),
+            tuple(s.x0.shape[1:]),
+            device,
+            batch_sizes=lat.batch_sizes,
+            repeats=lat.repeats,
+        )
+        p_cpu = p_cpu.cpu()
+    return p_cpu, cost, dense_cost, latency
+
+
+def _metrics(
+    job: FinetuneJob,
+    s: _Setup,
+    device: torch.device,
+    before: dict[str, Any],
+    test: dict[str, Any],
+    res: TrainResult,
+    costs: tuple[ModelCost, ModelCost],
+    latency: dict[str, Any],
+) -> dict[str, Any]:
+    """metrics.json's accuracy, size and latency columns, the search's facts and the training history."""
+    cost, dense = costs
+    bs_main = max(job.settings.latency.batch_sizes) if latency else None
+    return {
+        "stage": "finetune",
+        "dataset": job.dataset,
+        "arch": job.arch,
+        "seed": job.seed,
+        "method": s.method,
+        "family": s.family,
+        "target": job.target,
+        "source": job.source_dataset,
+        "top1": test["top1"],
+        "top1_before_ft": before["test"]["top1"],
+        "val_top1": res.best_val_top1,
+        "val_top1_before_ft": before["val"]["top1"],
+        "val_top1_before_ft_no_recal": before["raw_val"]["top1"],
+        "bn_recalibration_batches": job.settings.finetune.bn_recalibration_batches,
+        "best_epoch": res.best_epoch,
+        "macs": cost.macs,
+        "dense_macs": dense.macs,
+        "macs_ratio": cost.macs / dense.macs,
+        "speedup_macs": dense.macs / cost.macs,
+        "macs_tp": cost.macs_tp,
+        "params": cost.params,
+        "dense_params": dense.params,
+        "dense_macs_tp": dense.macs_tp,
+        "speedup_latency": latency.get(f"speedup_latency_bs{bs_main}") if latency else None,
+        **latency,
+        "device": str(device),
+        "search_seconds": s.search["search_seconds"],
+        "finetune_seconds": res.seconds,
+        "search_info": {k: v for k, v in s.search.get("info", {}).items() if k != "history"},
+        "kept_channels": {g: len(v) for g, v in s.kept.items()},
+        "group_sizes": s.structure["group_sizes"],
+        "group_order": [g.id for g in s.space.groups],
+        "history": res.history,
+        "settings": job.raw,
+        "provenance": provenance(),
+    }
+
+
+def _budget_columns(job: FinetuneJob, s: _Setup, res: TrainResult, pre: TrainResult | None) -> dict[str, Any]:
+    """The training budget every weight saw (search, weight training, fine-tuning) and where it started;
+    for ``scratch`` also its first phase, so its total can be checked against the dense pretraining."""
+    search = s.search
+    costs = cost_columns(search, job.structure_only, (pre.steps, pre.images) if pre is not None else None)
+    wts = costs["weight_train_steps"]
+    columns = {
+        "base_method": search.get("base_method", search["method"]),
+        "method_options": search.get("options"),
+        "select_on_val": (search.get("options") or {}).get("select_on_val"),
+        "search_job_seconds": search.get("job_seconds"),
+        **costs,
+        "finetune_steps": res.steps,
+        "finetune_images": res.images,
+        "total_weight_steps": wts + res.steps if wts is not None else None,
+        "dense_pretrain_steps": dense_pretrain_steps(s.dense_metrics),
+        "start_weights": "scratch" if s.scratch else "dense" if s.start is s.dense else "search",
+    }
+    if pre is not None:
+        columns.update(
             {
-                "base_method": search.get("base_method", search["method"]),
-                "method_options": search.get("options"),
-                "select_on_val": (search.get("options") or {}).get("select_on_val"),
-                "search_job_seconds": search.get("job_seconds"),
-                **costs,
-                "finetune_steps": res.steps,
-                "finetune_images": res.images,
-                "total_weight_steps": wts + res.steps if wts is not None else None,
-                "dense_pretrain_steps": dense_pretrain_steps(dense_metrics),
-                "start_weights": "scratch" if scratch else "dense" if start is dense else "search",
+                "scratch_init_seed": scratch_init_seed(job.seed),
+                "scratch_history": pre.history,
+                "scratch_val_top1": pre.best_val_top1,
             }
         )
-        if pre is not None:
-            metrics.update(
-                {
-                    "scratch_init_seed": scratch_init_seed(job.seed),
-                    "scratch_history": pre.history,
-                    "scratch_val_top1": pre.best_val_top1,
-                }
-            )
-        metrics.update(vp.metrics(test_np, before_test_np))
-        vp.save(out)
-        save_pruned(out / "model.pt", job.arch, dense_ck["model_kwargs"], kept, p_cpu, list(x0.shape))
-        metrics["wall_seconds"] = time.time() - t0
-        write_record(out / "metrics.json", metrics)
-        drop_checkpoint(job.settings, out / "finetune_ckpt.pt")
-        drop_checkpoint(job.settings, out / "scratch_ckpt.pt")
-        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        run.log_outputs(out)  # the job's records, kept-ratio plot and log, to its MLflow run
-    print(
-        f"{method} at {job.target} on {job.dataset}: top1 {before_test['top1']:.2f}% -> {test['top1']:.2f}% "
-        f"({metrics['speedup_macs']:.2f}x MACs)"
-    )
-    return metrics
+    return columns
+
+
+def _write_outputs(job: FinetuneJob, s: _Setup, p_cpu: nn.Module, metrics: dict[str, Any], t0: float) -> None:
+    """The prompt (PASS), the pruned model, then metrics.json (what Snakemake waits for, with the job's wall
+    time), then drop the resume checkpoints: dead weight once the outputs exist."""
+    out = job.out
+    s.vp.save(out)
+    save_pruned(out / "model.pt", job.arch, s.dense_ck["model_kwargs"], s.kept, p_cpu, list(s.x0.shape))
+    metrics["wall_seconds"] = time.time() - t0
+    write_record(out / "metrics.json", metrics)
+    drop_checkpoint(job.settings, out / "finetune_ckpt.pt")
+    drop_checkpoint(job.settings, out / "scratch_ckpt.pt")
