@@ -95,22 +95,7 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor, modules: dict[st
     out_group_of: dict[str, str] = {}
     for g in raw:
         root = names[g[0].dep.target.module]
-        writers, norms, readers = [], [], []
-        for item in g:
-            mod = item.dep.target.module
-            name = names.get(mod)
-            if name is None:  # torch-pruning's internal ops (adds, reshapes)
-                continue
-            out_fn = graph.is_out_channel_pruning_fn(item.dep.handler)
-            if isinstance(mod, WEIGHT_LAYERS):
-                if out_fn:
-                    writers.append(name)
-                    if isinstance(mod, nn.Conv2d) and mod.groups > 1:
-                        readers.append(name)  # depthwise: its inputs are the same channels
-                else:
-                    readers.append(name)
-            elif isinstance(mod, nn.modules.batchnorm._BatchNorm) or isinstance(mod, nn.GroupNorm):
-                norms.append(name)
+        writers, norms, readers = _roles(graph, g, names)
         writers = sorted(set(writers), key=exec_order.__getitem__)
         for w in writers:
             if w in out_group_of:
@@ -135,6 +120,32 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor, modules: dict[st
     for i, grp in enumerate(groups):
         grp.order = i
     return DependencyGroups(graph, classifier, groups, in_group_of, out_group_of, out_positions)
+
+
+def _roles(
+    graph: tp.DependencyGraph, group: tp.Group, names: dict[nn.Module, str]
+) -> tuple[list[str], list[str], list[str]]:
+    """Which named layers of one Torch-Pruning group write its channels, normalise them, or read them.
+
+    A depthwise conv both writes and reads the group's channels; Torch-Pruning's internal ops (adds,
+    reshapes) have no name and play no role. Returns (writers, norms, readers), in the group's item order."""
+    writers, norms, readers = [], [], []
+    for item in group:
+        mod = item.dep.target.module
+        name = names.get(mod)
+        if name is None:  # torch-pruning's internal ops (adds, reshapes)
+            continue
+        out_fn = graph.is_out_channel_pruning_fn(item.dep.handler)
+        if isinstance(mod, WEIGHT_LAYERS):
+            if out_fn:
+                writers.append(name)
+                if isinstance(mod, nn.Conv2d) and mod.groups > 1:
+                    readers.append(name)  # depthwise: its inputs are the same channels
+            else:
+                readers.append(name)
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm) or isinstance(mod, nn.GroupNorm):
+            norms.append(name)
+    return writers, norms, readers
 
 
 def trace_shapes(model: nn.Module, x: torch.Tensor, names: dict[nn.Module, str]):
