@@ -502,7 +502,7 @@ class _Search:
 def _frozen(ctx: SearchContext) -> nn.Module:
     """The dense network on the search's device, in eval mode, with no parameter trained: PASS learns only
     V, w and theta around it."""
-    model = ctx.model.to(ctx.device).eval()
+    model = ctx.model.eval()  # on ctx.device already: the stage moves it (device contract)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
