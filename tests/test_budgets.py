@@ -16,8 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from snakemake_output import planned_jobs
 
 import passprune.study as S
 from passprune.settings import JobSettings
@@ -158,18 +157,6 @@ def test_the_registry_states_which_methods_train_weights():
 
 
 # ----------------------------------------------------------------------------- through Snakemake
-def _planned(output: str) -> set[tuple[str, str, str]]:
-    """(rule, --out, --settings) of every ``passprune`` job a ``snakemake -n -p`` printed."""
-    planned, rule = set(), None
-    for line in output.splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):\s*$", line):
-            rule = m.group(1)
-        elif line.startswith("Shell command: passprune ") and "--settings" in line:
-            argv = shlex.split(line[len("Shell command: ") :].split(" > ", 1)[0])
-            planned.add((rule, argv[argv.index("--out") + 1], argv[argv.index("--settings") + 1]))
-    return planned
-
-
 def test_snakemake_plans_each_budget_as_the_study_does(tmp_path):
     """The rules bind the budget folders and settings: Snakemake's dry run of a two-budget study (with matched
     total steps and the scratch control) plans exactly the study's jobs, with exactly its --settings."""
@@ -185,7 +172,7 @@ def test_snakemake_plans_each_budget_as_the_study_does(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     job_list = S.jobs(S.check(cfg))
     expected = {(j.rule, os.path.dirname(j.outputs[0]), S.settings_json(j.settings)) for j in job_list if j.stage}
-    assert _planned(out) == expected
+    assert planned_jobs(out) == expected
     assert "macs0.5/ft-e2.log" in out and "/search/structure.json" in out
 
 

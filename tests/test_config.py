@@ -18,13 +18,13 @@ import copy
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_output import job_counts, planned_jobs
 
 import passprune.study as S
 
@@ -512,31 +512,6 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
 
 
-def _job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run -> {rule: count}, in its order, without the total."""
-    assert "Job stats:" in output, f"no job table in snakemake's output:\n{output[-3000:]}"
-    counts = {}
-    for line in output[output.index("Job stats:") :].splitlines()[3:]:
-        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    counts.pop("total")
-    return counts
-
-
-def _planned_settings(output: str) -> set[tuple[str, str, str]]:
-    """(rule, --out, --settings) of every ``passprune`` job a ``snakemake -n -p`` printed."""
-    planned, rule = set(), None
-    for line in output.splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):\s*$", line):
-            rule = m.group(1)
-        elif line.startswith("Shell command: passprune ") and "--settings" in line:
-            argv = shlex.split(line[len("Shell command: ") :].split(" > ", 1)[0])
-            planned.add((rule, argv[argv.index("--out") + 1], argv[argv.index("--settings") + 1]))
-    return planned
-
-
 def test_snakemake_plans_the_study_jobs_and_settings(tmp_path):
     """config/test.yaml from a working directory that also holds config/config.yaml: --configfile replaces the
     embedded default (merged, test.yaml would inherit its methods), and Snakemake plans exactly the study's jobs,
@@ -550,9 +525,9 @@ def test_snakemake_plans_the_study_jobs_and_settings(tmp_path):
     assert "is extended by additional config" not in out
     assert not (workdir / "results").exists(), "a dry run must not create results/"
     job_list = S.jobs(S.check(BASE))
-    assert list(_job_counts(out).items()) == list(S.counts(job_list).items())
+    assert list(job_counts(out, required=True).items()) == list(S.counts(job_list).items())
     expected = {(j.rule, os.path.dirname(j.outputs[0]), S.settings_json(j.settings)) for j in job_list if j.stage}
-    assert _planned_settings(out) == expected
+    assert planned_jobs(out) == expected
 
 
 def test_snakemake_loads_the_default_without_configfile(tmp_path):
@@ -563,7 +538,10 @@ def test_snakemake_loads_the_default_without_configfile(tmp_path):
     proc = _snakemake(workdir, "-n", "--cores", "1")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert _job_counts(out) == S.counts(S.jobs(S.load(DEFAULT_CONFIG))) and sum(_job_counts(out).values()) == 40
+    assert (
+        job_counts(out, required=True) == S.counts(S.jobs(S.load(DEFAULT_CONFIG)))
+        and sum(job_counts(out, required=True).values()) == 40
+    )
 
 
 @pytest.mark.parametrize(
@@ -599,7 +577,7 @@ def test_snakemake_plans_the_paper_grid_as_the_study_does(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     counts = S.counts(S.jobs(S.load(PAPER_CONFIG)))
-    assert list(_job_counts(out).items()) == list(counts.items()) and sum(counts.values()) == 5349
+    assert list(job_counts(out, required=True).items()) == list(counts.items()) and sum(counts.values()) == 5349
 
 
 def test_settings_json_is_what_a_job_reads():

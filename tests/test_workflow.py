@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import TEST_CONFIG, job_logs, run_snakemake
+from snakemake_output import job_counts
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = TEST_CONFIG
@@ -38,20 +39,6 @@ pytestmark = pytest.mark.e2e
 
 def fmt_target(t) -> str:
     return f"{float(t):g}"
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a (dry) run -> {rule: count}, without the total."""
-    if "Job stats:" not in output:
-        return {}
-    counts = {}
-    for line in output[output.index("Job stats:") :].splitlines()[3:]:
-        m = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    counts.pop("total", None)
-    return counts
 
 
 def expected_runs(cfg: dict) -> set[tuple]:
