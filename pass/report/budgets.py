@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .aggregate import budget_names
-from .figures import VERDICT_COLORS, _style, margin_lines, save_figure
+from .figures import VERDICT_COLORS, _style, margin_lines, save_figure, save_message_figure
 from .tables import _render
 
 #: What identifies one comparison across budgets (``versus`` may differ: best_baseline is chosen per budget).
@@ -207,12 +207,7 @@ def plot_claims_budget(results: pd.DataFrame, out_stem: str | os.PathLike) -> li
     groups = _comparisons(results)
     with _style():
         if not groups:
-            fig = Figure(figsize=(7, 1.6), layout="constrained")
-            FigureCanvasAgg(fig)
-            ax = fig.subplots()
-            ax.axis("off")
-            ax.text(0.5, 0.5, "No claim comparison has paired seeds at any budget.", ha="center", va="center")
-            return save_figure(fig, out_stem)
+            return save_message_figure("No claim comparison has paired seeds at any budget.", out_stem)
         cols = min(3, len(groups))
         rows = math.ceil(len(groups) / cols)
         fig = Figure(figsize=(4.2 * cols, 2.9 * rows + 0.5), layout="constrained")

@@ -77,6 +77,17 @@ def save_figure(fig: Figure, out_stem: str | os.PathLike) -> list[Path]:
     return [png, pdf]
 
 
+def save_message_figure(message: str, out_stem: str | os.PathLike) -> list[Path]:
+    """A figure holding only ``message``: a report rule declares its figure files, so when there is nothing to
+    plot it still writes them, saying why, instead of failing. Call it inside :func:`_style`."""
+    fig = Figure(figsize=(7, 1.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    return save_figure(fig, out_stem)
+
+
 def run_labels(df: pd.DataFrame) -> pd.Series:
     """Method name, or ``"<method> (from <source>)"`` for transfer runs, so sources are never merged."""
     src = has_source(df)
@@ -646,12 +657,7 @@ def plot_claims_forest(results: pd.DataFrame, out_stem: str | os.PathLike) -> li
     units = [u for u in _UNIT_LABELS if (r["unit"] == u).any()]
     with _style():
         if not units:
-            fig = Figure(figsize=(7, 1.6), layout="constrained")
-            FigureCanvasAgg(fig)
-            ax = fig.subplots()
-            ax.axis("off")
-            ax.text(0.5, 0.5, "No claim comparison has paired seeds (see the claims table).", ha="center", va="center")
-            return save_figure(fig, out_stem)
+            return save_message_figure("No claim comparison has paired seeds (see the claims table).", out_stem)
         counts = [int((r["unit"] == u).sum()) for u in units]
         fig = Figure(figsize=(9.5, 1.3 + 0.3 * sum(counts) + 0.9 * len(units)), layout="constrained")
         FigureCanvasAgg(fig)
