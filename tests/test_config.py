@@ -337,20 +337,22 @@ def _rejected(mutation) -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize("mutation,expected", SCHEMA_CASES)
-def test_schema_violation_is_named(mutation, expected):
+def _assert_named(mutation, prefix: str, expected) -> None:
+    """The mutated config is rejected with a message that starts with ``prefix`` and matches every pattern."""
     msg = _rejected(mutation)
-    assert msg.startswith("invalid config (workflow/schemas/config.schema.yaml):"), msg
+    assert msg.startswith(prefix), msg
     for pattern in expected:
         assert re.search(pattern, msg), f"{pattern!r} not in the message:\n{msg}"
+
+
+@pytest.mark.parametrize("mutation,expected", SCHEMA_CASES)
+def test_schema_violation_is_named(mutation, expected):
+    _assert_named(mutation, "invalid config (workflow/schemas/config.schema.yaml):", expected)
 
 
 @pytest.mark.parametrize("mutation,expected", SEMANTIC_CASES)
 def test_cross_reference_problem_is_named(mutation, expected):
-    msg = _rejected(mutation)
-    assert msg.startswith("invalid config:"), msg
-    for pattern in expected:
-        assert re.search(pattern, msg), f"{pattern!r} not in the message:\n{msg}"
+    _assert_named(mutation, "invalid config:", expected)
 
 
 def test_problems_are_listed_together():
