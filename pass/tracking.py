@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .files import atomic_write_json, git_state, read_json
+from .files import atomic_write_json, git_state, package_version, read_json
 from .settings import TrackingSettings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -131,8 +131,6 @@ def config_hash(config: dict) -> str:
 def provenance_tags(info: dict[str, Any]) -> dict[str, str]:
     """Tags that tell two studies apart: git commit and dirty flag of the workflow's repository, config hash,
     library versions and the device the config asks for (and what it resolves to here)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     tags: dict[str, str] = {}
     state = git_state(info.get("repo"), timeout=10)
     if state is not None:
@@ -140,10 +138,7 @@ def provenance_tags(info: dict[str, Any]) -> dict[str, str]:
         tags["passprune.git_dirty"] = str(state[1]).lower()
     tags.setdefault("passprune.git_commit", "unknown")
     for pkg in ("passprune", "torch", "torchvision", "torch-pruning", "snakemake", "mlflow"):
-        try:
-            tags[f"passprune.version.{pkg}"] = version(pkg)
-        except PackageNotFoundError:
-            tags[f"passprune.version.{pkg}"] = "not installed"
+        tags[f"passprune.version.{pkg}"] = package_version(pkg)
     config = info.get("config") or {}
     if config:
         tags["passprune.config_hash"] = config_hash(config)
