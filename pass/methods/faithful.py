@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
+from ..memory import gpu_autocast
 from ..settings import TrainSettings
 from ..structure import ChannelMasker, Group, PruningSpace, Structure
 from . import SearchContext, SearchResult, baseline, cost
@@ -205,7 +206,9 @@ def taylor_gate_importance(ctx: SearchContext, batches: int) -> tuple[dict[str, 
                 ):
                     if n >= batches:
                         break
-                    loss = F.cross_entropy(model(x), y)
+                    with gpu_autocast(ctx.device):  # bf16 on CUDA only (passprune.memory): CPU runs are unchanged
+                        out = model(x).float()
+                    loss = F.cross_entropy(out, y)
                     grads = torch.autograd.grad(loss, list(gates.values()))
                     for gid, gr in zip(gates, grads):
                         total[gid] += gr.detach().double().cpu() ** 2  # square per minibatch, then average

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 import torch_pruning as tp
 
+from ..memory import gpu_autocast
 from . import SearchContext, SearchResult, baseline, cost
 
 
@@ -81,7 +82,9 @@ def taylor_method(ctx: SearchContext) -> SearchResult:
     ):
         if i >= ctx.options["batches"]:
             break
-        F.cross_entropy(model(x), y).backward()  # gradients accumulate over batches
+        with gpu_autocast(ctx.device):  # bf16 on CUDA only (passprune.memory): CPU runs are unchanged
+            out = model(x).float()
+        F.cross_entropy(out, y).backward()  # gradients accumulate over batches
         n += 1
         images += y.numel()
     scores = group_scores(ctx, tp.importance.GroupTaylorImportance())

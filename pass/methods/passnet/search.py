@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from ... import resume
 from ...engine import evaluate, recalibrate_bn
 from ...files import atomic_torch_save
+from ...memory import gpu_autocast
 from ...schedule import Optimisers, make_scheduler
 from ...structure import PruningSpace, Structure
 from .. import SearchContext, SearchResult, cost, register_method
@@ -438,7 +439,8 @@ class _Search:
         o, run = self.o, self.run
         masks, _ = self.searcher.straight_through_masks(_budget(self.ctx.target, run.step, o))
         self.masker.set(masks)
-        out = self.model(self.searcher.apply_prompt(x))
+        with gpu_autocast(self.ctx.device):  # bf16 on CUDA only (passprune.memory): CPU runs are unchanged
+            out = self.model(self.searcher.apply_prompt(x)).float()
         loss = F.cross_entropy(out, y)
         self.optim.zero_grad()
         loss.backward()
