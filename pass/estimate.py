@@ -33,6 +33,12 @@ from .datasizes import size_of, split_sizes, steps_per_epoch
 from .settings import JobSettings, TrainSettings
 
 THROUGHPUT = Path(__file__).resolve().parents[1] / "bench" / "throughput.json"
+#: Published GPU images/s per kind (NVIDIA Deep Learning Examples, cited in the file) and a measured override.
+GPU_DEFAULTS = THROUGHPUT.parent / "gpu_throughput_defaults.json"
+GPU_MEASURED = THROUGHPUT.parent / "figures" / "gpu.json"
+#: Images/s one data-loader worker decodes and augments (JPEG at 224 px): an assumption, stated; a job's images
+#: take at least 1 / (workers x this) seconds each, whatever the GPU could do.
+LOADER_IMAGES_PER_WORKER_S = 250.0
 #: Families whose search length is ``steps`` of the search batch (PASS, its ablations, hypernetwork transfer).
 STEP_FAMILIES = ("pass", "pass-ablation", "pass-transfer")
 #: Seconds every job spends outside its images (interpreter, data and model loading): an assumption, stated.
@@ -125,6 +131,36 @@ class Throughput:
     def images_per_s(rec: dict[str, Any], mode: str) -> float:
         """Per second of CPU time where measured (a shared CPU distorts wall time), else per wall second."""
         return rec.get(f"{mode}_images_per_cpu_s") or rec[f"{mode}_images_per_s"]
+
+
+class GpuThroughput(Throughput):
+    """Seconds per image on one GPU: measured per arch in bench/figures/gpu.json where it exists, else the
+    published ResNet-50 figure of the GPU kind scaled by MACs (same interface as :class:`Throughput`)."""
+
+    def __init__(self, kind: str | None = None, defaults: Path = GPU_DEFAULTS, measured: Path = GPU_MEASURED) -> None:
+        table = json.loads(Path(defaults).read_text())
+        self.device, self.path, self._macs = "cuda", Path(defaults), {}
+        self.measured = {}
+        if kind is None and Path(measured).is_file():
+            fig = json.loads(Path(measured).read_text()).get("figures", {})
+            self.measured = fig.get("throughput", {}) or {}
+            self.name = f"measured {fig.get('environment', {}).get('gpu_name', '?')} ({Path(measured).name})"
+        self.kind = kind or "a100"
+        self.spec = table["kinds"][self.kind]
+        self.ref, self.source = table["reference"], table["source"]
+        if not self.measured:
+            self.name = f"{self.spec['name']}, published {self.spec['precision']} ResNet-50 figures ({self.source})"
+        self.memory_gb = float(self.spec["memory_gb"])
+
+    def describe(self) -> str:
+        return f"GPU: {self.name}"
+
+    def seconds_per_image(self, arch: str, resolution: int, mode: str) -> float:
+        rec = self.measured.get(arch)
+        if rec:
+            return self.macs(arch, resolution) / rec["macs_per_image"] / rec[f"{mode}_images_per_s"]
+        ref = self.macs(self.ref["arch"], self.ref["resolution"])
+        return self.macs(arch, resolution) / ref / self.spec[f"{mode}_images_per_s"]
 
 
 # ----------------------------------------------------------------------------- work per job
