@@ -27,7 +27,7 @@ RESULTS_DIR = BENCH_DIR / "figures"
 #: The embedded default as the README states it (measured from a fresh working directory on the 2-core CI
 #: machine); used for shares when no finished run's benchmark files are there to count from.
 EMBEDDED_DEFAULT_JOBS = 40
-EMBEDDED_DEFAULT_WALL_S = 8 * 60 + 36  # 516 s, 2026-11-29, config/config.yaml at 04b2c5c
+EMBEDDED_DEFAULT_WALL_S = 3 * 60 + 54  # 234 s, 2026-12-07, config/config.yaml at 9babe17 (idle machine, fresh workdir)
 
 
 def load_average() -> float:
