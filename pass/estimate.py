@@ -70,6 +70,7 @@ class JobCost:
     eval_images: float
     seconds: float
     macs: float  # multiply-accumulates: forward MACs per image x (3 per training image, 1 per evaluated image)
+    gpu_seconds: float | None = None  # the same images at the GPU model's images/s, plus the start-up
 
 
 class Throughput:
@@ -237,9 +238,84 @@ def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSetting
     return Work(0.0, 0.0, 1.0, res)
 
 
+# ----------------------------------------------------------------------------- peak memory per job
+def memory_key(job) -> tuple[str, int, int, str, bool] | None:
+    """(arch, resolution, batch, regime, bf16) that :func:`passprune.memory.job_memory` counts for a job, or None
+    for a job that runs no model. Training (pretrain, fine-tune, sparsity learning) and PASS / Taylor run bf16
+    autocast on CUDA; weight criteria only evaluate, in fp32."""
+    if job.stage not in ("pretrain", "search", "finetune"):
+        return None
+    settings = _settings(job)
+    _, res = _splits(job, settings)
+    if job.stage != "search":
+        train = settings.train if job.stage == "pretrain" else settings.finetune
+        return job.arch, res, int(train.batch_size), "train", True
+    family, o = _method_options(job.method, settings.method_options)
+    bs = int(settings.search.batch_size)
+    if family in STEP_FAMILIES:
+        return job.arch, res, bs, "pass", True
+    if job.method in ("taylor", "taylor_tp"):
+        return job.arch, res, bs, job.method, True
+    if "epochs" in o:  # sparsity learning trains the dense net
+        return job.arch, res, bs, "train", True
+    return job.arch, res, bs, "eval", False
+
+
+def rule_memory(plan) -> dict[str, float]:
+    """Peak GiB per rule: the largest of its jobs, one count per distinct (arch, resolution, batch, regime)."""
+    from .memory import job_memory
+
+    peaks: dict[tuple, float] = {}
+    out: dict[str, float] = {}
+    for j in plan.jobs:
+        key = memory_key(j)
+        if key is None:
+            continue
+        if key not in peaks:
+            try:
+                peaks[key] = job_memory(*key).peak_gib
+            except ValueError:  # batch-1 counting of a tiny image (BN sees one value per channel): not counted
+                peaks[key] = 0.0
+        out[j.rule] = max(out.get(j.rule, 0.0), peaks[key])
+    return out
+
+
 # ----------------------------------------------------------------------------- the estimate
-def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_S) -> dict[str, Any]:
-    """Per-job seconds and per-rule totals of a :class:`passprune.plan.Plan`."""
+def _job_seconds(w: Work, arch: str, tp: Throughput, overhead_s: float) -> float:
+    if not (w.train or w.eval):
+        return overhead_s
+    return overhead_s + w.macs_factor * (
+        w.train * tp.seconds_per_image(arch, w.resolution, "train")
+        + w.eval * tp.seconds_per_image(arch, w.resolution, "eval")
+    )
+
+
+def _rules(plan, costs: list[JobCost], gpu: bool) -> dict[str, dict[str, float]]:
+    rules: dict[str, dict[str, float]] = {}
+    for rule, count in plan.counts.items():
+        mine = [c for c in costs if c.rule == rule]
+        rules[rule] = {
+            "jobs": count,
+            "hours": sum(c.seconds for c in mine) / 3600,
+            "max_job_hours": max((c.seconds for c in mine), default=0) / 3600,
+            "macs": sum(c.macs for c in mine),
+        }
+        if gpu:
+            rules[rule]["gpu_hours"] = sum(c.gpu_seconds or 0.0 for c in mine) / 3600
+            rules[rule]["gpu_max_job_hours"] = max((c.gpu_seconds or 0.0 for c in mine), default=0.0) / 3600
+    return rules
+
+
+def estimate(
+    plan,
+    throughput: Throughput,
+    overhead_s: float = DEFAULT_OVERHEAD_S,
+    gpu: GpuThroughput | None = None,
+    gpu_memory_gb: float | None = None,
+) -> dict[str, Any]:
+    """Per-job seconds and per-rule totals of a :class:`passprune.plan.Plan`: on ``throughput``'s device (the CPU
+    column), and, given a ``gpu`` model, GPU-hours too; given ``gpu_memory_gb``, each rule's peak GPU memory
+    (counted on the CPU: seconds per distinct job shape) against that card."""
     bases = {(j.dataset, j.arch, j.seed, j.run, j.target): j.method for j in plan.jobs if j.stage == "search"}
     dense = {(j.dataset, j.arch): _settings(j).train for j in plan.jobs if j.stage == "pretrain"}
     from .methods import list_methods
@@ -247,28 +323,18 @@ def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_
     costs: list[JobCost] = []
     for j in plan.jobs:
         w = job_work(j, bases, dense) if j.stage in ("pretrain", "search", "finetune") else Work(0, 0, 1, 0)
-        seconds, macs = overhead_s, 0.0
+        seconds, macs = _job_seconds(w, j.arch, throughput, overhead_s), 0.0
         if w.train or w.eval:
-            seconds += w.macs_factor * (
-                w.train * throughput.seconds_per_image(j.arch, w.resolution, "train")
-                + w.eval * throughput.seconds_per_image(j.arch, w.resolution, "eval")
-            )
             macs = w.macs_factor * throughput.macs(j.arch, w.resolution) * (3 * w.train + w.eval)  # bwd ~ 2x fwd
-        costs.append(JobCost(j.rule, j.dataset, j.arch, j.run, j.target, w.resolution, w.train, w.eval, seconds, macs))
-    rules: dict[str, dict[str, float]] = {}
-    for rule, count in plan.counts.items():
-        mine = [c for c in costs if c.rule == rule]
-        hours = sum(c.seconds for c in mine) / 3600
-        rules[rule] = {
-            "jobs": count,
-            "hours": hours,
-            "max_job_hours": max((c.seconds for c in mine), default=0) / 3600,
-            "macs": sum(c.macs for c in mine),
-        }
+        gpu_s = _job_seconds(w, j.arch, gpu, overhead_s) if gpu is not None else None
+        costs.append(
+            JobCost(j.rule, j.dataset, j.arch, j.run, j.target, w.resolution, w.train, w.eval, seconds, macs, gpu_s)
+        )
+    rules = _rules(plan, costs, gpu is not None)
     by_pair: dict[str, float] = {}
     for c in costs:
         by_pair[f"{c.dataset}/{c.arch}"] = by_pair.get(f"{c.dataset}/{c.arch}", 0.0) + c.seconds / 3600
-    return {
+    est: dict[str, Any] = {
         "configfile": plan.configfile,
         "device": throughput.device,
         "throughput": throughput.describe(),
@@ -281,6 +347,71 @@ def estimate(plan, throughput: Throughput, overhead_s: float = DEFAULT_OVERHEAD_
         "unregistered_methods": sorted({j.method for j in plan.jobs if j.method} - set(list_methods())),
         "jobs": [asdict(c) for c in costs],
     }
+    if gpu is not None:
+        est["gpu"] = {"kind": gpu.kind, "describe": gpu.describe(), "source": gpu.source, "precision": "bf16 autocast"}
+        est["total_gpu_hours"] = sum(r.get("gpu_hours", 0.0) for r in rules.values())
+    if gpu_memory_gb is not None:
+        for rule, gib in rule_memory(plan).items():
+            rules[rule]["peak_gib"] = gib
+        est["gpu_memory_gb"] = gpu_memory_gb
+    return est
+
+
+def _fits(est: dict[str, Any], r: dict[str, float]) -> str:
+    if "peak_gib" not in r:
+        return ""
+    card = est["gpu_memory_gb"]
+    verdict = "fits" if r["peak_gib"] <= card else f"does not fit {card:g} GB"
+    return f" {r['peak_gib']:9.1f} {verdict}"
+
+
+def _table(est: dict[str, Any]) -> list[str]:
+    """One row per rule: GPU-hours first where a GPU model was given, the CPU-derived hours as a second column,
+    then the peak GPU memory where counted."""
+    unit = "GPU-hours" if est["device"] == "cuda" else "core-hours"
+    mem = f" {'peak GiB':>9} on a {est['gpu_memory_gb']:g} GB card" if "gpu_memory_gb" in est else ""
+    if "gpu" not in est:
+        head = [f"{'rule':26} {'jobs':>7} {unit:>12} {'longest job (h)':>16} {'PetaMACs':>10}{mem}"]
+        rows = [
+            f"{rule:26} {r['jobs']:7d} {r['hours']:12.1f} {r['max_job_hours']:16.2f} {r['macs'] / 1e15:10.1f}"
+            + _fits(est, r)
+            for rule, r in est["rules"].items()
+        ]
+        total = (
+            f"{'total':26} {est['total_jobs']:7d} {est['total_hours']:12.1f} {'':16} {est['total_macs'] / 1e15:10.1f}"
+        )
+        return head + rows + [total]
+    head = [f"{'rule':26} {'jobs':>7} {'GPU-hours':>12} {'longest (h)':>12} {unit:>12} {'PetaMACs':>10}{mem}"]
+    rows = [
+        f"{rule:26} {r['jobs']:7d} {r['gpu_hours']:12.1f} {r['gpu_max_job_hours']:12.2f} {r['hours']:12.1f} "
+        f"{r['macs'] / 1e15:10.1f}" + _fits(est, r)
+        for rule, r in est["rules"].items()
+    ]
+    total = (
+        f"{'total':26} {est['total_jobs']:7d} {est['total_gpu_hours']:12.1f} {'':12} {est['total_hours']:12.1f} "
+        f"{est['total_macs'] / 1e15:10.1f}"
+    )
+    return head + rows + [total]
+
+
+def _assumptions(est: dict[str, Any]) -> list[str]:
+    """What the GPU column and the memory column assume, stated under the table."""
+    lines = ["", "assumptions:"]
+    if "gpu" in est:
+        g = est["gpu"]
+        lines += [
+            f"  GPU-hours: {g['describe']}",
+            f"  GPU kind: {g['kind']}; source: {g['source']}",
+            f"  precision: {g['precision']} (training, PASS search, Taylor); "
+            f"start-up: {est['overhead_s_per_job']:.0f} s per job",
+        ]
+    if "gpu_memory_gb" in est:
+        lines.append(
+            f"  peak GiB: largest job of the rule, saved activations counted on the CPU (passprune.memory) + "
+            f"parameters, gradients, optimiser state, 20% allowance and the CUDA context; card: "
+            f"{est['gpu_memory_gb']:g} GB"
+        )
+    return lines if len(lines) > 2 else []
 
 
 def render(est: dict[str, Any]) -> str:
@@ -290,17 +421,11 @@ def render(est: dict[str, Any]) -> str:
         f"throughput: {est['throughput']}",
         f"(+ {est['overhead_s_per_job']:.0f} s start-up per job, an assumption)",
         "",
-        f"{'rule':26} {'jobs':>7} {unit:>12} {'longest job (h)':>16} {'PetaMACs':>10}",
-    ]
-    for rule, r in est["rules"].items():
-        lines.append(f"{rule:26} {r['jobs']:7d} {r['hours']:12.1f} {r['max_job_hours']:16.2f} {r['macs'] / 1e15:10.1f}")
-    lines.append(
-        f"{'total':26} {est['total_jobs']:7d} {est['total_hours']:12.1f} {'':16} {est['total_macs'] / 1e15:10.1f}"
-    )
-    lines.append(
+        *_table(est),
         "PetaMACs: the work itself, device-independent (forward MACs x 3 per training image, x 1 per "
-        "evaluated one); hours = that work at the measured images/s"
-    )
+        "evaluated one); hours = that work at the measured images/s",
+        *_assumptions(est),
+    ]
     lines += ["", f"by dataset/arch ({unit}):"]
     lines += [
         f"  {k:28} {v:10.1f}" for k, v in sorted(est["by_dataset_arch_hours"].items(), key=lambda kv: (-kv[1], kv[0]))
@@ -330,7 +455,8 @@ def cmd_estimate(a: argparse.Namespace) -> None:
         planned = plan(a.configfile, workdir=a.workdir)
     except StudyError as err:
         raise SystemExit(f"passprune estimate: {err}") from None
-    est = estimate(planned, throughput, a.overhead_s)
+    gpu = GpuThroughput(a.gpu)
+    est = estimate(planned, throughput, a.overhead_s, gpu=gpu, gpu_memory_gb=None if a.no_memory else a.gpu_memory_gb)
     print(render(est))
     if a.json:
         atomic_write_json(a.json, est)
@@ -342,6 +468,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--throughput", default=str(THROUGHPUT), help="bench/throughput.json (python bench/throughput.py)")
     q.add_argument("--device", default=None, choices=["cpu", "cuda"], help="whose figures (default: cuda if measured)")
     q.add_argument("--overhead-s", type=float, default=DEFAULT_OVERHEAD_S, help="start-up seconds per job")
+    q.add_argument(
+        "--gpu",
+        default=None,
+        choices=["a100", "v100"],
+        help="GPU kind of the GPU-hours column (default: bench/figures/gpu.json if measured, else a100)",
+    )
+    q.add_argument("--gpu-memory-gb", type=float, default=40.0, help="card size the peak memory is checked against")
+    q.add_argument("--no-memory", action="store_true", help="skip counting peak GPU memory (seconds per job shape)")
     q.add_argument("--workdir", default=None, help="count only the jobs still missing there (default: the full grid)")
     q.add_argument("--json", default=None, help="also write the estimate (with every job's figures) to this file")
     q.set_defaults(fn=cmd_estimate)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from passprune.datasizes import split_sizes, steps_per_epoch
-from passprune.estimate import THROUGHPUT, Throughput, estimate
+from passprune.estimate import THROUGHPUT, GpuThroughput, Throughput, estimate, render
 from passprune.plan import plan
 from passprune.prefetch import READY, dataset_item, hub_hash_prefix, needs, prefetch, verify_hub_file, weights_item
 
@@ -241,3 +241,55 @@ def test_the_scratch_control_costs_its_pretraining_replay_too():
     fine = {j["label"]: j for j in est["jobs"] if j["rule"] == "finetune" and j["dataset"] == "fashion_mnist"}
     dense = next(j for j in est["jobs"] if j["rule"] == "pretrain" and j["dataset"] == "fashion_mnist")
     assert fine["scratch"]["train_images"] == fine["pass"]["train_images"] + dense["train_images"]
+
+
+def test_gpu_hours_are_images_over_the_scaled_gpu_rate_plus_start_up(small):
+    """The GPU column: a dense pretraining job's images at the published ResNet-50 rate of the kind, scaled by the
+    MACs ratio to resnet18 at 64 px, plus the start-up; the CPU column is unchanged by asking for it."""
+    root, _, planned = small
+    cpu = Throughput(THROUGHPUT, "cpu")
+    gpu = GpuThroughput("v100")
+    est = estimate(planned, cpu, overhead_s=10.0, gpu=gpu)
+    plain = estimate(planned, cpu, overhead_s=10.0)
+    assert [j["seconds"] for j in est["jobs"]] == [j["seconds"] for j in plain["jobs"]]
+    table = json.loads((REPO / "bench" / "gpu_throughput_defaults.json").read_text())
+    spec = table["kinds"]["v100"]
+    ratio = cpu.macs("resnet18", 64) / cpu.macs("resnet50", 224)
+    assert 0.01 < ratio < 0.2
+    job = next(j for j in est["jobs"] if j["rule"] == "pretrain" and j["dataset"] == "cifar10")
+    by_hand = 10.0 + job["train_images"] * ratio / spec["train_images_per_s"]
+    by_hand += job["eval_images"] * ratio / spec["eval_images_per_s"]
+    assert job["gpu_seconds"] == pytest.approx(by_hand)
+    assert job["gpu_seconds"] < job["seconds"]
+    for rule, r in est["rules"].items():
+        mine = [j["gpu_seconds"] for j in est["jobs"] if j["rule"] == rule]
+        assert r["gpu_hours"] == pytest.approx(sum(mine) / 3600)
+    text = render(est)
+    assert "GPU-hours" in text.splitlines()[4] and "core-hours" in text.splitlines()[4]
+    assert table["source"] in text and "bf16" in text and "v100" in text
+
+
+def test_estimate_prints_peak_memory_per_rule_against_the_card(small):
+    """Peak GiB per rule from passprune.memory, flagged against the card: the small config's jobs fit 40 GB and do
+    not fit a card of 0.1 GB."""
+    _, _, planned = small
+    from passprune.estimate import memory_key
+    from passprune.memory import job_memory
+
+    cpu, gpu = Throughput(THROUGHPUT, "cpu"), GpuThroughput("a100")
+    est = estimate(planned, cpu, overhead_s=10.0, gpu=gpu, gpu_memory_gb=40.0)
+    rules = est["rules"]
+    assert {"pretrain", "search_pass", "search", "finetune"} <= {r for r, v in rules.items() if "peak_gib" in v}
+    pre = next(j for j in planned.jobs if j.rule == "pretrain" and j.dataset == "cifar10")
+    assert memory_key(pre) == ("resnet18", 64, 64, "train", True)
+    big = [j for j in planned.jobs if j.rule == "pretrain" and j.dataset != "fashion_mnist"]  # 28 px: not counted
+    peak = max(job_memory(*memory_key(j)).peak_gib for j in big)
+    assert rules["pretrain"]["peak_gib"] == pytest.approx(peak)
+    pass_job = next(j for j in planned.jobs if j.rule == "search_pass")
+    assert memory_key(pass_job)[3] == "pass"
+    text = render(est)
+    row = next(line for line in text.splitlines() if line.startswith("pretrain "))
+    assert row.rstrip().endswith("fits") and "does not fit" not in text
+    tiny = render({**est, "gpu_memory_gb": 0.1})
+    row = next(line for line in tiny.splitlines() if line.startswith("pretrain "))
+    assert row.rstrip().endswith("does not fit 0.1 GB")
