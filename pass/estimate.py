@@ -272,10 +272,7 @@ def rule_memory(plan) -> dict[str, float]:
         if key is None:
             continue
         if key not in peaks:
-            try:
-                peaks[key] = job_memory(*key).peak_gib
-            except ValueError:  # batch-1 counting of a tiny image (BN sees one value per channel): not counted
-                peaks[key] = 0.0
+            peaks[key] = job_memory(*key).peak_gib
         out[j.rule] = max(out.get(j.rule, 0.0), peaks[key])
     return out
 

@@ -7,10 +7,10 @@ need the activations (the mask multiplications save each masked activation too);
 after every norm layer, so it saves both. Autograd says exactly what it keeps:
 :func:`torch.autograd.graph.saved_tensors_hooks` sees every tensor saved for backward, once per storage.
 
-How: one forward + backward of the architecture at batch 1 and the job's resolution, on the CPU, in the
+How: forward + backward of the architecture at batches 2 and 4 and the job's resolution, on the CPU, in the
 precision the GPU job runs (bf16 autocast, which the engine, PASS's search and Taylor use on CUDA; the CPU's
 autocast casts the same op classes: convolutions and linear layers), summing the bytes of every distinct storage
-saved; activations grow linearly with the batch, so the count at batch 1 times the job's batch is the job's.
+saved; activations grow linearly with the batch, so the per-image count times the job's batch is the job's.
 Added: parameters (fp32), their gradients and the optimiser's state where the job trains them, and a stated
 allowance for cuDNN workspaces and the caching allocator's fragmentation (:data:`OVERHEAD`).
 """
@@ -110,14 +110,16 @@ def saved_bytes(model: torch.nn.Module, x: torch.Tensor, regime: str = "train", 
 
 @cache
 def per_image_bytes(arch: str, resolution: int, regime: str, bf16: bool, num_classes: int = 100) -> tuple[int, int]:
-    """(saved bytes per image, saved bytes independent of the batch), from counts at batch 1 and 2: what does
-    not grow with the batch (autocast's bf16 copies of the weights) must not be multiplied by it."""
+    """(saved bytes per image, saved bytes independent of the batch), from counts at batch 2 and 4 (batch 1 cannot
+    train BatchNorm on a net whose last feature map is 1x1, e.g. 28 px inputs): what does not grow with the batch
+    (autocast's bf16 copies of the weights) must not be multiplied by it."""
     from .models import build_model
 
     torch.manual_seed(0)
     model = build_model(arch, num_classes=num_classes)
-    one, two = (saved_bytes(model, torch.randn(b, 3, resolution, resolution), regime, bf16) for b in (1, 2))
-    return two - one, 2 * one - two
+    two, four = (saved_bytes(model, torch.randn(b, 3, resolution, resolution), regime, bf16) for b in (2, 4))
+    per_image = (four - two) // 2
+    return per_image, two - 2 * per_image
 
 
 def job_memory(arch: str, resolution: int, batch: int, regime: str, bf16: bool, num_classes: int = 100) -> Memory:
