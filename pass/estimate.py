@@ -415,7 +415,7 @@ def render(est: dict[str, Any]) -> str:
     unit = "GPU-hours" if est["device"] == "cuda" else "core-hours"
     lines = [
         f"passprune estimate: {est['configfile']}",
-        f"throughput: {est['throughput']}",
+        f"throughput ({'GPU' if est['device'] == 'cuda' else 'core-hours column'}): {est['throughput']}",
         f"(+ {est['overhead_s_per_job']:.0f} s start-up per job, an assumption)",
         "",
         *_table(est),
@@ -436,9 +436,10 @@ def render(est: dict[str, Any]) -> str:
     if est["device"] != "cuda":
         lines += [
             "",
-            "These hours are CPU-derived: one CPU core's images/s, measured at small resolutions and scaled "
-            "by MACs; they are not GPU-hours. On a GPU node run `python bench/throughput.py --device cuda`, then "
-            "estimate again (it prefers the cuda entry).",
+            "The core-hours are CPU-derived: one CPU core's images/s, measured at small resolutions and scaled "
+            "by MACs; they are not GPU-hours (the GPU-hours column, where printed, comes from the GPU model in "
+            "the assumptions). On a GPU node run `python bench/throughput.py --device cuda`, then estimate again "
+            "(it prefers the cuda entry).",
         ]
     return "\n".join(lines)
 
