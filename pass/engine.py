@@ -84,11 +84,6 @@ def _autocast(device: torch.device):
     )
 
 
-def _steps_per_epoch(n: int, cfg: TrainSettings) -> int:
-    """Full batches per epoch under ``cfg`` (the one count every caller and the estimate agree on)."""
-    return steps_per_epoch(n, cfg.batch_size, cfg.max_steps_per_epoch)
-
-
 def _sgd(params: list[nn.Parameter], cfg: TrainSettings) -> torch.optim.SGD:
     """The main optimiser: SGD with the configured momentum (Nesterov only where momentum exists)."""
     return torch.optim.SGD(
@@ -281,7 +276,7 @@ def train(
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     opt = _sgd(params, cfg)
     _check_one_batch(len(data.train), cfg)
-    steps = _steps_per_epoch(len(data.train), cfg)
+    steps = steps_per_epoch(len(data.train), cfg.batch_size, cfg.max_steps_per_epoch)
     optim = _optimisers(opt, aux_optimizer, cfg, steps * cfg.epochs)
     run = _Run()
     t0 = time.time()

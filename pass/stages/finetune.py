@@ -51,7 +51,7 @@ def pretrain_recipe(dense_metrics: dict[str, Any]) -> TrainSettings:
 def dense_pretrain_steps(dense_metrics: dict[str, Any] | None) -> int | None:
     """Optimiser steps the dense model was trained for: epochs run (its history) x steps per epoch (its recipe
     and training-set size). None when the dense metrics are missing or incomplete."""
-    from ..engine import _steps_per_epoch
+    from ..datasizes import steps_per_epoch
 
     if not dense_metrics:
         return None
@@ -61,7 +61,7 @@ def dense_pretrain_steps(dense_metrics: dict[str, Any] | None) -> int | None:
     if n is None or history is None:
         return None
     cfg = pretrain_recipe(dense_metrics)
-    return len(history) * _steps_per_epoch(int(n), cfg) if cfg.epochs > 0 else 0
+    return len(history) * steps_per_epoch(int(n), cfg.batch_size, cfg.max_steps_per_epoch) if cfg.epochs > 0 else 0
 
 
 def scratch_init_seed(seed: int) -> int:
