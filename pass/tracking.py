@@ -57,6 +57,8 @@ DIGEST_TAG = "passprune.files_digest"
 PLOT = "kept_ratio.png"
 LOG = "job.log"
 MAX_PARAM = 6000  # MLflow's limit on a parameter value
+#: A fine-tuning budget's folder in its run folder and suffix of its run name (passprune.study.budgets.BUDGET_DIR).
+BUDGET_DIR = "ft-{budget}"
 
 
 def _warn(what: str, err: BaseException) -> None:
@@ -298,6 +300,20 @@ def _history(points: dict, records: Iterable[dict] | None, step_key: str, prefix
                 _add(points, f"{prefix}{k}", rec[step_key], v)
 
 
+def finetune_run_name(dataset: str, arch: str, seed: Any, method: str, target: Any, budget: str | None = None) -> str:
+    """A fine-tuning job's run name: ``{dataset}/{arch}/seed{seed}/{method}/macs{target}``, with ``/ft-{budget}``
+    after it in a study that lists fine-tuning budgets (each budget's run of one structure has its own name)."""
+    name = f"{dataset}/{arch}/seed{seed}/{method}/macs{target}"
+    return name if budget is None else f"{name}/{BUDGET_DIR.format(budget=budget)}"
+
+
+def budget_name(metrics: dict[str, Any]) -> str | None:
+    """The fine-tuning budget a run's ``metrics.json`` records (its settings' ``budget.name``), or None."""
+    settings = metrics.get("settings") if isinstance(metrics.get("settings"), dict) else {}
+    info = settings.get("budget")
+    return info.get("name") if isinstance(info, dict) else None
+
+
 def job_log_candidates(out_dir: Path) -> list[Path]:
     """Where the workflow's rules send a job's stdout+stderr (workflow/rules/*.smk ``log:``), from its folder.
 
@@ -305,12 +321,14 @@ def job_log_candidates(out_dir: Path) -> list[Path]:
     search:   results/{study}/logs/search/{d}/{a}/seed{s}/{m}/macs{t}.log (transfer searches: logs/transfer/
               .../{kind}-{m}-from-{src}/macs{t}.log)
     finetune: results/{study}/logs/finetune/{d}/{a}/seed{s}/{m}/macs{t}.log (structure transfer: logs/transfer/
-              .../structure-{m}-from-{src}/macs{t}.log)
+              .../structure-{m}-from-{src}/macs{t}.log); a budget's fine-tuning (``.../macs{t}/ft-{b}``):
+              .../macs{t}/ft-{b}.log
     """
     out = Path(out_dir)
     if (out / "pretrain.log").exists() or "_dense" in out.parts:
         return [out / "pretrain.log"]
-    run = out.parent if out.name == "search" else out
+    budget = out.name if out.name.startswith(BUDGET_DIR.format(budget="")) else None
+    run = out.parent if out.name == "search" or budget else out
     try:
         macs, method, seed, arch, dataset, study_dir = (
             run.name,
@@ -324,9 +342,10 @@ def job_log_candidates(out_dir: Path) -> list[Path]:
         return []
     rel = Path(dataset, arch, seed)
     stage = "search" if out.name == "search" else "finetune"
-    cands = [study_dir / "logs" / stage / rel / method / f"{macs}.log"]
+    leaf = f"{macs}/{budget}.log" if budget else f"{macs}.log"
+    cands = [study_dir / "logs" / stage / rel / method / leaf]
     if method.startswith("xfer_"):
-        cands.insert(0, study_dir / "logs" / "transfer" / rel / method[len("xfer_") :] / f"{macs}.log")
+        cands.insert(0, study_dir / "logs" / "transfer" / rel / method[len("xfer_") :] / leaf)
     return cands
 
 
@@ -357,9 +376,11 @@ def job_record(out_dir: str | Path, log_models: bool = False, log_file: str | Pa
     """What the run of the job that wrote ``out_dir`` must hold, or None if the folder holds no finished job.
 
     Run names and tags are those the stages give (``passprune.cli``: ``{dataset}/{arch}/seed{seed}/dense``,
-    ``.../{method}/macs{target}`` and ``.../search``); metric points are the numeric top-level values at step 0
-    and the per-epoch (per-step for PASS's search) histories; artifacts are the JSON files (compared byte for
-    byte), the kept-ratio plot, the job's log and, with ``log_models``, model.pt (present when logged).
+    ``.../{method}/macs{target}`` (``.../ft-{budget}`` after it, and a ``budget`` tag, in a study that lists
+    fine-tuning budgets: :func:`finetune_run_name`) and ``.../search``); metric points are the numeric top-level
+    values at step 0 and the per-epoch (per-step for PASS's search) histories; artifacts are the JSON files
+    (compared byte for byte), the kept-ratio plot, the job's log and, with ``log_models``, model.pt (present when
+    logged).
     """
     out = Path(out_dir)
     points: dict[str, set] = {}
@@ -450,8 +471,11 @@ def _metrics_files(
     if stage == "pretrain":
         name = f"{base}/dense"
     else:
-        name = f"{base}/{metrics['method']}/macs{metrics['target']}"
-        tags.update(target=metrics["target"], family=metrics.get("family"), source=metrics.get("source"))
+        budget = budget_name(metrics)
+        name = finetune_run_name(
+            metrics["dataset"], metrics["arch"], metrics["seed"], metrics["method"], metrics["target"], budget
+        )
+        tags.update(target=metrics["target"], family=metrics.get("family"), source=metrics.get("source"), budget=budget)
     _history(points, metrics.get("history"), "epoch")
     _history(points, metrics.get("scratch_history"), "epoch", prefix="scratch_", keep_step=False)
     plot = None

@@ -24,6 +24,7 @@ from passprune.tracking import (
     job_record,
     local_artifact_destination,
 )
+from passprune.tracking_sync import STATE_NAME as STATE
 from passprune.tracking_sync import job_records, open_study, sync_study, verify_study
 
 JOBS = Path(__file__).with_name("mlflow_jobs.py")
@@ -332,3 +333,81 @@ def test_a_relative_sqlite_uri_follows_the_working_directory(tmp_path, monkeypat
         monkeypatch.chdir(tmp_path / name)
         names = {e.name for e in client_for("sqlite:///results/mlflow.db").search_experiments()}
         assert f"only-in-{name}" in names and f"only-in-{other}" not in names
+
+
+# ----------------------------------------------------------------------------- fine-tuning budgets
+def _budget_job(study_dir: Path, budget: str | None, top1: float) -> Path:
+    """A finished fine-tuning job of PASS at 0.3, seed 0: in the run folder itself (no budget) or in its budget's
+    ``ft-<budget>`` folder, with its Snakemake-style log where the finetune rule puts it."""
+    run = study_dir / "fashion_mnist" / "resnet20" / "seed0" / "pass" / "macs0.3"
+    out = run / f"ft-{budget}" if budget else run
+    settings = {"finetune": {"epochs": 1}, **({"budget": {"name": budget, "steps": 100}} if budget else {})}
+    metrics = {
+        "stage": "finetune",
+        "dataset": "fashion_mnist",
+        "arch": "resnet20",
+        "seed": 0,
+        "method": "pass",
+        "family": "pass",
+        "target": 0.3,
+        "top1": top1,
+        "history": [{"epoch": 1, "val_top1": top1}],
+        "settings": settings,
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    log = study_dir / "logs" / "finetune" / "fashion_mnist" / "resnet20" / "seed0" / "pass"
+    log = log / "macs0.3" / f"ft-{budget}.log" if budget else log / "macs0.3.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"finetune {budget}\n")
+    return out
+
+
+def test_a_budgets_finetuning_run_is_named_and_tagged_with_its_budget(tmp_path):
+    """Each budget's fine-tuning of one structure has its own run name (``.../macs0.3/ft-<budget>``) and a
+    ``budget`` tag, as the finetune stage names it (finetune_run_name); a study without budgets keeps its names."""
+    from passprune.study import BUDGET_DIR
+    from passprune.tracking import BUDGET_DIR as TRACKED_DIR
+    from passprune.tracking import finetune_run_name
+
+    assert TRACKED_DIR == BUDGET_DIR  # the run name's suffix is the budget's folder
+    study = tmp_path / "results" / "sb"
+    outs = {b: _budget_job(study, b, 80.0 + i) for i, b in enumerate(("s100", "s1560"))}
+    base = "fashion_mnist/resnet20/seed0/pass/macs0.3"
+    for b, out in outs.items():
+        rec = job_record(out)
+        assert rec.name == f"{base}/ft-{b}" == finetune_run_name("fashion_mnist", "resnet20", 0, "pass", 0.3, b)
+        assert rec.tags["budget"] == b and rec.tags["target"] == "0.3"
+        assert (
+            rec.present["job.log"] == study / "logs/finetune/fashion_mnist/resnet20/seed0/pass/macs0.3" / f"ft-{b}.log"
+        )
+    assert sorted(r.name for r in job_records(study)) == [f"{base}/ft-s100", f"{base}/ft-s1560"]  # no clash
+    plain = _budget_job(tmp_path / "results" / "one", None, 79.0)
+    rec = job_record(plain)
+    assert rec.name == base == finetune_run_name("fashion_mnist", "resnet20", 0, "pass", 0.3)
+    assert "budget" not in rec.tags and rec.present["job.log"].name == "macs0.3.log"
+
+
+def test_track_sync_and_verify_keep_each_budgets_run_apart(tmp_path, monkeypatch, capsys):
+    """A study with budgets mirrors one run per budget (track-sync), and track-verify finds each complete; a job
+    that logs live under the stage's name for its budget logs no name mismatch."""
+    work = tmp_path / "w"
+    study_dir = work / "results" / "sb"
+    for i, b in enumerate(("s100", "s468")):
+        _budget_job(study_dir, b, 80.0 + i)
+    config = {"study": "sb", "tracking": {"enabled": True, "uri": "sqlite:///results/mlflow.db", "experiment": "t"}}
+    (study_dir / "study.json").write_text(json.dumps({"study": "sb", "config": config, "dense_dirs": []}))
+    monkeypatch.chdir(work)
+    study = open_study(Path("results/sb"), uri="sqlite:///results/mlflow.db")
+    from passprune.tracking import finetune_run_name
+
+    live = {"enabled": True, "live": True, "uri": "sqlite:///results/mlflow.db", "state_file": str(study_dir / STATE)}
+    name = finetune_run_name("fashion_mnist", "resnet20", 0, "pass", 0.3, "s100")  # as the finetune stage names it
+    with JobRun(live, name, {"stage": "finetune", "budget": "s100"}, {}) as run:
+        run.log_outputs(study_dir / "fashion_mnist/resnet20/seed0/pass/macs0.3/ft-s100")
+    assert "names differ" not in capsys.readouterr().err
+    assert sync_study(study, out=QUIET)["created"] == 1  # the live one is found under its name
+    assert verify_study(study, out=QUIET) == []
+    runs = client_for("sqlite:///results/mlflow.db").search_runs([study.state["experiment_id"]])
+    named = {r.info.run_name: r.data.tags.get("budget") for r in runs if r.data.tags.get("stage") == "finetune"}
+    base = "fashion_mnist/resnet20/seed0/pass/macs0.3"
+    assert named == {f"{base}/ft-s100": "s100", f"{base}/ft-s468": "s468"}

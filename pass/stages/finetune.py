@@ -143,13 +143,14 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     chance, by construction. The dense model's own ImageNet pretraining (``pretrained: true``) is not
     counted in that budget.
     """
-    from ..tracking import JobRun
+    from ..tracking import JobRun, finetune_run_name
 
     t0, device, data = start_job(job)
     s = _setup(job, data, device)
     cfg = job.settings.finetune.train()
-    tags = job.tags(method=s.method, target=job.target, family=s.family, source=job.source_dataset)
-    run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{s.method}/macs{job.target}"
+    budget = job.settings.budget.name if job.settings.budget is not None else None
+    tags = job.tags(method=s.method, target=job.target, family=s.family, source=job.source_dataset, budget=budget)
+    run_name = finetune_run_name(job.dataset, job.arch, job.seed, s.method, job.target, budget)
     with JobRun(job.settings.tracking, run_name, tags, job.raw) as run:
         before = _before_finetune(job, s, data, device, cfg)
         pre, res = _train(job, s, run, data, device, cfg)
