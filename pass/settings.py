@@ -159,6 +159,31 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class PlateauRule:
+    """The report's test of a dense model's training (``passprune.report.dense``): it has converged when the best
+    validation top-1 of its last ``window`` epochs improves on the best of the epochs before them by less than
+    ``min_gain`` points. A model with ``window`` epochs or fewer cannot be judged (nothing before the window).
+    A report setting (``build_report(plateau=...)``; the workflow's report uses these defaults): no job reads it,
+    so changing it reruns no job."""
+
+    window: int = 3
+    min_gain: float = 0.2  # top-1 points
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
+            raise ValueError(f"plateau rule: window {self.window!r} must be a whole number of epochs >= 1")
+        if not isinstance(self.min_gain, (int, float)) or isinstance(self.min_gain, bool) or self.min_gain < 0:
+            raise ValueError(f"plateau rule: min_gain {self.min_gain!r} must be a number of top-1 points >= 0")
+
+    def text(self) -> str:
+        """The rule in words, as the report states it."""
+        return (
+            f"a dense model has converged when the best validation top-1 of its last {self.window} epochs improves on "
+            f"the best of all epochs before them by less than {self.min_gain:g} points"
+        )
+
+
+@dataclass(frozen=True)
 class JobSettings:
     """Everything one job reads from ``--settings`` (the sections a stage does not use stay at defaults).
 

@@ -26,6 +26,12 @@ DENSE_MACS, DENSE_PARAMS = 125.5e6, 855_770
 GROUPS = [f"g{i}" for i in range(6)]
 SIZES = {g: 16 * (1 + i // 2) for i, g in enumerate(GROUPS)}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Dense validation top-1 per epoch: seed 0 has levelled off (last 3 epochs +0.02 over the best before them),
+#: seed 1 still gains 5 points in its last 3 epochs.
+DENSE_CURVES = {
+    0: [70.0, 80.0, 84.0, 85.0, 85.1, 85.05, 85.12, 85.0],
+    1: [60.0, 66.0, 70.0, 73.0, 75.0, 77.0, 78.5, 80.0],
+}
 
 
 def _dense(seed: int) -> dict:
@@ -46,8 +52,11 @@ def _dense(seed: int) -> dict:
         "params": DENSE_PARAMS,
         "train_seconds": 100.0 + seed,
         "wall_seconds": 120.0,
-        "history": [{"epoch": 0, "loss": 1.0}],
-        "settings": {"train": {"epochs": 1}},
+        "history": [
+            {"epoch": e, "train_loss": 1.0 / e, "val_top1": v, "lr": 0.1}
+            for e, v in enumerate(DENSE_CURVES[seed % 2], 1)
+        ],
+        "settings": {"train": {"epochs": 8}},
         "provenance": {"git_commit": "abc"},
     }
 
@@ -319,7 +328,9 @@ def test_ratio_axis_and_dense_only_summary(built, tmp_path):
         "search_cost.csv",
         "README.md",
     }
-    assert (tmp_path / "rep" / "README.md").read_text().count("_Skipped:") == 5  # 4 figures + structure overlap
+    readme = (tmp_path / "rep" / "README.md").read_text()
+    assert readme.count("_Skipped:") == 6  # 4 figures, structure overlap, dense models (no metrics.json given)
+    assert "_Not checked: no metrics.json files were given" in readme.split("## Claims")[0]  # the opening says so
     assert len(pd.read_csv(tmp_path / "rep" / "tables" / "search_cost.csv")) == 0
 
 
@@ -409,9 +420,18 @@ def test_claims_tables_and_forest_plot_are_written(claims_built):
     assert "pass $-$ " in tex and "$>$ +1.00" in tex and "−" not in tex and ">" not in tex.replace("$>$", "")
 
 
+def _opening(readme: str) -> tuple[str, str]:
+    """(the lines before the README's first section, the first section's heading)."""
+    head, _, rest = readme.partition("\n## ")
+    return head, "## " + rest.split("\n", 1)[0]
+
+
 def test_readme_starts_with_the_claims_section_and_its_rule(claims_built):
     readme = (claims_built["out"] / "README.md").read_text()
-    assert readme.startswith("# Results\n\n## Claims\n")
+    head, first = _opening(readme)  # the dense models' verdict, one paragraph, then the claims
+    assert (
+        head.startswith("# Results\n\n**Dense models trained to convergence?** Plateau rule:") and first == "## Claims"
+    )
     claims_part = readme.split("## How the numbers were made")[0]
     m = int(pd.read_csv(claims_built["out"] / "tables" / "claims.csv")["holm_m"].iloc[0])
     for needle in (
@@ -515,7 +535,7 @@ def test_cli_claims_and_report_flags(claims_built, tmp_path, capsys):
         ]
     )
     assert (tmp_path / "r" / "tables" / "claims.md").exists()
-    assert (tmp_path / "r" / "README.md").read_text().startswith("# Results\n\n## Claims")
+    assert _opening((tmp_path / "r" / "README.md").read_text())[1] == "## Claims"
 
 
 # ----------------------------------------------------------------------------- figures with a dozen methods
@@ -742,6 +762,61 @@ def test_structure_overlap_ignores_a_structure_that_is_not_the_runs(tmp_path):
     assert any("other channel counts" in n for n in notes) and len(notes) == 3
 
 
+# ----------------------------------------------------------------------------- dense models: converged?
+def test_plateau_rule_judges_a_levelled_curve_converged_and_a_rising_one_not():
+    from passprune.report.dense import convergence_table, plateau_gain
+    from passprune.settings import PlateauRule
+
+    assert plateau_gain(DENSE_CURVES[0], 3) == pytest.approx(85.12 - 85.1)  # max(epochs 6-8) - max(epochs 1-5)
+    assert plateau_gain(DENSE_CURVES[1], 3) == pytest.approx(80.0 - 75.0)
+    assert pd.isna(plateau_gain([50.0, 60.0, 70.0], 3))  # nothing before the window: cannot tell
+    rows = [
+        {"dataset": DS, "arch": ARCH, "seed": s, "dense_id": "d", "epoch": e, "val_top1": v}
+        for s, curve in {**DENSE_CURVES, 2: [50.0, 60.0]}.items()
+        for e, v in enumerate(curve, 1)
+    ]
+    table = convergence_table(pd.DataFrame(rows)).set_index("seed")
+    assert table.loc[0, "converged"] and not table.loc[1, "converged"] and not table.loc[2, "converged"]
+    assert list(table["judged"]) == [True, True, False]
+    assert list(table["best_epoch"]) == [7, 8, 2] and list(table["epochs"]) == [8, 8, 2]
+    assert table.loc[0, "final_val_top1"] == 85.0 and table.loc[0, "best_val_top1"] == 85.12
+    # the rule is a setting: a wider window or a larger tolerance changes the verdict
+    assert convergence_table(pd.DataFrame(rows), PlateauRule(min_gain=6.0)).set_index("seed").loc[1, "converged"]
+    assert not convergence_table(pd.DataFrame(rows), PlateauRule(window=5)).set_index("seed").loc[0, "converged"]
+    for bad in ({"window": 0}, {"window": 2.5}, {"min_gain": -0.1}):
+        with pytest.raises(ValueError, match="plateau rule"):
+            PlateauRule(**bad)
+
+
+def test_report_draws_dense_curves_and_says_which_dense_model_did_not_converge(built):
+    out = built["out"]
+    table = pd.read_csv(out / "tables" / "dense_convergence.csv")
+    assert list(table["seed"]) == [0, 1] and list(table["converged"]) == [True, False]
+    assert list(table["epochs"]) == [8, 8] and list(table["best_epoch"]) == [7, 8]
+    assert list(table["plateau_window"]) == [3, 3] and list(table["plateau_min_gain"]) == [0.2, 0.2]
+    history = pd.read_csv(out / "tables" / "dense_history.csv")
+    assert len(history) == 16 and list(history.loc[history["seed"] == 1, "val_top1"]) == DENSE_CURVES[1]
+    for ext, magic in (("png", PNG_MAGIC), ("pdf", b"%PDF-")):
+        fig = out / "figures" / f"dense_curves.{ext}"
+        assert fig.read_bytes()[: len(magic)] == magic and fig in built["paths"]
+    readme = (out / "README.md").read_text()
+    opening = readme.split("## How the numbers were made")[0].split("## Dense models")[0]
+    assert "Plateau rule: a dense model has converged when the best validation top-1 of its last 3 epochs" in opening
+    assert "less than 0.2 points" in opening
+    assert f"**1 of 2 dense models did not** (still gaining): {DS}/{ARCH} seed 1: +5.00 (best epoch 8)" in opening
+    section = readme.split("## Dense models")[1].split("\n## ")[0]
+    assert "figures/dense_curves.png" in section and "| **no**      |" in section and "| yes         |" in section
+
+
+def test_every_dense_model_converged_is_said_so(built, tmp_path):
+    from passprune.settings import PlateauRule
+
+    build_report(built["root"] / "summary.csv", tmp_path / "r", metrics_files=built["files"], plateau=PlateauRule(3, 6))
+    readme = (tmp_path / "r" / "README.md").read_text()
+    assert "less than 6 points" in readme and "**All 2 dense models met it** (gains +0.02 to +5.00 points)." in readme
+    assert list(pd.read_csv(tmp_path / "r" / "tables" / "dense_convergence.csv")["converged"]) == [True, True]
+
+
 # ----------------------------------------------------------------------------- committed snapshots rebuilt in place
 def test_snapshot_rebuild_keeps_run_file_figures_adds_notes_and_is_idempotent(claims_built, tmp_path):
     import shutil
@@ -761,6 +836,10 @@ def test_snapshot_rebuild_keeps_run_file_figures_adds_notes_and_is_idempotent(cl
     lw = readme.split("### Layer-wise kept ratio")[1].split("###")[0]
     assert "_Kept from the build that had the runs' metrics.json files" in lw and "figures/layerwise_sparsity.png" in lw
     assert "from `summary.csv`" in readme and "## Claims" in readme  # its own summary, its own claims file
+    # the dense curves are redrawn and re-judged from the snapshot's own dense_history.csv
+    assert "`tables/dense_history.csv`, kept from the build that had them" in readme
+    assert (snap / "figures" / "dense_curves.png").read_bytes()[:8] == PNG_MAGIC
+    assert "did not** (still gaining)" in readme.split("## Claims")[0]
     before = {p: p.read_bytes() for p in snap.rglob("*") if p.is_file()}
     rebuild_snapshot(snap)
     assert {p: p.read_bytes() for p in snap.rglob("*") if p.is_file()} == before  # a rebuild changes nothing
@@ -769,6 +848,31 @@ def test_snapshot_rebuild_keeps_run_file_figures_adds_notes_and_is_idempotent(cl
         (snap / "figures" / f"layerwise_sparsity.{ext}").unlink()
     rebuild_snapshot(snap)
     assert "_Skipped: no metrics.json files were given" in (snap / "README.md").read_text()
+
+
+def test_snapshot_rebuilt_with_the_runs_files_draws_what_a_summary_cannot(built, tmp_path, monkeypatch):
+    """``--runs-from``: the summary's metrics_file paths, read under the checkout the study ran in, give the
+    layer-wise figure and the dense curves back; a checkout without them is an error naming the option."""
+    import shutil
+
+    from passprune.report.snapshot import main, rebuild_snapshot
+
+    checkout = tmp_path / "checkout"
+    shutil.copytree(built["root"] / "runs", checkout / "results" / "runs")
+    monkeypatch.chdir(checkout)
+    files = sorted(Path("results/runs").rglob("metrics.json"))  # relative, as Snakemake names them
+    snap = tmp_path / "reports" / "study"
+    aggregate(files, snap / "summary.csv")
+    build_report(snap / "summary.csv", snap)  # summary only: no layer-wise figure, no dense curves
+    assert not (snap / "figures" / "dense_curves.png").exists()
+    monkeypatch.chdir(tmp_path)  # the repository root of another checkout
+    rebuild_snapshot(snap, runs_from=checkout)
+    readme = (snap / "README.md").read_text()
+    assert (snap / "figures" / "dense_curves.png").exists() and (snap / "figures" / "layerwise_sparsity.png").exists()
+    assert "the pretraining jobs' `metrics.json`" in readme and "_Kept from" not in readme
+    assert list(pd.read_csv(snap / "tables" / "dense_convergence.csv")["converged"]) == [True, False]
+    with pytest.raises(FileNotFoundError, match="give --runs-from the checkout the study ran in"):
+        main([str(snap), "--runs-from", str(tmp_path / "elsewhere")])
 
 
 def test_claims_5seeds_snapshot_names_its_baselines_as_registered():

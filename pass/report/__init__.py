@@ -15,6 +15,9 @@ that only has pandas/matplotlib/seaborn/tabulate (+ scipy/statsmodels/jsonschema
   section that says how verdicts are made.
 * :mod:`passprune.report.overlap` -- which channels, not only how many: Jaccard of the kept channels of every
   pair of methods (per seed, per group and overall), from the runs' ``structure.json`` files.
+* :mod:`passprune.report.dense` -- were the dense models trained to convergence? Their validation top-1 per
+  epoch (from the pretraining jobs' ``history``), a plateau rule (:class:`passprune.settings.PlateauRule`) and
+  the README's answer.
 * :mod:`passprune.report.build` -- all of the above plus ``README.md`` into one reports folder.
 * :mod:`passprune.report.snapshot` -- a committed snapshot (``reports/<study>/``) rebuilt in place from its own
   ``summary.csv``.

@@ -10,6 +10,9 @@ Layout written under ``out_dir``::
                                    fine-tuning budget in a study with several (budget column)
     tables/structure_overlap.{md,csv}  Jaccard of kept channels per pair of methods, where the runs' structures
                                    exist (passprune.report.overlap; skipped with a note otherwise)
+    tables/dense_convergence.{csv,md}, tables/dense_history.csv, figures/dense_curves.{png,pdf}
+                                   the dense models' validation top-1 per epoch and the plateau rule's verdict
+                                   (passprune.report.dense; the README's opening says whether all met it)
     figures/<name>.{png,pdf}       acc_vs_macs, before_after_ft, layerwise_sparsity, search_cost
                                    (+ claims_forest with ``claims=``; + claims_budget with several budgets)
 
@@ -28,8 +31,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import atomic_write_text
+from ..settings import PlateauRule
 from .aggregate import budget_view, has_source, read_summary
 from .budgets import budget_section, one_budget_files, plot_claims_budget
+from .dense import DEFAULT_RULE, write_dense
 from .figures import (
     NoData,
     plot_acc_vs_macs,
@@ -133,6 +138,8 @@ def build_report(
     *,
     keep_figures: Collection[str] = (),
     notes: str = "",
+    plateau: PlateauRule = DEFAULT_RULE,
+    dense_history: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Write tables, figures and ``README.md`` under ``out_dir`` (every file atomically).
 
@@ -141,7 +148,9 @@ def build_report(
     go to ``tables/claims.*`` and ``figures/claims_forest.*``.  ``keep_figures``: figures whose earlier copy in
     ``out_dir`` stays (and is shown, saying so) when this build lacks their data -- a committed snapshot rebuilt
     from its summary alone (:mod:`passprune.report.snapshot`).  ``notes``: Markdown put first in the README under
-    "About this snapshot".  Returns the paths written, README last.
+    "About this snapshot".  ``plateau``: the rule the dense models' learning curves are judged by (the README's
+    opening says whether every dense model met it); ``dense_history``: an earlier build's ``dense_history.csv``,
+    read when ``metrics_files`` hold no dense model (a snapshot rebuild).  Returns the paths written, README last.
     """
     summary_csv, out_dir = Path(summary_csv), Path(out_dir)
     df = read_summary(summary_csv)
@@ -156,14 +165,17 @@ def build_report(
     cost = write_search_cost(view, out_dir / "tables")
     written += list(cost.values()) + claims_written
     overlap_written, overlap_lines = write_overlap(metrics_files, out_dir / "tables")
+    dense_written, dense_opening, dense_lines = write_dense(metrics_files, out_dir, plateau, dense_history)
     figures_written, skipped, kept = _write_figures(view, metrics_files, out_dir / "figures", keep_figures)
-    written += overlap_written + figures_written
+    written += overlap_written + dense_written + figures_written
 
     lines = [
         "# Results",
         "",
         *(["## About this snapshot", "", notes.strip(), ""] if notes.strip() else []),
+        *dense_opening,
         *claims_lines,
+        *dense_lines,
         "## How the numbers were made",
         "",
         _provenance_note(df, summary_csv, out_dir),
