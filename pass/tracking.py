@@ -15,9 +15,11 @@ by design: the store, the experiment and the study run are created once before t
 Artifacts live under the study's results, by a relative layout: each study's experiment has the artifact
 location ``mlflow-artifacts:/<study>/mlflow``, which is a path *relative to an artifact destination*, never
 an absolute path. With a SQLite store the destination is the folder that holds the database (so
-``results/<study>/mlflow/<run_id>/artifacts/``), and jobs write there directly; with a tracking server it is
-the server's ``--artifacts-destination`` and artifacts are uploaded through the server. Moving the results
-folder moves the database and the artifacts together, and nothing in the store names the old place.
+``results/<study>/mlflow/<run_id>/artifacts/``), and jobs write there directly. Moving the results
+folder moves the database and the artifacts together, and nothing in the store names the old place. With a
+tracking server artifacts are uploaded through it into its ``--artifacts-destination``, and the experiment keeps
+the server's own location (``mlflow-artifacts:/<experiment id>``): MLflow's authentication judges each artifact
+request by the experiment id its path starts with, so a study-named path would be writable by the admin only.
 """
 
 from __future__ import annotations
@@ -65,6 +67,80 @@ def _warn(what: str, err: BaseException) -> None:
     print(f"[tracking] {what} failed, results are safe in files: {type(err).__name__}: {err}", file=sys.stderr)
 
 
+# ----------------------------------------------------------------------------- credentials (docs/mlflow.md)
+#: MLflow itself reads MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials); the
+#: password may instead sit in the file this variable names, readable only by its owner.
+PASSWORD_FILE_VAR = "MLFLOW_TRACKING_PASSWORD_FILE"
+_CRED_VARS = f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or {PASSWORD_FILE_VAR}, a chmod-600 file)"
+
+
+class AuthError(ValueError):
+    """Credentials in the wrong place (a password in a URI, a password file others can read) or refused by the
+    server (401/403); the message says what to set."""
+
+
+def _owner_only(path: Path, name: str) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise AuthError(
+            f"{name}={path} must be yours and readable only by you (mode {st.st_mode & 0o777:o}): chmod 600 {path}"
+        )
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a tracking URI that holds a password: it would show in the process list (``track-init --uri``) and
+    be written to the study's state file."""
+    parts = urlparse(uri)
+    if parts.password is None:
+        return
+    shown = uri.replace(f":{parts.password}@", ":***@", 1)
+    fix = (
+        f"set {_CRED_VARS}" if is_http(uri) else "put the password in ~/.pgpass or the chmod-600 file PGPASSFILE names"
+    )
+    raise AuthError(
+        f"the tracking URI {shown} holds a password, visible in the process list and the study's state file: "
+        f"remove it and {fix}"
+    )
+
+
+def load_credentials() -> None:
+    """The password from the file ``MLFLOW_TRACKING_PASSWORD_FILE`` names, unless MLFLOW_TRACKING_PASSWORD is set
+    (MLflow reads the variable); that file, and MLflow's ~/.mlflow/credentials, must be readable only by you."""
+    name = os.environ.get(PASSWORD_FILE_VAR)
+    if name and not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise AuthError(f"{PASSWORD_FILE_VAR}={name}: no such file")
+        _owner_only(path, PASSWORD_FILE_VAR)
+        lines = path.read_text().splitlines()
+        if not lines or not lines[0].strip():
+            raise AuthError(f"{PASSWORD_FILE_VAR}={name} is empty: its first line is the password")
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = lines[0].strip()
+    mlflow_file = Path("~/.mlflow/credentials").expanduser()
+    if mlflow_file.is_file():
+        _owner_only(mlflow_file, "MLflow's credentials file")
+
+
+def auth_problem(uri: str, err: BaseException) -> str | None:
+    """One line naming what to set when ``err`` is the server refusing us (401/403) or misplaced credentials;
+    ``None`` for any other error."""
+    if isinstance(err, AuthError):
+        return str(err)
+    code = getattr(err, "get_http_status_code", lambda: None)()
+    if code is None:
+        code = getattr(getattr(err, "response", None), "status_code", None)
+    if code == 401:
+        return f"the MLflow server {uri} did not accept the credentials (401 Unauthorized): set {_CRED_VARS}"
+    if code == 403:
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        return (
+            f"the MLflow server {uri} refused user {user!r} (403 Forbidden: no permission on this study's "
+            "experiment): ask the server's admin for EDIT on it, or set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to the account that created it"
+        )
+    return None
+
+
 # ----------------------------------------------------------------------------- where things are
 def tracking_uri(settings: TrackingSettings | dict | None = None) -> str | None:
     """``None`` disables tracking. Env var MLFLOW_TRACKING_URI wins over the config."""
@@ -83,9 +159,10 @@ def experiment_name(experiment: str, study: str) -> str:
     return f"{experiment}/{study}"
 
 
-def artifact_location(study: str) -> str:
-    """Relative to the artifact destination (the SQLite file's folder, or the server's --artifacts-destination)."""
-    return f"mlflow-artifacts:/{study}/{ARTIFACT_DIR}"
+def artifact_location(study: str, uri: str = "") -> str | None:
+    """Relative to the artifact destination (the SQLite file's folder). ``None`` for a tracking server: its own
+    ``mlflow-artifacts:/<experiment id>``, the layout MLflow's authentication checks permissions by."""
+    return None if is_http(uri) else f"mlflow-artifacts:/{study}/{ARTIFACT_DIR}"
 
 
 def local_artifact_destination(uri: str) -> Path:
@@ -111,9 +188,13 @@ def artifact_repo(uri: str, artifact_uri: str):
 def client_for(uri: str):
     """An MLflow client of ``uri``. A relative SQLite path is made absolute against the current directory first:
     MLflow caches one store per URI string for the life of the process, so ``sqlite:///results/mlflow.db``
-    opened in one directory would otherwise keep answering from that directory's file after a chdir."""
+    opened in one directory would otherwise keep answering from that directory's file after a chdir.
+    A URI holding a password is refused; a server's credentials come from the environment (:func:`load_credentials`)."""
     from mlflow.tracking import MlflowClient
 
+    check_uri(uri)
+    if is_http(uri):
+        load_credentials()
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
     return MlflowClient(uri)
@@ -177,6 +258,25 @@ def init_study(
     config: dict | None = None,
     reopen: bool = True,
 ) -> dict:
+    """:func:`_init_study`; a server refusing us (401/403) raises :class:`AuthError` saying what to set."""
+    try:
+        return _init_study(uri, experiment, study, state_file, tags, config, reopen)
+    except Exception as err:
+        problem = auth_problem(uri, err)
+        if problem and not isinstance(err, AuthError):
+            raise AuthError(problem) from err
+        raise
+
+
+def _init_study(
+    uri: str,
+    experiment: str,
+    study: str,
+    state_file: str | Path,
+    tags: dict | None = None,
+    config: dict | None = None,
+    reopen: bool = True,
+) -> dict:
     """Create the store, the study's experiment (artifact root under the study's results) and one study run
     holding the resolved config as parameters, as ``config.json`` and provenance tags; remember their ids in
     ``state_file``.
@@ -191,7 +291,9 @@ def init_study(
     client = client_for(uri)
     name = experiment_name(experiment, study)
     exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(study))
+    exp_id = (
+        exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(study, uri))
+    )
     state_file = Path(state_file)
     info = study_info(state_file)
     if config is not None:
@@ -598,7 +700,8 @@ def complete_run(uri: str, run_id: str, record: JobRecord, *, terminate: bool = 
 
 
 # ----------------------------------------------------------------------------- a job's run
-_OFF = "[tracking] MLflow is off for the rest of this job; `passprune track-sync` restores the run from the files"
+_OFF_TEXT = "MLflow is off for the rest of this job; `passprune track-sync` restores the run from the files"
+_OFF = f"[tracking] {_OFF_TEXT}"
 
 
 class JobRun:
@@ -636,9 +739,7 @@ class JobRun:
             self.run = self.client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
             self.log_params(params)
         except Exception as err:  # noqa: BLE001  (tracking is best-effort by contract)
-            _warn("starting the MLflow run", err)
-            print(_OFF, file=sys.stderr)
-            self.run = None
+            self._off("starting the MLflow run", err)
 
     @property
     def run_id(self) -> str | None:
@@ -650,9 +751,18 @@ class JobRun:
         try:
             fn(self.run.info.run_id, *args, **kwargs)
         except Exception as err:  # noqa: BLE001
+            self._off(what, err)
+
+    def _off(self, what: str, err: BaseException) -> None:
+        """Report a tracking failure (a refused login or missing permission as one line saying what to set)
+        and switch tracking off for the rest of the job."""
+        problem = auth_problem(self.uri or "", err)
+        if problem:
+            print(f"[tracking] {what}: {problem}; results are safe in files. {_OFF_TEXT}", file=sys.stderr)
+        else:
             _warn(what, err)
             print(_OFF, file=sys.stderr)
-            self.run = None
+        self.run = None
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self.run is None:  # tracking off or broken: do not even import mlflow (seconds per job)
