@@ -8,7 +8,8 @@
   are untouched; a budget too short for it is an error before any job runs.
 * One Snakemake dry run of a two-budget study proves the rules are wired to the plan.
 * The summary carries the budget as columns, one row per run; claims come out per budget with Holm's family
-  formed within a budget, and the report writes the budget figure and opens with the verdicts that change.
+  formed within a budget, and the report writes the budget figure and opens with the verdicts that change;
+  the dense models, shared by every budget, are judged once each (learning curves, plateau rule).
 """
 
 from __future__ import annotations
@@ -264,3 +265,30 @@ def test_the_report_opens_with_the_verdicts_that_change(tmp_path):
         f"resnet20 · FT {i}/3: {b}" for i, b in enumerate(("s100", "s468", "s1560"), 1)
     ]
     assert (main.groupby("arch")["method"].apply(lambda m: (m == "dense").sum()) == 1).all()
+
+
+def test_a_budget_studys_report_judges_each_dense_model_once(tmp_path):
+    """The dense models are shared by every budget: their learning curves and plateau verdict come out once per
+    model, from all budgets' metrics.json files, and open the README beside the budgets."""
+    from passprune.records import write_record
+    from passprune.report.aggregate import aggregate
+    from passprune.report.build import build_report
+
+    curves = {0: [70.0, 80.0, 84.0, 85.0, 85.1, 85.05, 85.12], 1: [60.0, 70.0, 75.0, 78.0, 80.0, 82.0, 84.0]}
+    files = []
+    for seed, curve in curves.items():
+        dense = {"stage": "pretrain", "dataset": "fashion_mnist", "arch": "resnet20", "seed": seed, "method": "dense"}
+        dense |= {"family": "dense", "target": 1.0, "top1": curve[-1], "top1_before_ft": curve[-1], "macs": 2e6}
+        dense |= {"params": 2e4, "val_top1": max(curve)}
+        dense |= {"history": [{"epoch": e, "val_top1": v} for e, v in enumerate(curve, 1)]}
+        files.append(write_record(tmp_path / "_dense" / f"seed{seed}" / "abc" / "metrics.json", dense))
+        for name, steps in (("s100", 100), ("s468", 468)):
+            run = tmp_path / f"seed{seed}" / "l1" / "macs0.5" / f"ft-{name}" / "metrics.json"
+            files.append(write_record(run, _record("l1", {"name": name, "steps": steps}, seed=seed)))
+    aggregate(files, tmp_path / "summary.csv")
+    build_report(tmp_path / "summary.csv", tmp_path / "report", files)
+    table = pd.read_csv(tmp_path / "report" / "tables" / "dense_convergence.csv")
+    assert list(table["seed"]) == [0, 1] and list(table["converged"]) == [True, False]
+    readme = (tmp_path / "report" / "README.md").read_text()
+    opening = readme[: readme.index("## Fine-tuning budgets")]
+    assert "**1 of 2 dense models did not** (still gaining): fashion_mnist/resnet20 seed 1: +6.00" in opening
