@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browse the studies' MLflow runs: a local MLflow server over results/mlflow.db on http://127.0.0.1:${PORT:-5000}
 # (loopback only; pass --host 0.0.0.0 yourself to expose it). One experiment per study (<experiment>/<study>),
-# job runs nested under its study run. Artifacts are served from the folder that holds the database
+# job runs nested under its study run; it first prints each study's runs table link
+# (http://127.0.0.1:PORT/#/experiments/<id>/runs). Artifacts are served from the folder that holds the database
 # (results/<study>/mlflow/...), so a moved results folder works: MLFLOW_TRACKING_URI=sqlite:////new/place/mlflow.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +12,9 @@ case "$uri" in
   sqlite:///*) dest="$(dirname "${uri#sqlite:///}")" ;;  # sqlite:///rel/x.db -> rel, sqlite:////abs/x.db -> /abs
   *) dest="${MLFLOW_ARTIFACTS_DESTINATION:-results}" ;;
 esac
+# Where to look: MLflow 3 opens an experiment on its GenAI overview; a study's runs are its runs table
+echo "Each study's runs (open once the server says it is running; expand the study run for its job runs):"
+"${PASSPRUNE_VENV:-.venv}/bin/python" -m passprune.cli track-urls --uri "$uri" \
+  --base "http://127.0.0.1:${PORT:-5000}" || echo "  (could not list the studies; http://127.0.0.1:${PORT:-5000})"
 exec "${PASSPRUNE_VENV:-.venv}/bin/mlflow" server --backend-store-uri "$uri" --artifacts-destination "$dest" \
   --serve-artifacts --host 127.0.0.1 --port "${PORT:-5000}" --workers 1 "$@"

@@ -19,3 +19,11 @@ study=$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["st
 echo
 echo "Claims, tables and figures: $PWD/results/$study/reports/ (README.md, tables/, figures/)"
 echo "One row per run: $PWD/results/$study/summary.csv"
+# MLflow: the link to the study's runs table, when tracking logged it (never fails the run)
+if [ -f "results/$study/mlflow_study.json" ]; then
+  urls=$(timeout 120 passprune track-urls "results/$study" 2>/dev/null) || true
+  if [ -n "$urls" ]; then
+    echo "MLflow, the study's runs table (a SQLite store is served by \`bash scripts/mlflow-ui.sh\`):"
+    echo "$urls"
+  fi
+fi

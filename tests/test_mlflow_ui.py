@@ -1,5 +1,5 @@
 """The MLflow mirror as a user sees it: a real `mlflow server` on loopback over the study's SQLite store, its
-REST API, and its web UI rendered by a real headless Chromium.
+REST API, and its web UI rendered by a real headless Chromium at the runs-table link scripts/mlflow-ui.sh prints.
 
 Chromium comes from Debian (`scripts/test.sh` installs it as root). Without it the browser test is skipped,
 unless PASSPRUNE_REQUIRE_BROWSER=1 (CI), where it fails instead.
@@ -205,8 +205,11 @@ def test_ui_shows_the_runs_in_a_real_browser(server, tmp_path):
         body = re.sub(r"<style.*?</style>|<script.*?</script>", " ", dom.stdout, flags=re.S)
         return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", body)))
 
-    # The experiment's runs page: the study run, with the job runs nested (collapsed) under it.
-    url = f"{server['base']}/#/experiments/{exp}/runs"
+    # The link scripts/mlflow-ui.sh printed for the study: its runs table (MLflow 3 would otherwise open the
+    # experiment on its empty GenAI overview), with the study run and the job runs nested (collapsed) under it.
+    printed = re.findall(r"^  passprune-ui/ui-study: (\S+)$", (server["root"] / "server.log").read_text(), flags=re.M)
+    assert printed == [f"{server['base']}/#/experiments/{exp}/runs"]
+    url = printed[0]
     text = render(url)
     assert "passprune-ui" in text and "ui-study" in text  # rendered by the UI's JavaScript, not in the static page
     assert "4 matching runs" in text
