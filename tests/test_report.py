@@ -786,6 +786,12 @@ def test_plateau_rule_judges_a_levelled_curve_converged_and_a_rising_one_not():
     for bad in ({"window": 0}, {"window": 2.5}, {"min_gain": -0.1}):
         with pytest.raises(ValueError, match="plateau rule"):
             PlateauRule(**bad)
+    from passprune.report.dense import verdict_text
+
+    text = verdict_text(table.reset_index(), PlateauRule())  # one converged, one rising, one too short
+    assert f"**1 of 3 dense models did not** (still gaining): {DS}/{ARCH} seed 1: +5.00 (best epoch 8)." in text
+    assert "**1 of 3 dense models could not be judged**: 2 epoch(s), and the rule needs more than 3." in text
+    assert verdict_text(table.reset_index().iloc[[1]], PlateauRule()).startswith("**The dense model did not**")
 
 
 def test_report_draws_dense_curves_and_says_which_dense_model_did_not_converge(built):

@@ -129,6 +129,10 @@ def _model(r: dict) -> str:
     return f"{r['dataset']}/{r['arch']} seed {int(r['seed'])}"
 
 
+def _how_many(k: int, n: int) -> str:
+    return "The dense model" if n == 1 else f"{k} of {n} dense models"
+
+
 def verdict_text(table: pd.DataFrame, rule: PlateauRule) -> str:
     """Whether every dense model met the rule, naming those that did not (with their gain) and those that could
     not be judged (too few epochs)."""
@@ -146,12 +150,12 @@ def verdict_text(table: pd.DataFrame, rule: PlateauRule) -> str:
         )
     if failed:
         who = "; ".join(f"{_model(r)}: {r['plateau_gain']:+.2f} (best epoch {r['best_epoch']})" for r in failed)
-        parts.append(f"**{len(failed)} of {n} dense models did not** (still gaining): {who}.")
+        parts.append(f"**{_how_many(len(failed), n)} did not** (still gaining): {who}.")
     if unjudged:
         epochs = sorted({int(r["epochs"]) for r in unjudged})
         parts.append(
-            f"**{len(unjudged)} of {n} could not be judged**: {'/'.join(map(str, epochs))} epoch(s), and the rule "
-            f"needs more than {rule.window}."
+            f"**{_how_many(len(unjudged), n)} could not be judged**: {'/'.join(map(str, epochs))} epoch(s), and "
+            f"the rule needs more than {rule.window}."
         )
     if failed or unjudged:
         parts.append("Comparisons after long fine-tuning may then only continue an unfinished training.")
