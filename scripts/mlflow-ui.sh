@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # Browse the studies' MLflow runs: a local MLflow server over results/mlflow.db on http://127.0.0.1:${PORT:-5000}
-# (loopback only; pass --host 0.0.0.0 yourself to expose it). One experiment per study (<experiment>/<study>),
+# (loopback only: it has no logins; a server others reach is scripts/mlflow-server.sh, with MLflow's
+# authentication, docs/mlflow.md). One experiment per study (<experiment>/<study>),
 # job runs nested under its study run; it first prints each study's runs table link
 # (http://127.0.0.1:PORT/#/experiments/<id>/runs). Artifacts are served from the folder that holds the database
 # (results/<study>/mlflow/...), so a moved results folder works: MLFLOW_TRACKING_URI=sqlite:////new/place/mlflow.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+host=127.0.0.1 args=("$@")
+for i in "${!args[@]}"; do  # a --host among the extra arguments wins over ours
+  case "${args[$i]}" in
+    --host|-h) host="${args[$((i + 1))]:-}" ;;
+    --host=*) host="${args[$i]#--host=}" ;;
+  esac
+done
+case "$host" in
+  127.*|localhost|::1|'[::1]') ;;
+  *) echo "mlflow-ui.sh: no logins here, so no --host $host: share studies with scripts/mlflow-server.sh" \
+       "(MLflow's authentication; docs/mlflow.md, \"A server for the lab\")" >&2; exit 2 ;;
+esac
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true
 uri="${MLFLOW_TRACKING_URI:-sqlite:///results/mlflow.db}"
 case "$uri" in

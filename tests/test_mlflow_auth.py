@@ -148,3 +148,13 @@ def test_track_urls_prints_each_studys_runs_table(tmp_path, monkeypatch, capsys)
     assert (
         capsys.readouterr().out == f"  passprune/study-b: http://127.0.0.1:5000/#/experiments/{ids['study-b']}/runs\n"
     )
+
+
+def test_ui_script_without_logins_stays_on_loopback(tmp_path):
+    """scripts/mlflow-ui.sh has no authentication: a --host others could reach is refused, pointing to the
+    lab server."""
+    for args in (["--host", "0.0.0.0"], ["--port", "1", "--host=10.1.2.3"]):
+        res = subprocess.run(
+            ["bash", str(REPO / "scripts" / "mlflow-ui.sh"), *args], capture_output=True, text=True, timeout=60
+        )
+        assert res.returncode == 2 and "no logins here" in res.stderr and "scripts/mlflow-server.sh" in res.stderr
