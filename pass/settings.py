@@ -184,6 +184,30 @@ class PlateauRule:
 
 
 @dataclass(frozen=True)
+class LongerRule:
+    """The report's decisive test of a dense model's training when the study also trained a longer twin of it
+    (``pretrain.convergence_epochs``: the same settings, more epochs): the study's dense models have converged
+    when the twins' best validation top-1 exceeds theirs by less than ``min_gain`` points on average, paired by
+    seed (the 95% t-interval is shown beside it). Why not the plateau rule alone: a one-cycle or cosine schedule
+    anneals the learning rate to zero in its last epochs, so accuracy climbs there by design, however long the
+    training; only training longer shows whether more epochs would still pay. A report setting, like
+    :class:`PlateauRule` (no job reads it)."""
+
+    min_gain: float = 0.5  # top-1 points, mean over seeds
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.min_gain, (int, float)) or isinstance(self.min_gain, bool) or self.min_gain < 0:
+            raise ValueError(f"longer-training rule: min_gain {self.min_gain!r} must be a number of top-1 points >= 0")
+
+    def text(self) -> str:
+        """The rule in words, as the report states it."""
+        return (
+            "the study's dense models have converged when twins trained longer (same settings, more epochs) reach a "
+            f"best validation top-1 less than {self.min_gain:g} points higher on average over seeds (paired)"
+        )
+
+
+@dataclass(frozen=True)
 class JobSettings:
     """Everything one job reads from ``--settings`` (the sections a stage does not use stay at defaults).
 

@@ -903,3 +903,51 @@ def test_claims_5seeds_snapshot_names_its_baselines_as_registered():
         if f.name == "README.md":  # the snapshot's note names the old names on purpose
             text = text.replace((snap / "NOTES.md").read_text().strip(), "")
         assert not old.search(text), f"{f.name}: {old.search(text).group(0)!r}"
+
+
+def _twin(seed: int, extra: float) -> dict:
+    """Seed ``seed``'s dense model trained twice as long (16 epochs): its curve ends ``extra`` points above the
+    8-epoch model's best."""
+    m = _dense(seed)
+    curve = DENSE_CURVES[seed % 2]
+    best = max(curve)
+    m["history"] = [
+        {"epoch": e, "val_top1": v, "lr": 0.1}
+        for e, v in enumerate(curve + [best + extra * k / 8 for k in range(1, 9)], 1)
+    ]
+    return m
+
+
+@pytest.mark.parametrize("extras, converged", [((0.1, 0.3), True), ((1.0, 2.0), False)])
+def test_longer_twins_decide_convergence_and_the_plateau_rule_is_only_information(tmp_path, extras, converged):
+    """With a longer twin per seed (``pretrain.convergence_epochs``), the verdict is the twins' mean gain against
+    LongerRule's 0.5 points, paired by seed, not the plateau rule (which seed 1's rising 8-epoch curve fails)."""
+    from passprune.report.dense import longer_summary, longer_table, write_dense
+    from passprune.settings import LongerRule
+
+    files = [_write(tmp_path / f"d{s}" / "m8" / "metrics.json", _dense(s)) for s in SEEDS]
+    files += [_write(tmp_path / f"d{s}" / "m16" / "metrics.json", _twin(s, x)) for s, x in zip(SEEDS, extras)]
+    written, opening, section = write_dense(files, tmp_path / "out")
+    longer = pd.read_csv(tmp_path / "out" / "tables" / "dense_longer.csv")
+    assert (
+        list(longer["seed"]) == [0, 1]
+        and list(longer["epochs"]) == [8, 8]
+        and list(longer["longer_epochs"]) == [16, 16]
+    )
+    assert list(longer["gain"]) == pytest.approx(list(extras)) and set(longer["longer_dense_id"]) == {"m16"}
+    summary = longer_summary(longer_table(pd.read_csv(tmp_path / "out" / "tables" / "dense_convergence.csv")))
+    assert summary.loc[0, "mean_gain"] == pytest.approx(sum(extras) / 2) and summary.loc[0, "converged"] == converged
+    head = opening[0]
+    assert head.startswith("**Dense models trained to convergence?** Rule: the study's dense models have converged")
+    assert ("**converged**" in head) == converged and ("**not converged** (still gaining)" in head) != converged
+    assert f"8 → 16 epochs gained {sum(extras) / 2:+.2f} points [" in head
+    # the plateau rule is judged on the study's own (8-epoch) models only: seed 1 is still rising there
+    assert "For information, the plateau rule" in head and "**1 of 2 dense models did not**" in head
+    assert (
+        any("longer twin" in line for line in section) and tmp_path / "out" / "tables" / "dense_longer.csv" in written
+    )
+    # the rule is a setting: a tolerance of 3 points calls both cases converged
+    _, opening3, _ = write_dense(files, tmp_path / "out3", longer_rule=LongerRule(min_gain=3.0))
+    assert "**converged**" in opening3[0] and "less than 3 points higher" in opening3[0]
+    with pytest.raises(ValueError, match="longer-training rule"):
+        LongerRule(min_gain=-1)

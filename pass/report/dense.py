@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_text
-from ..settings import PlateauRule
+from ..settings import LongerRule, PlateauRule
+from ..stats.paired import t_interval
 from .aggregate import is_dense, load_metrics
 from .figures import _new_figure, _style, save_figure
 from .tables import _render
@@ -39,6 +40,8 @@ HISTORY_VALUES: tuple[str, ...] = ("val_top1", "val_loss", "train_top1", "train_
 HISTORY_CSV, TABLE_STEM, FIGURE_STEM = "dense_history.csv", "dense_convergence", "dense_curves"
 #: The rule a report applies unless told otherwise (its defaults live in passprune.settings).
 DEFAULT_RULE = PlateauRule()
+DEFAULT_LONGER = LongerRule()
+LONGER_STEM = "dense_longer"
 
 
 # ----------------------------------------------------------------------------- the curves
@@ -125,6 +128,93 @@ def convergence_table(history: pd.DataFrame, rule: PlateauRule = DEFAULT_RULE) -
     return pd.DataFrame(rows)
 
 
+# ----------------------------------------------------------------------------- the longer-training rule
+def longer_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, arch, seed) with dense models of different lengths: the shortest (the one the study's
+    methods start from: ``pretrain.convergence_epochs`` must exceed ``pretrain.train.epochs``) against the longest
+    (its twin, trained only to test convergence); ``gain`` = twin's best validation top-1 minus the model's."""
+    rows = []
+    for (ds, arch, seed), g in table.groupby(["dataset", "arch", "seed"], sort=True):
+        if g["epochs"].nunique() < 2:
+            continue
+        g = g.sort_values("epochs", kind="mergesort")
+        a, b = g.iloc[0], g.iloc[-1]
+        rows.append(
+            {
+                "dataset": ds,
+                "arch": arch,
+                "seed": int(seed),
+                "epochs": int(a["epochs"]),
+                "longer_epochs": int(b["epochs"]),
+                "best_val_top1": float(a["best_val_top1"]),
+                "longer_best_val_top1": float(b["best_val_top1"]),
+                "gain": float(b["best_val_top1"] - a["best_val_top1"]),
+                "dense_id": a["dense_id"],
+                "longer_dense_id": b["dense_id"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def longer_summary(longer: pd.DataFrame, rule: LongerRule = DEFAULT_LONGER) -> pd.DataFrame:
+    """Per dataset/arch: the mean gain of training longer over seeds, its 95% t-interval and the verdict
+    (``converged``: mean gain < ``rule.min_gain``)."""
+    rows = []
+    for (ds, arch), g in longer.groupby(["dataset", "arch"], sort=True):
+        gains = g["gain"].to_numpy(float)
+        lo, hi = t_interval(gains)
+        mean = float(gains.mean())
+        rows.append(
+            {
+                "dataset": ds,
+                "arch": arch,
+                "seeds": len(gains),
+                "epochs": "/".join(map(str, sorted(set(g["epochs"])))),
+                "longer_epochs": "/".join(map(str, sorted(set(g["longer_epochs"])))),
+                "mean_gain": mean,
+                "ci_low": lo,
+                "ci_high": hi,
+                "converged": bool(mean < rule.min_gain),
+                "min_gain": rule.min_gain,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _interval(lo: float, hi: float) -> str:
+    return "" if math.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]"
+
+
+def longer_verdict(summary: pd.DataFrame) -> str:
+    """One sentence per dataset/arch: the mean gain of training longer, with its interval, and the verdict."""
+    parts = []
+    for r in summary.to_dict("records"):
+        verdict = "**converged**" if r["converged"] else "**not converged** (still gaining)"
+        parts.append(
+            f"{r['dataset']}/{r['arch']}: {r['epochs']} → {r['longer_epochs']} epochs gained {r['mean_gain']:+.2f} "
+            f"points{_interval(r['ci_low'], r['ci_high'])} over {r['seeds']} seed(s): {verdict}."
+        )
+    return " ".join(parts)
+
+
+def _longer_md(longer: pd.DataFrame) -> str:
+    headers = ["Dataset", "Arch", "Seed", "Epochs", "Best val top-1", "Longer twin", "Its best val top-1", "Gain"]
+    rows = [
+        [
+            str(r["dataset"]),
+            str(r["arch"]),
+            str(int(r["seed"])),
+            str(int(r["epochs"])),
+            f"{r['best_val_top1']:.2f}",
+            f"{int(r['longer_epochs'])} epochs",
+            f"{r['longer_best_val_top1']:.2f}",
+            f"{r['gain']:+.2f}",
+        ]
+        for r in longer.to_dict("records")
+    ]
+    return _render(headers, rows, set(headers[2:]), "md")
+
+
 def _model(r: dict) -> str:
     return f"{r['dataset']}/{r['arch']} seed {int(r['seed'])}"
 
@@ -188,17 +278,31 @@ def plot_dense_curves(history: pd.DataFrame, table: pd.DataFrame, out_stem: str 
 
 
 def _curves_panel(ax, sub: pd.DataFrame, facts: pd.DataFrame) -> None:
-    colors = [f"C{i % 10}" for i in range(len(facts))]
-    for color, r in zip(colors, facts.to_dict("records")):
+    seeds = sorted(set(int(x) for x in facts["seed"]))
+    shortest = facts.groupby("seed")["epochs"].min()
+    for r in facts.to_dict("records"):
+        color = f"C{seeds.index(int(r['seed'])) % 10}"
         g = sub[(sub["seed"] == r["seed"]) & (sub["dense_id"] == r["dense_id"])].sort_values("epoch")
         gain = "too few epochs" if not r["judged"] else f"gain {r['plateau_gain']:+.2f}"
         mark = "" if not r["judged"] else (" ✓" if r["converged"] else " ✗")
-        label = f"seed {int(r['seed'])}{'' if facts['seed'].is_unique else ' ' + r['dense_id']}: {gain}{mark}"
-        ax.plot(g["epoch"], g["val_top1"], color=color, lw=1.2, marker="o", ms=2.5, label=label)
+        twin = int(r["epochs"]) > int(shortest[r["seed"]])
+        length = "" if facts["seed"].is_unique else f", {int(r['epochs'])} ep"
+        label = f"seed {int(r['seed'])}{length}: {gain}{mark}"
+        ax.plot(
+            g["epoch"],
+            g["val_top1"],
+            color=color,
+            lw=1.0 if twin else 1.2,
+            ls="--" if twin else "-",
+            marker="o",
+            ms=2.0 if twin else 2.5,
+            label=label,
+        )
         best = g[g["epoch"] == r["best_epoch"]]
         ax.plot(best["epoch"], best["val_top1"], color=color, marker="*", ms=9, mec="white", mew=0.5, lw=0)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize="x-small", loc="lower right", title="★ best epoch", title_fontsize="x-small")
+    title = "★ best epoch" + ("; dashed: longer twin" if not facts["seed"].is_unique else "")
+    ax.legend(fontsize="x-small", loc="lower right", title=title, title_fontsize="x-small")
 
 
 # ----------------------------------------------------------------------------- files and README
@@ -225,6 +329,7 @@ def _md(table: pd.DataFrame) -> str:
 def stale_files(out_dir: Path) -> list[Path]:
     """Everything :func:`write_dense` writes, so a build without dense curves leaves no earlier copy behind."""
     tables = [out_dir / "tables" / f"{TABLE_STEM}.{x}" for x in ("csv", "md")] + [out_dir / "tables" / HISTORY_CSV]
+    tables.append(out_dir / "tables" / f"{LONGER_STEM}.csv")
     return tables + [out_dir / "figures" / f"{FIGURE_STEM}.{x}" for x in ("png", "pdf")]
 
 
@@ -233,16 +338,19 @@ def write_dense(
     out_dir: str | os.PathLike,
     rule: PlateauRule = DEFAULT_RULE,
     earlier: str | os.PathLike | None = None,
+    longer_rule: LongerRule = DEFAULT_LONGER,
 ) -> tuple[list[Path], list[str], list[str]]:
     """The dense models' tables and figure under ``out_dir`` from the pretraining jobs among ``metrics_files``
     (else from ``earlier``, a ``dense_history.csv`` of an earlier build, when it exists): ``(paths written, the
-    README's opening lines, its section)``. Without any history the files are removed and both say why."""
+    README's opening lines, its section)``. Without any history the files are removed and both say why. When a
+    seed has a longer twin (``pretrain.convergence_epochs``), ``longer_rule`` decides and the plateau rule is
+    shown for information."""
     out_dir = Path(out_dir)
     history = dense_histories(metrics_files)
     source = "the pretraining jobs' `metrics.json` (`history`)"
     if history.empty and earlier is not None and Path(earlier).is_file():
         history, source = read_history(earlier), "`tables/dense_history.csv`, kept from the build that had them"
-    head = f"**Dense models trained to convergence?** Plateau rule: {rule.text()} (`passprune.settings.PlateauRule`)."
+    plateau_head = f"Plateau rule: {rule.text()} (`passprune.settings.PlateauRule`)."
     if history.empty:
         for p in stale_files(out_dir):
             p.unlink(missing_ok=True)
@@ -251,24 +359,37 @@ def write_dense(
             if not metrics_files
             else "no pretraining job among the given metrics.json files records a per-epoch validation top-1"
         )
+        head = f"**Dense models trained to convergence?** {plateau_head}"
         return [], [f"{head} _Not checked: {why}._", ""], ["## Dense models", "", f"_Skipped: {why}._", ""]
     table = convergence_table(history, rule)
+    longer = longer_table(table)
     written = [
         atomic_write_text(out_dir / "tables" / HISTORY_CSV, history.to_csv(index=False, lineterminator="\n")),
         atomic_write_text(out_dir / "tables" / f"{TABLE_STEM}.csv", table.to_csv(index=False, lineterminator="\n")),
         atomic_write_text(out_dir / "tables" / f"{TABLE_STEM}.md", _md(table)),
     ]
+    (out_dir / "tables" / f"{LONGER_STEM}.csv").unlink(missing_ok=True)
+    if longer.empty:
+        opening = f"**Dense models trained to convergence?** {plateau_head} {verdict_text(table, rule)}"
+    else:
+        written.append(
+            atomic_write_text(
+                out_dir / "tables" / f"{LONGER_STEM}.csv", longer.to_csv(index=False, lineterminator="\n")
+            )
+        )
+        own = table[~table["dense_id"].isin(set(longer["longer_dense_id"]))]
+        opening = (
+            f"**Dense models trained to convergence?** Rule: {longer_rule.text()} (`passprune.settings.LongerRule`). "
+            f"{longer_verdict(longer_summary(longer, longer_rule))} For information, the {plateau_head[0].lower()}"
+            f"{plateau_head[1:-1]}, which a schedule that anneals the learning rate to zero fails by design: "
+            f"{verdict_text(own, rule)}"
+        )
     written += plot_dense_curves(history, table, out_dir / "figures" / FIGURE_STEM)
-    verdict = verdict_text(table, rule)
-    return (
-        written,
-        [f"{head} {verdict} Curves and table: section *Dense models*.", ""],
-        _section(table, source),
-    )
+    return written, [f"{opening} Curves and tables: section *Dense models*.", ""], _section(table, source, longer)
 
 
-def _section(table: pd.DataFrame, source: str) -> list[str]:
-    return [
+def _section(table: pd.DataFrame, source: str, longer: pd.DataFrame | None = None) -> list[str]:
+    lines = [
         "## Dense models",
         "",
         "Every method of a seed starts from that seed's dense model; a model still improving when its training "
@@ -280,6 +401,19 @@ def _section(table: pd.DataFrame, source: str) -> list[str]:
         "",
         f"Also as [CSV](tables/{TABLE_STEM}.csv); every epoch in [CSV](tables/{HISTORY_CSV}).",
         "",
+    ]
+    if longer is not None and not longer.empty:
+        lines += [
+            "Each seed's dense model against its longer twin (same settings, more epochs; trained only to test "
+            "convergence, no method starts from it). A one-cycle or cosine schedule ends at a learning rate near "
+            "zero, so its last epochs climb whatever the length; whether more epochs still pay shows only here.",
+            "",
+            _longer_md(longer).rstrip("\n"),
+            "",
+            f"Also as [CSV](tables/{LONGER_STEM}.csv).",
+            "",
+        ]
+    return lines + [
         "![Dense models: validation top-1 per epoch](figures/dense_curves.png)",
         "",
         "[PDF](figures/dense_curves.pdf)",
