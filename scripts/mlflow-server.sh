@@ -125,6 +125,7 @@ if [ "$auth" = 1 ]; then
   # MLflow's auth config: every user reads every study (READ), writes (and manages) the ones they create.
   # configparser reads '%' as interpolation: double it in the values
   authdb="${MLFLOW_AUTH_DATABASE_URI:-sqlite:///$priv/basic_auth.db}" admin="${MLFLOW_AUTH_ADMIN_USERNAME:-admin}"
+  case "$authdb" in postgresql://*|postgres://*) authdb="postgresql+psycopg://${authdb#*://}" ;; esac
   cat >"$priv/basic_auth.ini.tmp" <<EOF
 [mlflow]
 default_permission = READ

@@ -113,7 +113,7 @@ def server(tmp_path_factory):
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + 180  # as the server tests: the start-up, and the links printed before it
     while True:
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
