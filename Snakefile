@@ -1,4 +1,4 @@
-# passprune: pretrain -> search (PASS, ablations, baselines) -> prune + fine-tune -> evaluate -> aggregate -> report
+# passprune: pretrain -> [sparsify ->] search (PASS, ablations, baselines) -> prune + fine-tune -> evaluate -> aggregate -> report
 # Run:  snakemake --cores 2                      (embedded default, config/config.yaml)
 #       snakemake --cores 8 --profile slurm      (cluster; see slurm/config.yaml)
 from snakemake.utils import min_version
@@ -15,6 +15,7 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/sparsify.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/transfer.smk"

@@ -1,6 +1,7 @@
 """``passprune <stage>``: the one entry point every Snakemake rule calls; argument parsing and dispatch only.
 
-Stages: ``pretrain`` (dense model), ``search`` (a method's kept channels at a MACs target), ``finetune``
+Stages: ``pretrain`` (dense model), ``sparsify`` (a sparsity-training baseline's training, shared by every target's
+search), ``search`` (a method's kept channels at a MACs target), ``finetune``
 (physical pruning, fine-tuning, evaluation) -- their code is :mod:`passprune.stages` --, ``aggregate``
 (summary.csv from metrics.json files), ``report`` (tables and figures), ``claims``, ``list``, and the MLflow
 study commands. Each job stage takes its resolved settings as JSON (``--settings``, parsed into
@@ -35,6 +36,12 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
     run_pretrain(Job(**_job_fields(a, "pretrain")))
 
 
+def cmd_sparsify(a: argparse.Namespace) -> None:
+    from .stages import SparsifyJob, run_sparsify
+
+    run_sparsify(SparsifyJob(**_job_fields(a, "sparsify"), method=a.method, dense=Path(a.dense)))
+
+
 def cmd_search(a: argparse.Namespace) -> None:
     from .stages import SearchJob, run_search
 
@@ -47,6 +54,7 @@ def cmd_search(a: argparse.Namespace) -> None:
             label=a.label,
             source=a.source,
             reference=a.reference,
+            sparse=Path(a.sparse) if a.sparse else None,
         )
     )
 
@@ -148,7 +156,7 @@ COMMAND_MODULES: tuple[str, ...] = ("tracking_cli", "prefetch", "estimate", "reg
 #: The subcommands defined in this file. A job stage never imports the command modules above: that keeps
 #: every job's start-up short, and a tool module that fails to import cannot break the pipeline's stages.
 CORE_COMMANDS = frozenset(
-    {"pretrain", "search", "finetune", "aggregate", "report", "claims", "list", "track-init", "track-close"}
+    {"pretrain", "sparsify", "search", "finetune", "aggregate", "report", "claims", "list", "track-init", "track-close"}
 )
 
 
@@ -181,8 +189,12 @@ def _job_parser(sub: argparse._SubParsersAction, name: str, fn, help_: str) -> a
 
 
 def _add_job_commands(sub: argparse._SubParsersAction) -> None:
-    """``pretrain``, ``search`` and ``finetune``: the stages Snakemake runs as jobs, each with its own inputs."""
+    """``pretrain``, ``sparsify``, ``search`` and ``finetune``: the stages Snakemake runs as jobs, each with its own
+    inputs."""
     _job_parser(sub, "pretrain", cmd_pretrain, "train the dense model")
+    q = _job_parser(sub, "sparsify", cmd_sparsify, "a sparsity-training method's training, shared by every target")
+    q.add_argument("--method", required=True, help="a method with a shared sparsity training (slimming, depgraph, ...)")
+    q.add_argument("--dense", required=True, help="dense model.pt")
     q = _job_parser(sub, "search", cmd_search, "choose the kept channels at a MACs target")
     q.add_argument("--method", required=True)
     q.add_argument("--target", type=float, required=True, help="fraction of dense MACs to keep, in (0, 1]")
@@ -199,6 +211,12 @@ def _add_job_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="structure.json of a reference run (same dataset, arch, seed, target): the per-group widths "
         "the controls random_widths and scratch reuse",
+    )
+    q.add_argument(
+        "--sparse",
+        default=None,
+        help="folder of this method's shared sparsity training (passprune sparsify): the search starts from its "
+        "weights, only prunes, and reports the training's cost as its own",
     )
     q = _job_parser(sub, "finetune", cmd_finetune, "prune physically, fine-tune, evaluate")
     q.add_argument("--target", type=float, required=True)

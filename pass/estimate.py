@@ -6,15 +6,20 @@ each job's work is counted in images from those settings and the dataset's split
 
 * pretrain: ``epochs x full batches x batch`` training images (forward + backward) on the dense net, plus the
   validation split every epoch and the test split once (forward);
+* sparsify: a sparsity-learning baseline's ``epochs`` of training, once per (dataset, arch, seed, method, training
+  options), shared by every target's search of the method (slimming, DepGraph, the sparsity ``*_tp`` methods);
 * search: PASS and its ablations ``steps x batch`` training images through the (masked) dense net, plus the
-  BN re-estimation and the final validation; sparsity-learning baselines their ``epochs`` of training; Taylor its
-  ``batches``; weight criteria (L1, FPGM, random) nothing worth counting;
+  BN re-estimation and the final validation; GReg (whose training depends on the target) its ``epochs`` of
+  training; a search from a shared sparsity training only prunes; Taylor its ``batches``; weight criteria (L1,
+  FPGM, random) nothing worth counting;
 * finetune (and structure transfer): the fine-tuning budget on the pruned net, whose cost per image is the dense
   one times the MACs target; the scratch control also replays the dense model's pretraining epochs; plus the
   evaluations before / after and the latency runs;
 
 then turned into seconds with the images/s that ``bench/throughput.py`` measured for that architecture, scaled to
-the job's resolution by the ratio of conv+linear MACs per image, plus a fixed start-up time per job. Every figure
+the job's resolution by the ratio of conv+linear MACs per image, plus a fixed start-up time per job. The saving of
+the shared sparsity training is what the same searches would cost if each trained for itself (the single-job
+path): every shared search's training counted again, less the ``sparsify`` jobs' (their start-up included). Every figure
 says which device it comes from: CPU-derived hours are what this repository ships (no GPU was lent when it was
 written) and are an upper bound for a GPU; ``python bench/throughput.py --device cuda`` on a GPU node adds GPU
 figures, which the estimate then prefers.
@@ -196,32 +201,52 @@ def _method_options(base: str, given: dict[str, Any]) -> tuple[str, dict[str, An
     return spec.family, {**spec.defaults, **(given or {})}
 
 
-def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSettings]) -> Work:
+def shared_searches(plan) -> dict[str, str]:
+    """Search job key -> the key of the shared sparsity training (rule ``sparsify``) it starts from."""
+    sparsify = {j.key for j in plan.jobs if j.stage == "sparsify"}
+    return {j.key: d for j in plan.jobs if j.stage == "search" for d in j.deps if d in sparsify}
+
+
+def _search_work(job, settings: JobSettings, n: dict[str, int], res: int, shared: bool) -> Work:
+    """A search's images by its method's family; a search from a shared sparsity training (``shared``) only prunes."""
+    family, o = _method_options(job.method, settings.method_options)
+    bs = int(settings.search.batch_size)
+    if family in STEP_FAMILIES:
+        recal = int(o.get("bn_recalibration_batches", 0)) * bs
+        ev = float(recal + n["val"])
+        if o.get("select_on_val"):  # a candidate every log_every steps after the budget anneal
+            ev *= 1 + o["steps"] * (1 - o.get("anneal_frac", 0)) / max(1, o.get("log_every", 1))
+        return Work(float(o["steps"] * bs), ev, 1.0, res)
+    if "epochs" in o and not shared:  # sparsity learning in the search itself (GReg; any search run alone)
+        return _sparsity_work(o, bs, n, res)
+    if "batches" in o:  # Taylor: gradients over minibatches
+        return Work(float(o["batches"] * bs), 0.0, 1.0, res)
+    return Work(0.0, 0.0, 1.0, res)  # weight criteria, and pruning from shared sparsity-trained weights: seconds
+
+
+def _sparsity_work(o: dict[str, Any], bs: int, n: dict[str, int], res: int) -> Work:
+    """``epochs`` of sparsity learning on the dense net, validation after each (passprune.engine.train)."""
+    sparsity = TrainSettings(epochs=o["epochs"], batch_size=bs, max_steps_per_epoch=o.get("max_steps_per_epoch"))
+    train, ev = _training(sparsity, n)
+    return Work(train, ev, 1.0, res)
+
+
+def job_work(
+    job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSettings], shared: frozenset[str] = frozenset()
+) -> Work:
     """The images one planned job processes. ``bases`` maps (dataset, arch, seed, run, target) to the registered
-    method of that run (from the plan's search jobs); ``dense_train`` (dataset, arch) to the pretraining recipe."""
+    method of that run (from the plan's search jobs); ``dense_train`` (dataset, arch) to the pretraining recipe;
+    ``shared`` holds the keys of the searches that start from a shared sparsity training (:func:`shared_searches`)."""
     settings = _settings(job)
     n, res = _splits(job, settings)
     if job.stage == "pretrain":
         train, ev = _training(settings.train, n)
         return Work(train, ev + n["test"], 1.0, res)
+    if job.stage == "sparsify":
+        _, o = _method_options(job.method, settings.method_options)
+        return _sparsity_work(o, int(settings.search.batch_size), n, res)
     if job.stage == "search":
-        family, o = _method_options(job.method, settings.method_options)
-        bs = int(settings.search.batch_size)
-        if family in STEP_FAMILIES:
-            recal = int(o.get("bn_recalibration_batches", 0)) * bs
-            ev = float(recal + n["val"])
-            if o.get("select_on_val"):  # a candidate every log_every steps after the budget anneal
-                ev *= 1 + o["steps"] * (1 - o.get("anneal_frac", 0)) / max(1, o.get("log_every", 1))
-            return Work(float(o["steps"] * bs), ev, 1.0, res)
-        if "epochs" in o:  # sparsity learning (slimming, GReg, DepGraph and their _tp variants)
-            sparsity = TrainSettings(
-                epochs=o["epochs"], batch_size=bs, max_steps_per_epoch=o.get("max_steps_per_epoch")
-            )
-            train, ev = _training(sparsity, n)
-            return Work(train, ev, 1.0, res)
-        if "batches" in o:  # Taylor: gradients over minibatches
-            return Work(float(o["batches"] * bs), 0.0, 1.0, res)
-        return Work(0.0, 0.0, 1.0, res)  # weight criteria: seconds
+        return _search_work(job, settings, n, res, job.key in shared)
     if job.stage == "finetune":
         t = settings.finetune
         f = float(job.target or 1.0)
@@ -239,15 +264,16 @@ def job_work(job, bases: dict[tuple, str], dense_train: dict[tuple, TrainSetting
 
 
 # ----------------------------------------------------------------------------- peak memory per job
-def memory_key(job) -> tuple[str, int, int, str, bool] | None:
+def memory_key(job, shared: bool = False) -> tuple[str, int, int, str, bool] | None:
     """(arch, resolution, batch, regime, bf16) that :func:`passprune.memory.job_memory` counts for a job, or None
     for a job that runs no model. Training (pretrain, fine-tune, sparsity learning) and PASS / Taylor run bf16
-    autocast on CUDA; weight criteria only evaluate, in fp32."""
-    if job.stage not in ("pretrain", "search", "finetune"):
+    autocast on CUDA; weight criteria, and a search from a shared sparsity training (``shared``), only evaluate, in
+    fp32."""
+    if job.stage not in ("pretrain", "sparsify", "search", "finetune"):
         return None
     settings = _settings(job)
     _, res = _splits(job, settings)
-    if job.stage != "search":
+    if job.stage in ("pretrain", "finetune"):
         train = settings.train if job.stage == "pretrain" else settings.finetune
         return job.arch, res, int(train.batch_size), "train", True
     family, o = _method_options(job.method, settings.method_options)
@@ -256,7 +282,7 @@ def memory_key(job) -> tuple[str, int, int, str, bool] | None:
         return job.arch, res, bs, "pass", True
     if job.method in ("taylor", "taylor_tp"):
         return job.arch, res, bs, job.method, True
-    if "epochs" in o:  # sparsity learning trains the dense net
+    if "epochs" in o and not shared:  # sparsity learning trains the dense net (rule sparsify, or GReg's search)
         return job.arch, res, bs, "train", True
     return job.arch, res, bs, "eval", False
 
@@ -265,10 +291,11 @@ def rule_memory(plan) -> dict[str, float]:
     """Peak GiB per rule: the largest of its jobs, one count per distinct (arch, resolution, batch, regime)."""
     from .memory import job_memory
 
+    shared = shared_searches(plan)
     peaks: dict[tuple, float] = {}
     out: dict[str, float] = {}
     for j in plan.jobs:
-        key = memory_key(j)
+        key = memory_key(j, j.key in shared)
         if key is None:
             continue
         if key not in peaks:
@@ -315,11 +342,12 @@ def estimate(
     (counted on the CPU: seconds per distinct job shape) against that card."""
     bases = {(j.dataset, j.arch, j.seed, j.run, j.target): j.method for j in plan.jobs if j.stage == "search"}
     dense = {(j.dataset, j.arch): _settings(j).train for j in plan.jobs if j.stage == "pretrain"}
+    shared = shared_searches(plan)
     from .methods import list_methods
 
     costs: list[JobCost] = []
     for j in plan.jobs:
-        w = job_work(j, bases, dense) if j.stage in ("pretrain", "search", "finetune") else Work(0, 0, 1, 0)
+        w = job_work(j, bases, dense, frozenset(shared)) if j.stage else Work(0, 0, 1, 0)
         seconds, macs = _job_seconds(w, j.arch, throughput, overhead_s), 0.0
         if w.train or w.eval:
             macs = w.macs_factor * throughput.macs(j.arch, w.resolution) * (3 * w.train + w.eval)  # bwd ~ 2x fwd
@@ -344,6 +372,7 @@ def estimate(
         "unregistered_methods": sorted({j.method for j in plan.jobs if j.method} - set(list_methods())),
         "jobs": [asdict(c) for c in costs],
     }
+    est["shared_sparsity"] = sparsity_saving(plan, costs, shared, overhead_s)
     if gpu is not None:
         est["gpu"] = {"kind": gpu.kind, "describe": gpu.describe(), "source": gpu.source, "precision": "bf16 autocast"}
         est["total_gpu_hours"] = sum(r.get("gpu_hours", 0.0) for r in rules.values())
@@ -352,6 +381,50 @@ def estimate(
             rules[rule]["peak_gib"] = gib
         est["gpu_memory_gb"] = gpu_memory_gb
     return est
+
+
+def sparsity_saving(plan, costs: list[JobCost], shared: dict[str, str], overhead_s: float) -> dict[str, Any]:
+    """What training each sparsity method once per (dataset, arch, seed, options) saves against training it in every
+    target's search (the single-job path): each shared search would have done its ``sparsify`` job's work (without
+    a second start-up), and the ``sparsify`` jobs would not run. MACs, CPU and GPU hours saved, and the MACs share of
+    the per-target grid."""
+    by_key = {j.key: c for j, c in zip(plan.jobs, costs)}
+    sparsify = [c for j, c in zip(plan.jobs, costs) if j.stage == "sparsify"]
+    again = [by_key[d] for d in shared.values()]  # one training per search that reads one
+    gpu = all(c.gpu_seconds is not None for c in costs)
+
+    def saved(field: str, start: float) -> float:
+        return sum(getattr(c, field) - start for c in again) - sum(getattr(c, field) for c in sparsify)
+
+    macs = saved("macs", 0.0)
+    out = {
+        "sparsify_jobs": len(sparsify),
+        "searches": len(again),
+        "trainings_saved": len(again) - len(sparsify),
+        "macs_saved": macs,
+        "hours_saved": saved("seconds", overhead_s) / 3600,
+        "per_target_macs_share": macs / (sum(c.macs for c in costs) + macs) if macs > 0 else 0.0,
+    }
+    if gpu:
+        out["gpu_hours_saved"] = saved("gpu_seconds", overhead_s) / 3600
+    return out
+
+
+def _saving_lines(est: dict[str, Any]) -> list[str]:
+    """The shared sparsity training's saving against per-target training, in the estimate's units."""
+    s = est.get("shared_sparsity") or {}
+    if not s.get("sparsify_jobs"):
+        return []
+    unit = "GPU-hours" if est["device"] == "cuda" else "core-hours"
+    gpu = f", {s['gpu_hours_saved']:,.1f} GPU-hours" if "gpu_hours_saved" in s else ""
+    return [
+        "",
+        f"shared sparsity training: {s['sparsify_jobs']:,} sparsify jobs train once for the {s['searches']:,} "
+        f"searches that start from them ({s['trainings_saved']:,} fewer trainings than one per target's search; "
+        f"{s['sparsify_jobs']:,} more jobs in the DAG): saves {s['macs_saved'] / 1e15:,.1f} PetaMACs "
+        f"({100 * s['per_target_macs_share']:.1f}% of the grid's MACs with per-target training){gpu}, "
+        f"{s['hours_saved']:,.1f} {unit}",
+    ]
 
 
 def _fits(est: dict[str, Any], r: dict[str, float]) -> str:
@@ -421,6 +494,7 @@ def render(est: dict[str, Any]) -> str:
         *_table(est),
         "PetaMACs: the work itself, device-independent (forward MACs x 3 per training image, x 1 per "
         "evaluated one); hours = that work at the measured images/s",
+        *_saving_lines(est),
         *_assumptions(est),
     ]
     lines += ["", f"by dataset/arch ({unit}):"]

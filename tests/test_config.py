@@ -410,10 +410,14 @@ def _expected_test_jobs(cfg: dict) -> dict[str, int]:
     n_hyper = sum("hypernet" in t["kinds"] for t in transfer) * per_t
     n_struct = sum("structure" in t["kinds"] for t in transfer) * per_t
     n_sources = len({t["source"] for t in transfer}) * per_t  # the source task's own PASS search
+    # the sparsity *_tp methods train once per (dataset, arch, seed), shared by every target (rule sparsify)
+    n_shared = sum(m in ("bn_scale_tp", "depgraph_tp", "greg_tp") and (o or {}).get("epochs", 1) > 0
+                   for m, o in cfg["methods"].items())  # fmt: skip
     return {
         "pretrain": n_grid + dense_extra,
         "search": n_grid * n_base * n_t,
         "search_pass": n_grid * n_pass * n_t + n_sources,
+        "sparsify": n_grid * n_shared,
         "finetune": n_grid * len(cfg["methods"]) * n_t,
         "transfer_hypernet_search": n_hyper,
         "transfer_structure": n_struct,
@@ -427,18 +431,21 @@ def _expected_test_jobs(cfg: dict) -> dict[str, int]:
 def test_test_config_plans_the_expected_jobs():
     counts = S.counts(S.jobs(S.check(BASE)))
     assert list(counts.items()) == list(_expected_test_jobs(BASE).items())  # Snakemake's table order too
-    assert sum(counts.values()) == 3 + 2 * (len(BASE["methods"]) + 2) + 3  # 30 today
+    assert counts["sparsify"] == 3  # bn_scale_tp, depgraph_tp, greg_tp: one training each, whatever the targets
+    assert sum(counts.values()) == 3 + 2 * (len(BASE["methods"]) + 2) + 3 + 3  # 33 today (30 before rule sparsify)
 
 
-#: Every shipped study config -> its jobs, as Snakemake counted them when the planning moved to passprune.study.
+#: Every shipped study config -> its jobs, as Snakemake counted them when the planning moved to passprune.study,
+#: plus one shared sparsity training (rule sparsify) per (dataset, arch, seed, method) of slimming, depgraph and the
+#: sparsity *_tp methods (before that rule: 40, 30, 5349, 1785, 118, 88, 88, 98).
 SHIPPED_JOBS = {
-    "config.yaml": 40,
-    "test.yaml": 30,
-    "paper.yaml": 5349,
-    "cifar-scratch.yaml": 1785,
-    "claims-5seeds.yaml": 118,
-    "claims-budget.yaml": 88,  # 5 dense, 20 searches, 4 methods x 5 seeds x 3 fine-tuning budgets, 3
-    "claims-faithful.yaml": 88,
+    "config.yaml": 42,
+    "test.yaml": 33,
+    "paper.yaml": 5457,
+    "cifar-scratch.yaml": 1821,
+    "claims-5seeds.yaml": 128,
+    "claims-budget.yaml": 93,  # 5 dense, 5 sparsity trainings, 20 searches, 4 methods x 5 seeds x 3 budgets, 3
+    "claims-faithful.yaml": 98,
     "pass-diagnosis.yaml": 98,
 }
 
@@ -542,7 +549,7 @@ def test_snakemake_loads_the_default_without_configfile(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert (
         job_counts(out, required=True) == S.counts(S.jobs(S.load(DEFAULT_CONFIG)))
-        and sum(job_counts(out, required=True).values()) == 40
+        and sum(job_counts(out, required=True).values()) == 42
     )
 
 
@@ -579,7 +586,7 @@ def test_snakemake_plans_the_paper_grid_as_the_study_does(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     counts = S.counts(S.jobs(S.load(PAPER_CONFIG)))
-    assert list(job_counts(out, required=True).items()) == list(counts.items()) and sum(counts.values()) == 5349
+    assert list(job_counts(out, required=True).items()) == list(counts.items()) and sum(counts.values()) == 5457
 
 
 def test_settings_json_is_what_a_job_reads():

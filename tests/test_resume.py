@@ -76,6 +76,8 @@ STUDY = Path("results") / CFG["study"]
 RUN = STUDY / "fashion_mnist" / "resnet20" / "seed0"
 PASS_SEARCH = RUN / "pass" / "macs0.5" / "search"
 SPARSITY_SEARCH = RUN / SPARSITY / "macs0.5" / "search"
+#: The sparsity training every target's search of the method starts from (rule sparsify), named by a digest.
+SPARSITY_TRAIN = RUN / "_sparsity" / SPARSITY / "*"
 #: What both folders build: the dense model and the two searches (pretraining runs as their input).
 TARGETS = (str(PASS_SEARCH / "structure.json"), str(SPARSITY_SEARCH / "structure.json"))
 
@@ -145,6 +147,7 @@ def _sha(path: Path) -> str:
 #: Files whose bytes must match between the interrupted and the uninterrupted study.
 FILES = [
     "{dense}/model.pt",
+    "{sparse}/model.pt",
     f"{PASS_SEARCH}/structure.json",
     f"{PASS_SEARCH}/hypernetwork.pt",
     f"{SPARSITY_SEARCH}/structure.json",
@@ -154,9 +157,14 @@ FILES = [
 VOLATILE = ("provenance", "resumed_from_step", "resumed_from_epoch")
 
 
+def _sparse_dir(workdir: Path) -> Path:
+    (d,) = workdir.glob(str(SPARSITY_TRAIN))
+    return d
+
+
 def _files(workdir: Path) -> dict[str, str]:
-    dense = _dense_dir(workdir).relative_to(workdir)
-    return {f.format(dense=dense): _sha(workdir / f.format(dense=dense)) for f in FILES}
+    where = {"dense": _dense_dir(workdir).relative_to(workdir), "sparse": _sparse_dir(workdir).relative_to(workdir)}
+    return {f.format(**where): _sha(workdir / f.format(**where)) for f in FILES}
 
 
 def _measured(obj):
@@ -169,9 +177,10 @@ def _measured(obj):
 
 
 def _records(workdir: Path) -> dict[str, dict]:
-    """The dense model's metrics.json and both search.json files, measured values only."""
+    """The dense model's and the sparsity training's metrics.json and both search.json files, measured values only."""
     files = {
         "dense": _dense_dir(workdir) / "metrics.json",
+        "sparsify": _sparse_dir(workdir) / "metrics.json",
         "pass": workdir / PASS_SEARCH / "search.json",
         SPARSITY: workdir / SPARSITY_SEARCH / "search.json",
     }
@@ -198,10 +207,10 @@ def test_killed_jobs_resume_to_the_same_files(tmp_path, fmnist_root):
     _rerun(work, TARGETS[0])
     assert "resumed from" in next((work / STUDY / "logs" / "search").rglob("pass/macs0.5.log")).read_text()
 
-    # 3. the sparsity-training baseline, after its first epoch
-    _kill_when(work, TARGETS[1], str(SPARSITY_SEARCH / "sparsity_ckpt.pt"))
+    # 3. the sparsity-training baseline's (shared) sparsity training, after its first epoch
+    _kill_when(work, TARGETS[1], str(SPARSITY_TRAIN / "sparsity_ckpt.pt"))
     _rerun(work, TARGETS[1])
-    assert "resumed from" in next((work / STUDY / "logs" / "search").rglob(f"{SPARSITY}/macs0.5.log")).read_text()
+    assert "resumed from" in next((work / STUDY / "logs" / "sparsify").rglob(f"{SPARSITY}/*.log")).read_text()
 
     # 4. everything compared with the run that was never interrupted
     assert _files(work) == _files(reference)

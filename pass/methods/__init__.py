@@ -4,6 +4,12 @@ Fine-tuning, evaluation and reporting are shared, so methods differ only in what
 a function ``fn(ctx: SearchContext) -> SearchResult`` registered with its option defaults; the config
 schema and the tests enumerate ``METHODS``.
 
+Shared sparsity training: a method whose sparsity training does not depend on the MACs target registers that
+training as its ``sparsify`` phase (with the options it reads, ``sparsify_options``). The workflow then runs it
+once per (dataset, arch, seed, method, training options) as its own job (``passprune sparsify``) and every
+target's search starts from its weights with ``SearchContext.sparsified`` set: the method only prunes. Without
+that (a search run alone), the method trains first, as it always did (:func:`sparsity_phase`).
+
 Device contract: the caller (the search stage) puts the model, the pruning space's example inputs and every
 batch a method sees on ``ctx.device``; methods never move models themselves. :meth:`MethodSpec.run` checks
 the model and the example inputs before the method starts (:func:`check_devices`), so a mismatch is one
@@ -30,7 +36,7 @@ class SearchContext:
     model: nn.Module  # the trained dense model, on ``device``; methods that train (sparsity, PASS) work on it in place
     space: PruningSpace  # built on ``model``; its example inputs are on ``device`` too
     data: Any  # passprune.data.DataBundle
-    target: float  # fraction of dense MACs to keep
+    target: float | None  # fraction of dense MACs to keep; None in a shared sparsity training (it must not read it)
     options: dict[str, Any]
     device: torch.device  # where the model, the example inputs and every batch are (methods pass it to batches())
     seed: int
@@ -40,6 +46,9 @@ class SearchContext:
     # Another run's structure.json (parsed), from ``passprune search --reference``: the controls
     # (random_widths, scratch) reuse its per-group widths; None for every other method.
     reference: dict[str, Any] | None = None
+    # The shared sparsity training's facts and cost (``passprune sparsify``'s record ``info``) when ``model``
+    # already holds its weights: a method with a ``sparsify`` phase then skips it. None: it trains here.
+    sparsified: dict[str, Any] | None = None
 
 
 @dataclass
@@ -86,6 +95,11 @@ class MethodSpec:
     needs_reference: bool = False
     trains_weights: bool = False
     transfer_only: bool = False
+    #: The target-independent sparsity training (returns its facts and cost), run once and shared by every target's
+    #: search (``passprune sparsify``); None where the method has none or its training depends on the target (GReg).
+    sparsify: Callable[[SearchContext], dict[str, Any]] | None = None
+    #: The options that training reads: with the dataset, arch, seed and search batch size, its identity.
+    sparsify_options: tuple[str, ...] = ()
 
     def options(self, given: dict[str, Any] | None) -> dict[str, Any]:
         given = dict(given or {})
@@ -98,6 +112,37 @@ class MethodSpec:
         """Run the method under the device contract: every call goes through here, so the check is in one place."""
         check_devices(ctx, self.name)
         return self.fn(ctx)
+
+    def shared_training(self) -> Callable[[SearchContext], dict[str, Any]]:
+        """The target-independent sparsity training, or a clear error for a method without one."""
+        if self.sparsify is None:
+            raise ValueError(
+                f"method {self.name!r} has no shared sparsity training (none at all, or one that depends on the "
+                "MACs target, as GReg-1's); run its search on its own: passprune search --method " + self.name
+            )
+        return self.sparsify
+
+    def run_sparsify(self, ctx: SearchContext) -> dict[str, Any]:
+        """Run the shared sparsity training alone (under the device contract), on ``ctx.model`` in place."""
+        train = self.shared_training()
+        check_devices(ctx, self.name)
+        return train(ctx)
+
+    def training_options(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        """The options the shared sparsity training reads, defaults filled (:attr:`sparsify_options`)."""
+        options = self.options(given)
+        return {k: options[k] for k in self.sparsify_options}
+
+
+def sparsity_phase(ctx: SearchContext, train: Callable[[SearchContext], dict[str, Any]]) -> dict[str, Any]:
+    """A sparsity-training method's training facts and cost: none when ``epochs`` is 0; the shared training's when
+    ``ctx.model`` already holds its weights (``ctx.sparsified``, from ``passprune sparsify``); else ``train(ctx)``
+    here, in the search job itself (a search run alone, and GReg, whose training depends on the target)."""
+    if ctx.options["epochs"] <= 0:
+        return cost()
+    if ctx.sparsified is not None:
+        return dict(ctx.sparsified)
+    return train(ctx)
 
 
 class DeviceContractError(ValueError):
@@ -151,8 +196,14 @@ def register_method(
     needs_reference: bool = False,
     trains_weights: bool = False,
     transfer_only: bool = False,
+    sparsify: Callable[[SearchContext], dict[str, Any]] | None = None,
+    sparsify_options: tuple[str, ...] = (),
     **defaults: Any,
 ):
+    unknown = set(sparsify_options) - set(defaults)
+    if unknown:
+        raise ValueError(f"method {name!r}: sparsify_options {sorted(unknown)} are not among its options")
+
     def deco(fn: Callable[[SearchContext], SearchResult]):
         METHODS.register(name)(
             MethodSpec(
@@ -165,6 +216,8 @@ def register_method(
                 needs_reference=needs_reference,
                 trains_weights=trains_weights,
                 transfer_only=transfer_only,
+                sparsify=sparsify,
+                sparsify_options=tuple(sparsify_options),
             )
         )
         return fn

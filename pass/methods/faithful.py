@@ -28,6 +28,13 @@ deviates):
 
 Sparsity training is weight training: those methods return ``weights_changed=True`` and report their steps
 both as search cost and as ``weight_train_*`` (see :func:`passprune.methods.cost`).
+
+Shared across targets: slimming's and DepGraph's sparsity training never read the MACs target (an L1 / group-norm
+penalty on every channel), so each registers it as its ``sparsify`` phase: the workflow trains once per (dataset,
+arch, seed, method, training options) (``passprune sparsify``) and every target's search starts from those weights
+and only thresholds / prunes progressively. GReg-1 is **not** shared: its penalty grows on exactly the filters
+chosen for removal up front, and that choice is the L1 ranking at the target's per-layer ratio, so a different
+target trains different filters towards zero (its training runs inside each target's search, as before).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import torch_pruning as tp
 from ..memory import gpu_autocast
 from ..settings import TrainSettings
 from ..structure import ChannelMasker, Group, PruningSpace, Structure
-from . import SearchContext, SearchResult, baseline, cost
+from . import SearchContext, SearchResult, baseline, cost, sparsity_phase
 from .sparsity import run_sparsity_training
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -147,6 +154,9 @@ def _sparsity_train(ctx: SearchContext, after_backward: Callable[[nn.Module, int
 
 
 SPARSITY = dict(epochs=1, lr=0.01, max_steps_per_epoch=None)  # the embedded default's short budget
+#: The options a faithful method's sparsity training reads (:func:`_sparsity_train` and the penalty's ``reg``): what
+#: its shared training (``sparsify``) depends on; the pruning options (keep_coupled, steps, normalizer) are not.
+SPARSITY_OPTIONS = (*SPARSITY, "weight_decay", "reg")
 
 # ----------------------------------------------------------------------------- one-shot criteria
 
@@ -256,27 +266,32 @@ def bn_gamma_scores(space: PruningSpace) -> dict[str, torch.Tensor]:
     return out
 
 
+def slimming_sparsify(ctx: SearchContext) -> dict[str, Any]:
+    """Liu et al.'s sparsity training (target-independent: the shared ``sparsify`` phase)."""
+    # Torch-Pruning's BNScalePruner.regularize is exactly Liu et al.'s subgradient: grad += reg * sign(gamma)
+    pruner = tp.pruner.BNScalePruner(
+        ctx.model,
+        ctx.space.example_inputs,
+        importance=tp.importance.BNScaleImportance(),
+        reg=ctx.options["reg"],
+        ignored_layers=_ignored(ctx),
+    )
+    return _sparsity_train(ctx, lambda model, step: pruner.regularize(model), "slimming")
+
+
 @baseline(
     "slimming",
     "Liu et al. 2017: L1 on BN scales during sparsity training, one global threshold on raw |gamma|",
     trains_weights=True,
+    sparsify=slimming_sparsify,
+    sparsify_options=SPARSITY_OPTIONS,
     **SPARSITY,
     reg=1e-4,
     weight_decay=1e-4,
     keep_coupled=True,
 )
 def slimming_method(ctx: SearchContext) -> SearchResult:
-    info = cost()
-    if ctx.options["epochs"] > 0:
-        # Torch-Pruning's BNScalePruner.regularize is exactly Liu et al.'s subgradient: grad += reg * sign(gamma)
-        pruner = tp.pruner.BNScalePruner(
-            ctx.model,
-            ctx.space.example_inputs,
-            importance=tp.importance.BNScaleImportance(),
-            reg=ctx.options["reg"],
-            ignored_layers=_ignored(ctx),
-        )
-        info = _sparsity_train(ctx, lambda model, step: pruner.regularize(model), "slimming")
+    info = sparsity_phase(ctx, slimming_sparsify)
     scores = bn_gamma_scores(ctx.space)
     protect = _protected(ctx) + [gid for gid, s in scores.items() if torch.isinf(s).all()]
     try:
@@ -339,6 +354,8 @@ class GrowingL2:
     keep_coupled=True,
 )
 def greg_method(ctx: SearchContext) -> SearchResult:
+    """GReg-1. Its sparsity training is not shared across targets (no ``sparsify`` phase): the penalised filters are
+    the L1 ranking's at the target's per-layer ratio, so each target trains its own weights, inside its search."""
     o = ctx.options
     structure = _select_uniform(ctx, l1_filter_scores(ctx.space), _protected(ctx))  # fixed before training
     pruned = {g.id: sorted(set(range(g.size)) - set(structure[g.id])) for g in ctx.space.groups}
@@ -482,10 +499,24 @@ def progressive_prune(ctx: SearchContext, importance, steps: int, normalizer: st
     }
 
 
+def depgraph_sparsify(ctx: SearchContext) -> dict[str, Any]:
+    """DepGraph's group-norm sparsity learning (target-independent: the shared ``sparsify`` phase)."""
+    pruner = tp.pruner.GroupNormPruner(
+        ctx.model,
+        ctx.space.example_inputs,
+        importance=tp.importance.GroupMagnitudeImportance(p=2, normalizer=None),
+        reg=ctx.options["reg"],
+        ignored_layers=_ignored(ctx),
+    )
+    return _sparsity_train(ctx, lambda model, step: pruner.regularize(model), "depgraph")
+
+
 @baseline(
     "depgraph",
     "Fang et al. 2023: group-norm sparsity learning, then progressive global pruning (reference implementation)",
     trains_weights=True,
+    sparsify=depgraph_sparsify,
+    sparsify_options=SPARSITY_OPTIONS,
     **SPARSITY,
     reg=5e-4,
     weight_decay=0.0,
@@ -499,18 +530,9 @@ def depgraph_method(ctx: SearchContext) -> SearchResult:
             f"depgraph: option normalizer is {o['normalizer']!r}; use 'max' (the reference's CIFAR "
             "recipe) or 'mean' (Torch-Pruning's default)"
         )
-    imp = tp.importance.GroupMagnitudeImportance(p=2, normalizer=None)
-    info: dict[str, Any] = cost()
-    if o["epochs"] > 0:
-        pruner = tp.pruner.GroupNormPruner(
-            ctx.model,
-            ctx.space.example_inputs,
-            importance=imp,
-            reg=o["reg"],
-            ignored_layers=_ignored(ctx),
-        )
-        info = _sparsity_train(ctx, lambda model, step: pruner.regularize(model), "depgraph")
+    info: dict[str, Any] = sparsity_phase(ctx, depgraph_sparsify)
     t0 = time.time()
+    imp = tp.importance.GroupMagnitudeImportance(p=2, normalizer=None)
     structure, facts = progressive_prune(ctx, imp, o["steps"], o["normalizer"])
     info.update(facts, progressive_seconds=time.time() - t0)
     return SearchResult(structure, info, weights_changed=o["epochs"] > 0)

@@ -10,6 +10,13 @@ starts from the sparsified weights, as in the original methods. The sparsity-tra
 cost and are reported as such (fine-tuning gets the same budget as every other method): in ``info`` they
 are both ``search_steps``/``search_images`` and ``weight_train_steps``/``weight_train_images``, the extra
 training the fine-tuned weights already had.
+
+None of the three regularisers reads the MACs target (GrowingRegPruner's penalty grows on each group's
+low-norm channels, standardised within the group: no pruning ratio enters), so the training is registered as
+each method's ``sparsify`` phase: the workflow runs it once per (dataset, arch, seed, method, training options)
+(``passprune sparsify``) and every target's search starts from its weights, ranking and selecting only. A search
+run on its own trains first, exactly as before (:func:`passprune.methods.sparsity_phase`); both paths give the
+same weights and structures (``tests/test_shared_sparsity.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from torch import nn
 
 from ..engine import train
 from ..settings import TrainSettings
-from . import SearchContext, SearchResult, baseline, cost
+from . import SearchContext, SearchResult, baseline, cost, sparsity_phase
 from .importance import group_scores
 
 
@@ -88,21 +95,27 @@ def _ignored(ctx: SearchContext):
     return [dict(ctx.model.named_modules())[ctx.space.classifier]]
 
 
-def _sparsity_method(make_importance, pruner_cls):
-    """Torch-Pruning's regulariser during sparsity training (``epochs`` > 0), then its importance ranked globally.
+def _sparsify(make_importance, pruner_cls) -> Callable[[SearchContext], dict]:
+    """The training phase: Torch-Pruning's regulariser (the pruner class) during sparsity training, with the
+    method's own penalty options (``reg``, and GReg's ``delta_reg``); a method with ``update_every`` has its
+    growing penalty updated that often. Target-independent: the shared ``sparsify`` phase."""
 
-    The pruner class is the regulariser; it gets the method's own penalty options (``reg``, and GReg's
-    ``delta_reg``), and a method with ``update_every`` has its growing penalty updated that often."""
+    def sparsify(ctx: SearchContext) -> dict:
+        penalty = {k: ctx.options[k] for k in ("reg", "delta_reg") if k in ctx.options}
+        x = ctx.space.example_inputs
+        pruner = pruner_cls(ctx.model, x, importance=make_importance(), ignored_layers=_ignored(ctx), **penalty)
+        return _sparsity_train(ctx, pruner, update_every=ctx.options.get("update_every", 0))
+
+    return sparsify
+
+
+def _sparsity_method(make_importance, train: Callable[[SearchContext], dict]):
+    """Sparsity training (``epochs`` > 0; shared, or run here: :func:`passprune.methods.sparsity_phase`), then the
+    importance ranked globally."""
 
     def method(ctx: SearchContext) -> SearchResult:
-        imp = make_importance()
-        info = cost()
-        if ctx.options["epochs"] > 0:
-            penalty = {k: ctx.options[k] for k in ("reg", "delta_reg") if k in ctx.options}
-            x = ctx.space.example_inputs
-            pruner = pruner_cls(ctx.model, x, importance=imp, ignored_layers=_ignored(ctx), **penalty)
-            info = _sparsity_train(ctx, pruner, update_every=ctx.options.get("update_every", 0))
-        scores = group_scores(ctx, imp)
+        info = sparsity_phase(ctx, train)
+        scores = group_scores(ctx, make_importance())
         select = ctx.space.select_global(scores, ctx.target)
         return SearchResult(select, info, weights_changed=ctx.options["epochs"] > 0)
 
@@ -132,4 +145,8 @@ _TP_SPARSITY = {
     ),
 }
 for _name, (_summary, _imp, _pruner, _defaults) in _TP_SPARSITY.items():
-    baseline(_name, _summary, trains_weights=True, **_defaults)(_sparsity_method(_imp, _pruner))
+    _train = _sparsify(_imp, _pruner)
+    # every option of these methods is a training option: the ranking reads none
+    baseline(_name, _summary, trains_weights=True, sparsify=_train, sparsify_options=tuple(_defaults), **_defaults)(
+        _sparsity_method(_imp, _train)
+    )

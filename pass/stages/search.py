@@ -1,8 +1,14 @@
-"""Stage ``search``: one registered method answers "dense model + data + MACs target -> kept channels"."""
+"""Stage ``search``: one registered method answers "dense model + data + MACs target -> kept channels".
+
+A sparsity-training method whose training is shared by every target (``passprune sparsify``) searches from that
+training's weights (``--sparse DIR``): it only prunes, and reports the shared training's steps, images and seconds
+as its own search cost (noted in ``info.sparsity_shared``), so each run's cost columns read as before."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ class SearchJob(Job):
     label: str | None = None  # the name the run is reported under (a variant's label); default: ``method``
     source: str | None = None  # PASS hypernetwork.pt of a source task (hypernetwork transfer)
     reference: str | None = None  # structure.json whose widths a control reuses
+    sparse: Path | None = None  # the shared sparsity training's folder (passprune sparsify): start from its weights
 
     def __post_init__(self) -> None:
         label = self.label or self.method
@@ -56,8 +63,9 @@ def _reference(path: str | None) -> dict[str, Any] | None:
 def run_search(job: SearchJob) -> dict[str, Any]:
     """Run the method and write ``structure.json`` (the kept channels, data) and ``search.json`` (its cost).
 
-    ``search_seconds`` is the method's own time (around the method call), not start-up, data or model loading;
-    the whole job's time is ``job_seconds``. Steps and images come from the method's ``info``.
+    ``search_seconds`` is the method's own time (around the method call), not start-up, data or model loading,
+    plus, for a search from a shared sparsity training (``--sparse``), that training's seconds; the whole job's
+    time is ``job_seconds``. Steps and images come from the method's ``info`` (the shared training's, there).
     """
     from ..methods import get_method
     from ..tracking import JobRun
@@ -68,15 +76,20 @@ def run_search(job: SearchJob) -> dict[str, Any]:
     if job.source:
         options["source"] = job.source
     reference = _reference(job.reference)
-    model, dense_ck, space = dense_on_device(job, data, device)
+    shared = _shared(job, spec, options) if job.sparse else None
+    model, dense_ck, space = dense_on_device(job, data, device, job.sparse / "model.pt" if shared else None)
     out = job.out
     out.mkdir(parents=True, exist_ok=True)
     tags = job.tags(method=job.label, base_method=job.method, target=job.target, family=spec.family)
     run_name = f"{job.dataset}/{job.arch}/seed{job.seed}/{job.label}/macs{job.target}/search"
     with JobRun(job.settings.tracking, run_name, tags, {"options": options, **job.raw}) as run:
         ctx = _context(job, model, space, data, device, options, reference, run)
+        if shared is not None:
+            ctx.sparsified = _replay(shared["info"], run)
         result, seconds, ratio = _search(spec, ctx, job)
-        if result.weights_changed:
+        if shared is not None:  # the shared training's weights, which the method did not change: the same bytes
+            seconds += _share(result, job.sparse, out / "search_model.pt")
+        elif result.weights_changed:
             model_cpu = model.cpu().to(memory_format=torch.contiguous_format)
             atomic_torch_save({**dense_ck, "state_dict": model_cpu.state_dict()}, out / "search_model.pt")
         search = _search_record(job, spec.family, result, options, ratio, seconds)
@@ -91,8 +104,11 @@ def run_search(job: SearchJob) -> dict[str, Any]:
     return search
 
 
-def dense_on_device(job: SearchJob, data: Any, device: torch.device) -> tuple[nn.Module, dict, PruningSpace]:
-    """The dense model and its pruning space, both on ``device`` (the methods' device contract).
+def dense_on_device(
+    job: Job, data: Any, device: torch.device, path: Path | None = None
+) -> tuple[nn.Module, dict, PruningSpace]:
+    """The dense model (``job.dense``, or the sparsity-trained one at ``path``) and its pruning space, both on
+    ``device`` (the methods' device contract).
 
     Why here: methods never move models (``passprune.methods.check_devices`` refuses a misplaced one), so
     the stage places the model and the space's example inputs on the job's device before the space traces
@@ -100,10 +116,47 @@ def dense_on_device(job: SearchJob, data: Any, device: torch.device) -> tuple[nn
     """
     from ..structure import PruningSpace
 
-    model, dense_ck = load_dense(job.dense, device)
+    model, dense_ck = load_dense(path or job.dense, device)
     x0 = example_input(data).to(device)
     space = PruningSpace(model, x0, max_prune_frac=job.settings.search.max_prune_frac)
     return model, dense_ck, space
+
+
+def _shared(job: SearchJob, spec: MethodSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """The shared sparsity training's record (``--sparse``), checked to be this search's method's training."""
+    from .sparsify import read_shared
+
+    if spec.sparsify is None or options["epochs"] <= 0:
+        why = "its epochs is 0 (nothing to train)" if spec.sparsify else "it has no target-independent training"
+        raise ValueError(
+            f"--sparse {job.sparse}: {job.method} starts from no shared sparsity training ({why}); drop it"
+        )
+    want = {"method": job.method, "dataset": job.dataset, "arch": job.arch, "seed": job.seed}
+    want |= {"batch_size": job.settings.search.batch_size, "options": spec.training_options(options)}
+    return read_shared(job.sparse, want)
+
+
+def _replay(info: dict[str, Any], run: Any) -> dict[str, Any]:
+    """The shared training's per-epoch curves, logged to this search's run as the training itself logged them when
+    it ran inside the search (``sparsity_*`` at each epoch); returns ``info`` for ``ctx.sparsified``."""
+    for rec in info.get("sparsity_history") or []:
+        run.log_metrics({f"sparsity_{k}": v for k, v in rec.items() if k != "epoch"}, rec["epoch"])
+    return info
+
+
+def _share(result: SearchResult, sparse: Path, dest: Path) -> float:
+    """Note the shared training in the method's facts and give the search its weights (a hard link to the shared
+    ``model.pt``, a copy across file systems; atomic). Returns the training's seconds, which the search's cost
+    includes: each target's search reports the shared training as the single-job search reported its own."""
+    result.info["sparsity_shared"] = str(sparse)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(sparse / "model.pt", tmp)
+    except OSError:
+        shutil.copyfile(sparse / "model.pt", tmp)
+    os.replace(tmp, dest)
+    return float(result.info["sparsity_seconds"])
 
 
 def _context(

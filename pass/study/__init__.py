@@ -8,6 +8,7 @@ tools enumerate the same jobs (:func:`jobs`) in a fraction of a second.
     study = check(config)                      # StudyError listing every problem, before any job runs
     targets(study)                             # the files a full run ends with
     job_settings(study, "search", dataset="cifar10", method="pass")
+    sparse_dir(study, "cifar10", "resnet18", 7, "slimming")   # the sparsity training its searches share
     job_settings(study, "finetune", dataset="cifar10", method="pass", budget="s468")  # budget: when listed
     jobs(study)                                # every job with its rule, wildcards, settings and outputs
 
@@ -26,8 +27,8 @@ from .budgets import BUDGET_DIR, finetune_section, finetune_steps, ft_dir, job_b
 from .checks import semantic_errors
 from .core import Study
 from .jobs import SUMMARY_RULES, Job, counts, jobs, still_to_run
-from .jobsettings import STAGES, dense_dir, dense_id, job_settings, settings_json
-from .layout import DENSE_DIR, XFER, XFER_FINETUNED_KINDS, Layout, fmt_target, xfer_name
+from .jobsettings import STAGES, dense_dir, dense_id, job_settings, settings_json, sparse_dir, sparse_id
+from .layout import DENSE_DIR, SPARSE_DIR, XFER, XFER_FINETUNED_KINDS, Layout, fmt_target, xfer_name
 from .registry import capabilities
 from .schema import REPO, SCHEMA_PATH, load_schema, validate
 from .targets import all_metrics, dense_dirs, figures, report_files, tables, targets, transfer_runs
@@ -36,6 +37,7 @@ __all__ = [
     "BUDGET_DIR",
     "DENSE_DIR",
     "REPO",
+    "SPARSE_DIR",
     "STAGES",
     "SUMMARY_RULES",
     "XFER",
@@ -61,6 +63,8 @@ __all__ = [
     "load",
     "report_files",
     "settings_json",
+    "sparse_dir",
+    "sparse_id",
     "still_to_run",
     "tables",
     "targets",

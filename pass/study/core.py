@@ -91,6 +91,13 @@ class Study:
             return self.config["variants"][label].get("options") or {}
         return self.config["methods"].get(label) or {}
 
+    def shares_sparsity(self, label: str) -> bool:
+        """True when a label's search starts from a shared sparsity training (rule ``sparsify``): its method's
+        training does not depend on the MACs target (workflow/registry.yaml ``shared_sparsity``) and it trains
+        (``epochs`` > 0). GReg-1 is not among them (docs/method.md)."""
+        defaults = self.caps.shared_sparsity.get(self.labels.get(label, ""))
+        return defaults is not None and {**defaults, **self.method_options(label)}["epochs"] > 0
+
     def reference_of(self, label: str) -> str | None:
         """The method label whose structure a control (random_widths, scratch) reuses; None for other methods."""
         default = self.caps.reference_methods.get(self.labels.get(label))

@@ -8,9 +8,11 @@ templates (:mod:`.layout`), the settings (:mod:`.jobsettings`) and the target li
 
 The walk mirrors the rules: each metrics.json the summary reads comes from a fine-tuning (or structure-transfer)
 job, which reads a dense model and a search; a control's search reads its reference's structure; a transfer run
-reads the source task's search. In a study that lists fine-tuning budgets, every fine-tuning job runs once per
-budget (in the run folder's ``ft-<budget>`` folder) and all of them read the one dense model and search. Jobs are
-keyed by their first output, so a job two runs need is counted once, as Snakemake counts it.
+reads the source task's search; the search of a method whose sparsity training is shared reads that training
+(rule ``sparsify``, one job per dataset, arch, seed, method and training options, whatever the target). In a study
+that lists fine-tuning budgets, every fine-tuning job runs once per budget (in the run folder's ``ft-<budget>``
+folder) and all of them read the one dense model and search. Jobs are keyed by their first output, so a job two
+runs need is counted once, as Snakemake counts it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from typing import Any
 
 from .budgets import ft_dir
 from .core import Study
-from .jobsettings import dense_dir, finetune_settings, pretrain_settings, search_settings
+from .jobsettings import (
+    dense_dir,
+    finetune_settings,
+    pretrain_settings,
+    search_settings,
+    sparse_dir,
+    sparsify_settings,
+)
 from .layout import fmt_target, xfer_name
 from .targets import all_metrics, report_files
 
@@ -38,7 +47,7 @@ class Job:
     and the jobs whose outputs it reads (by their :attr:`key`)."""
 
     rule: str
-    stage: str | None  # pretrain / search / finetune; None for the rules in SUMMARY_RULES
+    stage: str | None  # pretrain / sparsify / search / finetune; None for the rules in SUMMARY_RULES
     dataset: str = ""
     arch: str = ""
     seed: int = 0
@@ -97,12 +106,24 @@ class _Walk:
         ref = self.study.reference_of(label)
         if ref is not None:
             deps.append(self.search(d, a, s, ref, t))
+        if self.study.shares_sparsity(label):
+            deps.append(self.sparsify(d, a, s, label))
         is_pass = self.study.is_pass(label)
         names = ("structure.json", "search.json") + (("hypernetwork.pt",) if is_pass else ())
         outputs = _files(f"{self.layout.run_dir(d, a, s, label, t)}/search", *names)
         settings = partial(search_settings, self.study, d, label)
         who = {"method": self.study.labels[label], "label": label, "run": label}
         return self.job("search_pass" if is_pass else "search", "search", (d, a, s, t), outputs, settings, deps, **who)
+
+    def sparsify(self, d: str, a: str, s: int, label: str) -> str:
+        """The sparsity training a label's searches start from, shared by every target (and by every label that
+        trains alike: the folder is named by the training's digest)."""
+        outputs = _files(sparse_dir(self.study, d, a, s, label), *MODEL)
+        settings = partial(sparsify_settings, self.study, d, label)
+        deps = (self.pretrain(d, a, s),)
+        return self.job(
+            "sparsify", "sparsify", (d, a, s, None), outputs, settings, deps, method=self.study.labels[label]
+        )
 
     def finetune(self, d: str, a: str, s: int, label: str, t: str, b: str | None = None) -> str:
         """A run's fine-tuning at budget ``b`` (None: the study's one budget); its search is shared by all."""

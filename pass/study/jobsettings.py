@@ -16,7 +16,7 @@ from .budgets import job_budget
 from .core import Study
 from .layout import dense_dir as _dense_dir
 
-STAGES = ("pretrain", "search", "finetune")
+STAGES = ("pretrain", "sparsify", "search", "finetune")
 
 
 def _common(study: Study, dataset: str) -> dict[str, Any]:
@@ -44,6 +44,42 @@ def search_settings(study: Study, dataset: str, method: str) -> dict[str, Any]:
     return s
 
 
+def sparsify_settings(study: Study, dataset: str, label: str) -> dict[str, Any]:
+    """A shared sparsity training's settings: only what that training reads -- the data, the device, the search
+    batch size and the method's training options with their registered defaults (workflow/registry.yaml), so two
+    labels (or studies' variants) that train alike get equal settings, one digest (:func:`sparse_id`) and one job.
+    The pruning options (slimming's keep_coupled, DepGraph's steps and normalizer) are not among them."""
+    defaults = study.caps.shared_sparsity[study.labels[label]]
+    given = study.method_options(label)
+    s = _common(study, dataset)
+    s["search"] = {k: v for k, v in study.search_section(dataset).items() if k == "batch_size"}
+    s["method_options"] = {k: given.get(k, v) for k, v in defaults.items()}
+    return s
+
+
+def sparse_id(study: Study, dataset: str, label: str) -> str:
+    """Digest of a label's shared sparsity training (its method and :func:`sparsify_settings`): names its folder."""
+    key = ("sparse_id", dataset, label)
+    if key not in study.cache:
+        text = settings_json({"method": study.labels[label], **sparsify_settings(study, dataset, label)})
+        study.cache[key] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return study.cache[key]
+
+
+def sparse_dir(study: Study, dataset: str, arch: str, seed: int | str, label: str) -> str:
+    """The folder of the sparsity training a label's searches on (dataset, arch, seed) start from."""
+    return study.layout.sparse_dir(dataset, arch, seed, study.labels[label], sparse_id(study, dataset, label))
+
+
+def sparse_label(study: Study, dataset: str, method: str, digest: str) -> str:
+    """A label whose shared sparsity training is ``method``'s with digest ``digest`` on ``dataset`` (the rule
+    ``sparsify`` knows only the folder's wildcards; every such label has the same settings)."""
+    for label, base in study.labels.items():
+        if base == method and study.shares_sparsity(label) and sparse_id(study, dataset, label) == digest:
+            return label
+    raise ValueError(f"no method label of the study trains {method} on {dataset} with digest {digest}")
+
+
 def finetune_settings(
     study: Study, dataset: str, budget: str | None = None, label: str | None = None
 ) -> dict[str, Any]:
@@ -57,11 +93,15 @@ def finetune_settings(
 
 
 def job_settings(study: Study, stage: str, **wildcards: Any) -> dict[str, Any]:
-    """The settings object of one job: ``stage`` is ``pretrain`` (wildcards dataset, arch), ``search`` (dataset,
-    method: the run's label) or ``finetune`` (dataset; budget in studies that list budgets; method: the run's
-    label, None for a transfer run); other wildcards are ignored (Snakemake passes them all)."""
+    """The settings object of one job: ``stage`` is ``pretrain`` (wildcards dataset, arch), ``sparsify`` (dataset,
+    method: the registered method, sparse_id: its folder's digest), ``search`` (dataset, method: the run's label)
+    or ``finetune`` (dataset; budget in studies that list budgets; method: the run's label, None for a transfer
+    run); other wildcards are ignored (Snakemake passes them all)."""
     if stage == "pretrain":
         return pretrain_settings(study, wildcards["dataset"], wildcards["arch"])
+    if stage == "sparsify":
+        d = wildcards["dataset"]
+        return sparsify_settings(study, d, sparse_label(study, d, wildcards["method"], wildcards["sparse_id"]))
     if stage == "search":
         return search_settings(study, wildcards["dataset"], wildcards["method"])
     if stage == "finetune":

@@ -14,6 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DENSE_DIR = "results/_dense/{dataset}/{arch}/seed{seed}/{dense_id}"
+#: A shared sparsity training (rule ``sparsify``), inside its study, beside the runs of its (dataset, arch, seed):
+#: named by the registered method and a digest of the settings its training reads (``sparse_id``), so every label
+#: and target whose training is the same reads one folder.
+SPARSE_DIR = "{study_dir}/{dataset}/{arch}/seed{seed}/_sparsity/{method}/{sparse_id}"
 #: A transfer run's folder sits beside the ordinary runs', named by its kind, method and source (three wildcards).
 XFER = "xfer_{kind}-{method}-from-{source}"
 #: Transfer kinds searched by a transfer rule, then fine-tuned by the rule ``finetune_transfer``.
@@ -43,6 +47,11 @@ class Layout:
     @property
     def search_dir_template(self) -> str:
         return f"{self.run_dir_template}/search"
+
+    @property
+    def sparse_dir_template(self) -> str:
+        """A shared sparsity training's folder (``{method}``: the registered method, ``{sparse_id}``: its digest)."""
+        return SPARSE_DIR.replace("{study_dir}", self.study_dir)
 
     @property
     def xfer_dir_template(self) -> str:
@@ -76,6 +85,11 @@ class Layout:
 
     def run_dir(self, dataset: str, arch: str, seed: int | str, method: str, target: str) -> str:
         return self.run_dir_template.format(dataset=dataset, arch=arch, seed=seed, method=method, target=target)
+
+    def sparse_dir(self, dataset: str, arch: str, seed: int | str, method: str, sparse_id: str) -> str:
+        return self.sparse_dir_template.format(
+            dataset=dataset, arch=arch, seed=seed, method=method, sparse_id=sparse_id
+        )
 
 
 def xfer_name(kind: str, method: str, source: str) -> str:

@@ -30,6 +30,9 @@ class Capabilities:
     #: methods that train the dense weights inside their search -> their default training length (``epochs``,
     #: ``max_steps_per_epoch``): ``matched_total_steps`` counts those steps against the fine-tuning budget
     weight_train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: methods whose sparsity training does not depend on the MACs target -> its options with their defaults: the
+    #: workflow trains once per (dataset, arch, seed, method, these options) (rule ``sparsify``) for every target
+    shared_sparsity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=4)
@@ -41,4 +44,5 @@ def capabilities(repo: Path = REPO) -> Capabilities:
         reference_methods={m: v["reference"] for m, v in sorted(configurable.items()) if v["needs_reference"]},
         imagenet_archs=tuple(data["imagenet_archs"]),
         weight_train={m: v["weight_train"] for m, v in sorted(configurable.items()) if v.get("trains_weights")},
+        shared_sparsity={m: v["shared_sparsity"] for m, v in sorted(configurable.items()) if "shared_sparsity" in v},
     )

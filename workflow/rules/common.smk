@@ -28,6 +28,12 @@ DENSE_DIR = S.DENSE_DIR
 RUN_DIR = LAYOUT.run_dir_template
 SEARCH_DIR = LAYOUT.search_dir_template
 XFER = S.XFER
+# A shared sparsity training (the sparsify rule), one per dataset, arch, seed, method and training options, read by
+# every target's search of that method; named by the method and the digest of its training's settings.
+SPARSE_DIR = LAYOUT.sparse_dir_template
+SHARED_SPARSITY = sorted(
+    STUDY.caps.shared_sparsity
+)  # methods whose sparsity training does not depend on the target
 XFER_DIR = LAYOUT.xfer_dir_template
 XFER_FINETUNED_KINDS = (
     S.XFER_FINETUNED_KINDS
@@ -58,6 +64,7 @@ wildcard_constraints:
     target=r"[0-9.]+",
     source=NAME,
     dense_id=r"[0-9a-f]{12}",
+    sparse_id=r"[0-9a-f]{12}",
     budget="|".join(BUDGETS) or "__none__",
 
 
@@ -91,12 +98,19 @@ def settings(stage, **fixed):
 
 
 def search_inputs(wc):
-    """The dense model, and for a control the structure of the method it reuses (same run otherwise)."""
+    """The dense model, for a control the structure of the method it reuses (same run otherwise), and for a
+    method whose sparsity training is shared the folder of that training (the sparsify rule).
+    """
     inputs = {"dense": dense_model(wc)}
     ref = STUDY.reference_of(wc.method)
     if ref is not None:
         run = LAYOUT.run_dir(wc.dataset, wc.arch, wc.seed, ref, wc.target)
         inputs["reference"] = f"{run}/search/structure.json"
+    if STUDY.shares_sparsity(wc.method):
+        sparse = S.sparse_dir(STUDY, wc.dataset, wc.arch, wc.seed, wc.method)
+        inputs.update(
+            sparse=f"{sparse}/model.pt", sparse_metrics=f"{sparse}/metrics.json"
+        )
     return inputs
 
 
@@ -104,6 +118,8 @@ def search_args(wc, input):
     args = f"--method {LABELS[wc.method]} --label {wc.method}"
     if "reference" in input.keys():
         args += f" --reference {input.reference}"
+    if "sparse" in input.keys():
+        args += f" --sparse {os.path.dirname(input.sparse)}"
     return args
 
 

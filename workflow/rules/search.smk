@@ -1,6 +1,7 @@
 rule search:
     """Every method answers one question (dense model + data + MACs target -> kept channels). A variant runs
-    its base method under its own label; a control also reads the structure of the method it reuses.
+    its base method under its own label; a control also reads the structure of the method it reuses; a method
+    whose sparsity training is shared starts from that training's weights (rule sparsify) and only prunes.
     """
     input:
         unpack(search_inputs),
