@@ -14,7 +14,9 @@ faster is it.
 The output has the shape of the other parts (``bench/common.py`` ``Part``); its ``figures`` hold one section per
 question: ``environment``, ``dag`` (the miniature paper DAG, read from ``--dag``, which the shell script writes),
 ``memory`` (one row per method x precision: ``peak_allocated_gib`` from ``torch.cuda.max_memory_allocated``, None
-on a CPU, and ``saved_tensor_gib``, the bytes autograd saved for backward, counted on any device),
+on a CPU, and ``saved_tensor_gib``, the bytes autograd saved for backward, counted on any device; the fp32 rows run
+under ``passprune.memory.full_precision``, so the methods' own bf16 autocast is off too, and each row records
+``methods_bf16_on_cuda``, whether the methods would autocast on a GPU inside it),
 ``throughput`` (``{arch: {resolution, batch_size, precision, train_images_per_s, eval_images_per_s,
 macs_per_image}}``; what ``passprune estimate`` may read for a GPU kind, named by ``environment.gpu_name``) and
 ``masked_vs_pruned`` (per arch: largest logit difference in fp32 with TF32 off, and interleaved latencies).
@@ -140,7 +142,10 @@ def count_saved_tensors(out: dict[str, int]):
 
 
 def peak_memory(method: str, precision: str, device: torch.device, s: dict[str, Any]) -> dict[str, Any]:
-    """Run one step of a registered method (the real ``spec.fn``) on ResNet-50 and report its memory."""
+    """Run one step of a registered method (the real ``spec.fn``) on ResNet-50 and report its memory. fp32 means fp32
+    throughout: PASS's search and Taylor open their own bf16 autocast on CUDA (``passprune.memory.gpu_autocast``),
+    which an outer disabled autocast cannot switch off, so the fp32 row runs under ``full_precision``."""
+    from passprune.memory import bf16_on, full_precision
     from passprune.methods import SearchContext, get_method
     from passprune.models import build_model
     from passprune.structure import PruningSpace
@@ -152,11 +157,13 @@ def peak_memory(method: str, precision: str, device: torch.device, s: dict[str, 
     spec = get_method(method)
     counted: dict[str, int] = {}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    fp32 = full_precision() if precision == "fp32" else contextlib.nullcontext()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as work, autocast, count_saved_tensors(counted):
+    with tempfile.TemporaryDirectory() as work, fp32, autocast, count_saved_tensors(counted):
+        methods_bf16 = bf16_on("cuda")  # what the methods' own autocast would do on a GPU, here
         ctx = SearchContext(
             model=model, space=space, data=data, target=0.5, options=spec.options(method_options(method, s["image"])),
             device=device, seed=0, workdir=Path(work), batch_size=s["batch"],
@@ -168,7 +175,7 @@ def peak_memory(method: str, precision: str, device: torch.device, s: dict[str, 
     return {
         "method": method, "precision": precision, "arch": MEMORY_ARCH, "image_size": s["image"],
         "batch_size": s["batch"], "peak_allocated_gib": peak, "saved_tensor_gib": counted.get("bytes", 0) / GIB,
-        "seconds": time.perf_counter() - t0,
+        "methods_bf16_on_cuda": methods_bf16, "seconds": time.perf_counter() - t0,
     }  # fmt: skip
 
 
@@ -282,7 +289,8 @@ def measure_all(cpu: bool, dag: dict[str, Any]) -> Part:
     notes = [
         f"Sizes: {s['image']} px, batch {s['batch']}" + (" (the --cpu dry mode: tiny sizes on the CPU)" if cpu else ""),
         "Memory: one step of the registered method (spec.fn) on a fresh ResNet-50 with random data; peak = "
-        "torch.cuda.max_memory_allocated after reset (model, optimiser and activations); bf16 = torch.autocast.",
+        "torch.cuda.max_memory_allocated after reset (model, optimiser and activations); bf16 = torch.autocast; fp32 = "
+        "passprune.memory.full_precision (the methods' own bf16 autocast off too).",
         f"Verdict: the DAG passed, masked and pruned logits agree, and bf16 peaks fit a {CARD_GIB:.0f} GB card.",
     ]
     return Part(

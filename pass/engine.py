@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from . import resume
 from .datasizes import steps_per_epoch
+from .memory import bf16_on
 from .schedule import Optimisers, follower_schedule, make_scheduler
 from .settings import TrainSettings
 
@@ -78,10 +79,11 @@ def evaluate(
 
 
 def _autocast(device: torch.device):
-    # bf16 autocast on GPU (no GradScaler needed); plain fp32 on CPU where it buys nothing here.
-    return (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    )
+    # bf16 autocast on GPU (no GradScaler needed); plain fp32 on CPU where it buys nothing here, and on the GPU
+    # under passprune.memory.full_precision (a benchmark's fp32 row).
+    if bf16_on(device):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cuda" if device.type == "cuda" else "cpu", enabled=False)
 
 
 def _sgd(params: list[nn.Parameter], cfg: TrainSettings) -> torch.optim.SGD:

@@ -18,6 +18,7 @@ allowance for cuDNN workspaces and the caching allocator's fragmentation (:data:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -134,10 +135,37 @@ def job_memory(arch: str, resolution: int, batch: int, regime: str, bf16: bool, 
     return Memory(regime, "bf16 autocast" if bf16 else "fp32", batch, float(per_image * batch + fixed), float(states))
 
 
+#: Set by :func:`full_precision`: the methods' and the engine's bf16 autocast stays off (a benchmark's fp32 row).
+_FP32: contextvars.ContextVar[bool] = contextvars.ContextVar("passprune_full_precision", default=False)
+
+
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """Run everything inside in fp32 on CUDA too: :func:`gpu_autocast` (PASS's search, Taylor) and the engine's
+    training and evaluation autocast are off while it is active.
+
+    Why a switch: those autocasts are opened inside the methods, and an inner enabled autocast wins over an outer
+    disabled one, so a caller cannot get fp32 by wrapping a method in ``torch.autocast(enabled=False)``. The GPU
+    benchmark (``bench/gpu.py``) uses it for its fp32 memory rows; jobs never do."""
+    token = _FP32.set(True)
+    try:
+        yield
+    finally:
+        _FP32.reset(token)
+
+
+def bf16_on(device: torch.device | str) -> bool:
+    """Whether the jobs' bf16 autocast applies on ``device``: on CUDA, unless :func:`full_precision` is active."""
+    return torch.device(device).type == "cuda" and not _FP32.get()
+
+
 def gpu_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA, nothing at all on the CPU: PASS's search and Taylor's gradient passes use it, as the
     engine's training does, so that their saved activations take half the bytes (ResNet-50 at 224 px, batch 256:
-    a 40 GB card holds them; in fp32 it does not). On the CPU no op changes, so CPU results stay byte-identical."""
-    if torch.device(device).type == "cuda":
+    a 40 GB card holds them; in fp32 it does not). On the CPU no op changes, so CPU results stay byte-identical.
+    Under :func:`full_precision` it is off on CUDA too (explicitly disabled, so an outer autocast is too)."""
+    if bf16_on(device):
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", enabled=False)
     return contextlib.nullcontext()
