@@ -122,6 +122,36 @@ def startup_breakdown(startup: dict | None) -> str:
    interleaved run, instead of issue 12's 1.5 s per job."""
 
 
+def gpu_section(gpu: dict | None) -> list[str]:
+    """The GPU part: what ``scripts/gpu-acceptance.sh`` measures and where its figures go, then its table once a GPU
+    has run it (``bench/figures/gpu.json``; the ``--cpu`` dry mode never writes there), else that none has."""
+    out = [
+        "",
+        "## GPU acceptance (`scripts/gpu-acceptance.sh`)",
+        "",
+        "`bash scripts/gpu-acceptance.sh` is the first command on a machine with a GPU (at most 10 minutes on one GPU; "
+        "docs/cluster.md says when to run it). It prints the environment (torch, its CUDA and cuDNN, the driver, the "
+        "wheel's arch list, the GPU), runs the paper protocol in miniature with `device: cuda` through Snakemake to "
+        "the report, and `bench/gpu.py` measures the peak GPU memory of one PASS search step and one Taylor "
+        "importance pass at ResNet-50 / 224 px / batch 256 in fp32 (`passprune.memory.full_precision`: the methods' "
+        "own bf16 autocast off too) and in bf16 autocast, training and evaluation images/s per paper architecture "
+        "(what `passprune estimate`'s GPU-hours then use instead of the published figures), and the masked vs "
+        "physically pruned logits and latency on the GPU. It writes `bench/figures/gpu.json` (commit it); "
+        "`--cpu --out DIR` is its dry mode, run in CI, which writes only under DIR.",
+        "",
+    ]
+    if not gpu:
+        return out + ["_Not run on a GPU yet: `bench/figures/gpu.json` does not exist; only the `--cpu` dry mode has "
+                      "run (tests/test_paper_protocol.py), so no figure here is a GPU's._"]  # fmt: skip
+    return out + [
+        gpu["table"],
+        "",
+        *[f"- {note}" for note in gpu["notes"]],
+        f"- Goal: {gpu['goal']}: {VERDICT[gpu['met']]}.",
+        f"- Command: `{gpu['command']}` ({gpu['seconds']:.0f} s; {gpu['machine']['date_utc']}).",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--command", default="bash bench/run.sh")
@@ -198,6 +228,7 @@ def main() -> None:
             "`bench/throughput.py` (`bash bench/run.sh throughput`) measures images/s per registry architecture for "
             "`passprune estimate`; its figures are in `bench/throughput.json`.",
         ]
+    out += gpu_section(load_part("gpu"))
     (BENCH_DIR / "README.md").write_text("\n".join(out) + "\n")
     print(f"\nwrote {BENCH_DIR / 'README.md'}")
 
