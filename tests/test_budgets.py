@@ -85,6 +85,40 @@ def test_dense_models_and_searches_once_finetuning_once_per_budget():
     assert {f for f in S.all_metrics(study) if "/ft-" in f} == finetuned  # the summary reads every budget's run
 
 
+def test_convergence_twins_are_planned_once_per_seed_and_read_only_by_the_report():
+    """pretrain.convergence_epochs adds one longer twin per dense model: same settings but the epochs, its own
+    folder; the report reads it, the summary and every method's job do not; a twin no longer than the dense
+    model is a config error naming the key."""
+    cfg = copy.deepcopy(BASE)
+    epochs = cfg["pretrain"]["train"]["epochs"]
+    cfg["pretrain"]["convergence_epochs"] = 2 * epochs
+    plain, study = S.check(BASE), S.check(cfg)
+    before, after = S.counts(S.jobs(plain)), S.counts(S.jobs(study))
+    pairs = len(study.grid_pairs()) * len(study.seeds)
+    assert after["pretrain"] == before["pretrain"] + pairs and sum(after.values()) == sum(before.values()) + pairs
+    twins = [j for j in S.jobs(study) if j.stage == "pretrain" and j.settings["train"]["epochs"] == 2 * epochs]
+    assert len(twins) == pairs
+    for j in twins:
+        dense = S.job_settings(study, "pretrain", dataset=j.dataset, arch=j.arch)
+        assert j.settings == {**dense, "train": {**dense["train"], "epochs": 2 * epochs}}
+        folder = S.twin_dense_dir(study, j.dataset, j.arch, j.seed)
+        assert j.outputs[0] == f"{folder}/model.pt" and folder != S.dense_dir(study, j.dataset, j.arch, j.seed)
+        # what the pretrain rule hands the job when its dense_id wildcard names the twin
+        wc = {"dataset": j.dataset, "arch": j.arch, "dense_id": os.path.basename(folder)}
+        assert S.job_settings(study, "pretrain", **wc) == j.settings
+    twin_files = set(S.twin_metrics(study))
+    assert len(twin_files) == pairs and not twin_files & set(S.all_metrics(study))
+    assert S.report_metrics(study) == S.all_metrics(study) + S.twin_metrics(study)
+    keys = {j.key: j for j in S.jobs(study)}
+    readers = {j.rule for j in keys.values() for d in j.deps if d in {t.key for t in twins}}
+    assert readers == {"report"}
+    assert S.dense_id(study, "fashion_mnist", "resnet20") == S.dense_id(plain, "fashion_mnist", "resnet20")
+    assert S.twin_metrics(plain) == [] and S.twin_dense_id(plain, "fashion_mnist", "resnet20") is None
+    cfg["pretrain"]["train"]["epochs"] = cfg["pretrain"]["convergence_epochs"] = 3
+    with pytest.raises(S.StudyError, match=r"pretrain.convergence_epochs: .* must exceed the dense models"):
+        S.check(cfg)
+
+
 def test_a_budget_overrides_a_datasets_own_finetune_section():
     cfg = _budget_config(dataset_overrides={"fashion_mnist": {"finetune": {"lr": 0.5, "epochs": 4}}})
     study = S.check(cfg)

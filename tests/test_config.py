@@ -444,7 +444,7 @@ SHIPPED_JOBS = {
     "paper.yaml": 5457,
     "cifar-scratch.yaml": 1821,
     "claims-5seeds.yaml": 128,
-    "claims-budget.yaml": 93,  # 5 dense, 5 sparsity trainings, 20 searches, 4 methods x 5 seeds x 3 budgets, 3
+    "claims-budget.yaml": 98,  # 5 dense + 5 twins (convergence_epochs), 5 sparsity trainings, 20 searches, 4 methods x 5 seeds x 3 budgets, 3
     "claims-faithful.yaml": 98,
     "pass-diagnosis.yaml": 98,
 }

@@ -27,11 +27,31 @@ from .budgets import BUDGET_DIR, finetune_section, finetune_steps, ft_dir, job_b
 from .checks import semantic_errors
 from .core import Study
 from .jobs import SUMMARY_RULES, Job, counts, jobs, still_to_run
-from .jobsettings import STAGES, dense_dir, dense_id, job_settings, settings_json, sparse_dir, sparse_id
+from .jobsettings import (
+    STAGES,
+    dense_dir,
+    dense_id,
+    job_settings,
+    settings_json,
+    sparse_dir,
+    sparse_id,
+    twin_dense_dir,
+    twin_dense_id,
+)
 from .layout import DENSE_DIR, SPARSE_DIR, XFER, XFER_FINETUNED_KINDS, Layout, fmt_target, xfer_name
 from .registry import capabilities
 from .schema import REPO, SCHEMA_PATH, load_schema, validate
-from .targets import all_metrics, dense_dirs, figures, report_files, tables, targets, transfer_runs
+from .targets import (
+    all_metrics,
+    dense_dirs,
+    figures,
+    report_files,
+    report_metrics,
+    tables,
+    targets,
+    transfer_runs,
+    twin_metrics,
+)
 
 __all__ = [
     "BUDGET_DIR",
@@ -62,6 +82,7 @@ __all__ = [
     "jobs",
     "load",
     "report_files",
+    "report_metrics",
     "settings_json",
     "sparse_dir",
     "sparse_id",
@@ -69,6 +90,9 @@ __all__ = [
     "tables",
     "targets",
     "transfer_runs",
+    "twin_dense_dir",
+    "twin_dense_id",
+    "twin_metrics",
     "weight_train_steps",
     "xfer_name",
 ]

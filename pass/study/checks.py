@@ -123,6 +123,21 @@ def pretrained_errors(study: Study) -> list[str]:
     return errors
 
 
+def convergence_errors(study: Study) -> list[str]:
+    """pretrain.convergence_epochs: the twin must train longer than every dataset's dense model, or it tests
+    nothing (and a twin as long as the model would be the model itself: the same folder)."""
+    epochs = study.config["pretrain"].get("convergence_epochs")
+    if epochs is None:
+        return []
+    short = {d: study.stage_train(d, "pretrain")["epochs"] for d in sorted(study.used_datasets())}
+    return [
+        f"pretrain.convergence_epochs: {epochs} must exceed the dense models' {n} epochs on {d} "
+        "(pretrain.train.epochs or dataset_overrides.<dataset>.pretrain.epochs); e.g. twice as many"
+        for d, n in short.items()
+        if epochs <= n
+    ]
+
+
 def search_epoch_errors(study: Study) -> list[str]:
     """search.epochs (or a dataset's): PASS's length in epochs, so not also in steps, and computable for every
     dataset the PASS family searches."""
@@ -216,6 +231,7 @@ def semantic_errors(study: Study, schema: dict[str, Any]) -> list[str]:
         + stage_option_errors(study)
         + search_epoch_errors(study)
         + pretrained_errors(study)
+        + convergence_errors(study)
         + variant_errors(study, schema)
         + reference_errors(study)
         + claims_errors(study)

@@ -33,6 +33,7 @@ from .jobsettings import (
     search_settings,
     sparse_dir,
     sparsify_settings,
+    twin_dense_dir,
 )
 from .layout import fmt_target, xfer_name
 from .targets import all_metrics, report_files
@@ -99,6 +100,15 @@ class _Walk:
     def pretrain(self, d: str, a: str, s: int) -> str:
         outputs = _files(dense_dir(self.study, d, a, s), *MODEL)
         return self.job("pretrain", "pretrain", (d, a, s, None), outputs, partial(pretrain_settings, self.study, d, a))
+
+    def twin(self, d: str, a: str, s: int) -> str | None:
+        """The dense model's convergence twin (``pretrain.convergence_epochs``), if the study asks for one."""
+        folder = twin_dense_dir(self.study, d, a, s)
+        if folder is None:
+            return None
+        epochs = self.study.config["pretrain"]["convergence_epochs"]
+        settings = partial(pretrain_settings, self.study, d, a, epochs)
+        return self.job("pretrain", "pretrain", (d, a, s, None), _files(folder, *MODEL), settings)
 
     def search(self, d: str, a: str, s: int, label: str, t: str) -> str:
         """A search of the grid (or of a transfer's source task); a control's also reads its reference's."""
@@ -182,10 +192,11 @@ def jobs(study: Study) -> list[Job]:
                     for tg in study.transfer_targets(t):
                         for b in budgets:
                             walk.transfer(t, kind, a, s, fmt_target(tg), b)
+    twins = tuple(k for d, a in pairs for s in study.seeds if (k := walk.twin(d, a, s)) is not None)
     by_output = {o: j.key for j in walk.jobs.values() for o in j.outputs}
     metrics = tuple(dict.fromkeys(by_output[f] for f in all_metrics(study)))
     summary = walk.add(Job("aggregate", None, outputs=(study.layout.summary,), deps=metrics))
-    report = walk.add(Job("report", None, outputs=tuple(report_files(study)), deps=(summary, *metrics)))
+    report = walk.add(Job("report", None, outputs=tuple(report_files(study)), deps=(summary, *metrics, *twins)))
     walk.add(Job("all", None, deps=(summary, report)))
     return list(walk.jobs.values())
 

@@ -23,12 +23,14 @@ def _common(study: Study, dataset: str) -> dict[str, Any]:
     return {"data": study.data_settings(dataset), "device": study.config["device"]}
 
 
-def pretrain_settings(study: Study, dataset: str, arch: str) -> dict[str, Any]:
-    """A dense model's settings; their JSON names its folder (:func:`dense_id`), so its layout never changes."""
+def pretrain_settings(study: Study, dataset: str, arch: str, epochs: int | None = None) -> dict[str, Any]:
+    """A dense model's settings; their JSON names its folder (:func:`dense_id`), so its layout never changes.
+    ``epochs``: the convergence twin's length (``pretrain.convergence_epochs``), the recipe otherwise unchanged."""
+    train = study.stage_train(dataset, "pretrain")
     return {
         **_common(study, dataset),
         "model": study.model_settings(dataset, arch),
-        "train": study.stage_train(dataset, "pretrain"),
+        "train": train if epochs is None else {**train, "epochs": epochs},
     }
 
 
@@ -98,7 +100,9 @@ def job_settings(study: Study, stage: str, **wildcards: Any) -> dict[str, Any]:
     or ``finetune`` (dataset; budget in studies that list budgets; method: the run's label, None for a transfer
     run); other wildcards are ignored (Snakemake passes them all)."""
     if stage == "pretrain":
-        return pretrain_settings(study, wildcards["dataset"], wildcards["arch"])
+        d, a = wildcards["dataset"], wildcards["arch"]
+        twin = wildcards.get("dense_id") is not None and wildcards["dense_id"] == twin_dense_id(study, d, a)
+        return pretrain_settings(study, d, a, study.config["pretrain"].get("convergence_epochs") if twin else None)
     if stage == "sparsify":
         d = wildcards["dataset"]
         return sparsify_settings(study, d, sparse_label(study, d, wildcards["method"], wildcards["sparse_id"]))
@@ -126,3 +130,21 @@ def dense_id(study: Study, dataset: str, arch: str) -> str:
 
 def dense_dir(study: Study, dataset: str, arch: str, seed: int | str) -> str:
     return _dense_dir(dataset, arch, seed, dense_id(study, dataset, arch))
+
+
+def twin_dense_id(study: Study, dataset: str, arch: str) -> str | None:
+    """Digest of the dense model's convergence twin (``pretrain.convergence_epochs``), None without one."""
+    epochs = study.config["pretrain"].get("convergence_epochs")
+    if epochs is None:
+        return None
+    key = ("twin_dense_id", dataset, arch)
+    if key not in study.cache:
+        text = settings_json(pretrain_settings(study, dataset, arch, epochs))
+        study.cache[key] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return study.cache[key]
+
+
+def twin_dense_dir(study: Study, dataset: str, arch: str, seed: int | str) -> str | None:
+    """Where the convergence twin of a seed's dense model lives (next to it), None without one."""
+    twin = twin_dense_id(study, dataset, arch)
+    return None if twin is None else _dense_dir(dataset, arch, seed, twin)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .budgets import ft_dir, listed
 from .core import Study
-from .jobsettings import dense_dir
+from .jobsettings import dense_dir, twin_dense_dir
 from .layout import fmt_target, xfer_name
 
 #: The report's figures and tables (a claims file adds one of each; with several fine-tuning budgets also the
@@ -73,6 +73,18 @@ def all_metrics(study: Study) -> list[str]:
     ]
     files += [f"{ft_dir(layout.run_dir(*r), b)}/metrics.json" for r in transfer_runs(study) for b in budgets]
     return list(dict.fromkeys(files))  # a target_search run may also be in the main grid
+
+
+def twin_metrics(study: Study) -> list[str]:
+    """The convergence twins' metrics.json (``pretrain.convergence_epochs``): read by the report's dense-model
+    check only, never by the summary (no method starts from a twin)."""
+    dirs = [twin_dense_dir(study, d, a, s) for d, a in study.grid_pairs() for s in study.seeds]
+    return [f"{d}/metrics.json" for d in dirs if d is not None]
+
+
+def report_metrics(study: Study) -> list[str]:
+    """What the report reads: every run's metrics.json (:func:`all_metrics`), then the convergence twins'."""
+    return all_metrics(study) + twin_metrics(study)
 
 
 def dense_dirs(study: Study) -> list[str]:
