@@ -212,7 +212,7 @@ def test_labels_that_train_alike_share_one_job_and_greg_never_does():
 
 # ----------------------------------------------------------------------------- the estimate's saving
 def test_the_estimate_counts_what_the_shared_training_saves(tmp_path):
-    from passprune.estimate import THROUGHPUT, Throughput, estimate, render
+    from passprune.estimate import THROUGHPUT, Throughput, estimate, memory_key, render, shared_searches
     from passprune.plan import plan
 
     tp = Throughput(THROUGHPUT, "cpu")
@@ -237,6 +237,10 @@ def test_the_estimate_counts_what_the_shared_training_saves(tmp_path):
         hours = (sum(j["seconds"] for j in sparsify) - 3 * 10.0) * (len(targets) - 1) / 3600 - 3 * 10.0 / 3600
         assert s["hours_saved"] == pytest.approx(hours)
         assert f"{s['sparsify_jobs']} sparsify jobs train once for the {s['searches']} searches" in render(est)
+    planned = plan(path)  # peak memory: the training is the sparsify job's; a search from it only evaluates
+    shared = shared_searches(planned)
+    regimes = {(j.rule, j.key in shared): memory_key(j, j.key in shared)[3] for j in planned.jobs if j.stage}
+    assert regimes[("sparsify", False)] == "train" and regimes[("search", True)] == "eval"
 
 
 @pytest.mark.parametrize("method", SHARED)
