@@ -104,12 +104,23 @@ def fmnist_small(tmp_path_factory):
     return load_dataset("fashion_mnist", root, seed=0, val_size=200, train_subset=512, test_subset=200)
 
 
-def small_model(arch: str, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+@pytest.fixture(scope="session")
+def fmnist_tiny(tmp_path_factory):
+    """128 real Fashion-MNIST training images (64 validation, 64 test): for tests that run a method several times
+    and need only a few full batches per epoch."""
+    from passprune.data import load_dataset
+
+    root = tmp_path_factory.mktemp("data_tiny")
+    return load_dataset("fashion_mnist", root, seed=0, val_size=64, train_subset=128, test_subset=64)
+
+
+def small_model(arch: str, num_classes: int = 10, in_channels: int = 1, width: float | None = None) -> nn.Module:
     """A narrow registry model with randomised BatchNorm statistics, so masking bugs cannot hide behind
-    identity-like normalisation."""
+    identity-like normalisation. ``width`` defaults to 1.0 for the CIFAR ResNets (16-64 channels), 0.25 otherwise."""
     from passprune.models import build_model
 
-    width = 1.0 if arch in ("resnet20", "resnet56") else 0.25
+    if width is None:
+        width = 1.0 if arch in ("resnet20", "resnet56") else 0.25
     torch.manual_seed(0)
     model = build_model(arch, num_classes=num_classes, in_channels=in_channels, width=width)
     g = torch.Generator().manual_seed(1)

@@ -52,13 +52,17 @@ TEST_SUBSET = CLASSES * TEST_PER_CLASS
 IMAGE_SIZE = 32
 BATCH = 8
 STEPS_PER_EPOCH = 2
-#: The default grid: one architecture per block type (BasicBlock, Bottleneck), each on half of the paper's datasets,
-#: so every dataset, both families and every method run in half the jobs of the full product (each job pays a
-#: process start-up of seconds; on 2 cores that, not the arithmetic, is the miniature's time). The transfers keep
-#: the paper's resnet18. ``--archs`` runs the given architectures on every dataset instead.
+#: The default grid: each architecture family (BasicBlock, Bottleneck) runs every method on one dataset, and the other
+#: four datasets run through the paper's transfers (resnet18), which read each of them: a source task (a dense model
+#: and its PASS search: Food-101) or a target task (a dense model, the hypernetwork's search and both transfer
+#: kinds' fine-tunings: CIFAR-10, Flowers-102, DTD). Tiny-ImageNet, the one dataset no transfer reads, is resnet50's;
+#: CIFAR-100 (a transfer source too) is resnet18's. Why so lean: every job is a process that pays ~6 CPU-s of
+#: start-up (torch, and torch._dynamo, which torchvision imports) against well under a second of arithmetic at these
+#: sizes, so the job count is the miniature's time: 67 jobs here, 166 with each family on half the datasets.
+#: ``--archs`` runs the given architectures on every dataset instead.
 DEFAULT_GRID: dict[str, tuple[str, ...]] = {
-    "resnet18": ("cifar10", "cifar100", "tiny_imagenet"),
-    "resnet50": ("food101", "dtd", "flowers102"),
+    "resnet18": ("cifar100",),
+    "resnet50": ("tiny_imagenet",),
 }
 
 
@@ -328,23 +332,32 @@ def _shrink_methods(methods: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shrink_grid(cfg: dict[str, Any], archs: list[str] | None) -> None:
-    """``archs`` on every dataset, or (None) :data:`DEFAULT_GRID` through ``arch_settings.<arch>.datasets``."""
+    """``archs`` on every dataset, or (None) :data:`DEFAULT_GRID` through ``datasets`` and
+    ``arch_settings.<arch>.datasets``, the transfers reading the rest."""
     if archs:
         cfg["archs"] = list(archs)
         return
-    unknown = sorted({d for ds in DEFAULT_GRID.values() for d in ds} ^ set(cfg["datasets"]))
-    if unknown or not set(DEFAULT_GRID) <= set(cfg["archs"]):
-        raise ValueError(f"DEFAULT_GRID no longer matches config/paper.yaml (datasets {unknown}); update it")
+    grid = [d for d in cfg["datasets"] if any(d in ds for ds in DEFAULT_GRID.values())]
+    transferred = {d for t in cfg.get("transfer", []) for d in (t["source"], t["target"])}
+    missing = sorted(set(cfg["datasets"]) - set(grid) - transferred)
+    unknown = sorted({d for ds in DEFAULT_GRID.values() for d in ds} - set(cfg["datasets"]))
+    if missing or unknown or not set(DEFAULT_GRID) <= set(cfg["archs"]):
+        raise ValueError(
+            f"DEFAULT_GRID no longer matches config/paper.yaml (datasets {missing} run nowhere, {unknown} are not "
+            f"the paper's; archs {sorted(DEFAULT_GRID)} must be among {cfg['archs']}); update it"
+        )
+    cfg["datasets"] = grid
     cfg["archs"] = list(DEFAULT_GRID)
     settings = cfg.setdefault("arch_settings", {})
     for arch, datasets in DEFAULT_GRID.items():
-        settings.setdefault(arch, {})["datasets"] = [d for d in cfg["datasets"] if d in datasets]
+        settings.setdefault(arch, {})["datasets"] = [d for d in grid if d in datasets]
 
 
 def miniature_config(cfg: dict[str, Any], *, device: str = "cpu", archs: list[str] | None = None) -> dict[str, Any]:
     """``cfg`` (config/paper.yaml) changed only in sizes: images, subsets, batches, epochs and steps, one seed, one
-    target, the grid's (dataset, arch) pairs (:data:`DEFAULT_GRID`), threads and memory; plus the device, and tracking
-    that never logs live (jobs write files; one ``track-sync`` mirrors them at the end, as on a cluster). Datasets, methods, transfers, weights_dir and
+    target, the grid's (dataset, arch) pairs (:data:`DEFAULT_GRID`: ``datasets`` keeps the grid's, the transfers read
+    the rest), threads and memory; plus the device, and tracking that never logs live (jobs write files; one
+    ``track-sync`` mirrors them at the end, as on a cluster). The datasets read, methods, transfers, weights_dir and
     the protocol (pretrained starts, shared dense models, one fine-tuning budget) stay as the paper has them."""
     cfg = copy.deepcopy(cfg)
     cfg["device"] = device

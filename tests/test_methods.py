@@ -57,11 +57,28 @@ def run(method, model, data, target, tmp_path, seed=0, **extra):
     return space, spec.run(ctx)  # the registry's call path: the device contract is checked first
 
 
-@pytest.mark.parametrize("arch", list_models())
-@pytest.mark.parametrize("method", METHODS)
-def test_method_meets_target_with_valid_structure(method, arch, fmnist_small, tmp_path):
+#: One architecture of each structural family in the registry: the CIFAR ResNet's BasicBlock, torchvision's BasicBlock
+#: and Bottleneck, MobileNetV2's inverted residuals (depthwise convs) and VGG's plain stack. Every method runs on each.
+FAMILIES = ("resnet20", "resnet18", "resnet50", "mobilenet_v2", "vgg16_bn")
+#: The methods that train nothing (one-shot criteria, Taylor's one minibatch of gradients) also run on the other
+#: registry architectures: deeper or wider instances of those families (resnet56 and resnet18_cifar are resnet20's
+#: CifarResNet, resnet34 is resnet18's ResNet), where sparsity training and PASS would only repeat, at several
+#: times the cost, what they do on the family's representative. So every (method, family) pair runs, and every
+#: architecture of the registry runs the pruning path (groups, selection, masks, physical pruning).
+NO_TRAINING = (*ONE_SHOT, "taylor", "taylor_tp")
+SWEEP = [(m, a) for a in list_models() for m in METHODS if a in FAMILIES or m in NO_TRAINING]
+
+
+def test_sweep_covers_every_method_and_architecture():
+    assert set(FAMILIES) <= set(list_models()) and set(NO_TRAINING) <= set(METHODS)
+    assert {m for m, _ in SWEEP} == set(METHODS) and {a for _, a in SWEEP} == set(list_models())
+    assert all((m, a) in SWEEP for m in METHODS for a in FAMILIES)
+
+
+@pytest.mark.parametrize("method, arch", SWEEP, ids=[f"{m}-{a}" for m, a in SWEEP])
+def test_method_meets_target_with_valid_structure(method, arch, fmnist_tiny, tmp_path):
     model = small_model(arch)
-    space, res = run(method, model, fmnist_small, 0.5, tmp_path)
+    space, res = run(method, model, fmnist_tiny, 0.5, tmp_path)
     space.validate(res.structure)
     ratio = space.structure_macs_ratio(res.structure)
     assert 0.495 <= ratio <= 0.5 + 1e-12
@@ -79,28 +96,28 @@ def test_method_meets_target_with_valid_structure(method, arch, fmnist_small, tm
 
 
 @pytest.mark.parametrize("method", ["random", "l1", "taylor", "pass", "bn_scale_tp", "slimming", "depgraph"])
-def test_same_seed_same_structure(method, fmnist_small, tmp_path):
-    a = run(method, small_model("resnet20"), fmnist_small, 0.4, tmp_path / "a", seed=3)[1].structure
-    b = run(method, small_model("resnet20"), fmnist_small, 0.4, tmp_path / "b", seed=3)[1].structure
+def test_same_seed_same_structure(method, fmnist_tiny, tmp_path):
+    a = run(method, small_model("resnet20"), fmnist_tiny, 0.4, tmp_path / "a", seed=3)[1].structure
+    b = run(method, small_model("resnet20"), fmnist_tiny, 0.4, tmp_path / "b", seed=3)[1].structure
     assert a == b
 
 
-def test_random_depends_on_seed(fmnist_small, tmp_path):
-    a = run("random", small_model("resnet20"), fmnist_small, 0.4, tmp_path, seed=1)[1].structure
-    b = run("random", small_model("resnet20"), fmnist_small, 0.4, tmp_path, seed=2)[1].structure
+def test_random_depends_on_seed(fmnist_tiny, tmp_path):
+    a = run("random", small_model("resnet20"), fmnist_tiny, 0.4, tmp_path, seed=1)[1].structure
+    b = run("random", small_model("resnet20"), fmnist_tiny, 0.4, tmp_path, seed=2)[1].structure
     assert a != b
 
 
-def test_uniform_baseline_prunes_every_group_alike(fmnist_small, tmp_path):
-    space, res = run("l1_uniform_tp", small_model("resnet56"), fmnist_small, 0.5, tmp_path)
+def test_uniform_baseline_prunes_every_group_alike(fmnist_tiny, tmp_path):
+    space, res = run("l1_uniform_tp", small_model("resnet56"), fmnist_tiny, 0.5, tmp_path)
     ratios = [len(res.structure[g.id]) / g.size for g in space.groups]
     assert max(ratios) - min(ratios) <= 2.0 / min(g.size for g in space.groups) + 1e-9
 
 
-def test_sparsity_methods_change_weights_and_report_cost(fmnist_small, tmp_path):
+def test_sparsity_methods_change_weights_and_report_cost(fmnist_tiny, tmp_path):
     model = small_model("resnet20")
     before = copy.deepcopy(model.state_dict())
-    _, res = run("bn_scale_tp", model, fmnist_small, 0.5, tmp_path)
+    _, res = run("bn_scale_tp", model, fmnist_tiny, 0.5, tmp_path)
     assert res.weights_changed
     assert res.info["sparsity_epochs"] == 1 and res.info["sparsity_seconds"] > 0
     assert res.info["weight_train_steps"] == res.info["search_steps"] == 2  # max_steps_per_epoch
@@ -110,10 +127,10 @@ def test_sparsity_methods_change_weights_and_report_cost(fmnist_small, tmp_path)
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if not m.startswith("pass")])
-def test_method_reports_its_cost(method, fmnist_small, tmp_path):
+def test_method_reports_its_cost(method, fmnist_tiny, tmp_path):
     """Steps and images of the search, and the training the fine-tuned weights already had (PASS reports
     its own, in passnet)."""
-    _, res = run(method, small_model("resnet20"), fmnist_small, 0.5, tmp_path)
+    _, res = run(method, small_model("resnet20"), fmnist_tiny, 0.5, tmp_path)
     assert all(isinstance(res.info.get(k), int) for k in COST_KEYS), res.info
     if method in ONE_SHOT:
         assert all(res.info[k] == 0 for k in COST_KEYS)

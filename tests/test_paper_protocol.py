@@ -1,11 +1,12 @@
 """The paper's protocol in miniature (issue 18): ``config/paper.yaml`` changed only in sizes runs through Snakemake
 to the report, on fixtures in torchvision's own on-disk formats for every dataset it names and fake ImageNet
 weights where its ``weights_dir`` points (``tests/paper_fixtures.py``). Every job must succeed, every run meet its
-MACs target within 1%, and the summary hold one row per run: every dataset, both ResNet block types, every method
-and both transfer kinds of the paper grid. Also: ``scripts/gpu-acceptance.sh --cpu`` (its dry mode) runs and
+MACs target within 1%, and the summary hold one row per run: every method on both ResNet block types, every
+transfer of the paper grid in both kinds, and through them every dataset (each with a dense model from the
+weights). Also: ``scripts/gpu-acceptance.sh --cpu`` (its dry mode) runs and
 writes every section, so the GPU acceptance command cannot rot on CPU-only CI.
 
-    pytest -m e2e tests/test_paper_protocol.py      # 166 jobs: 610 s on 2 cores (load ~2), 12 min in all
+    pytest -m e2e tests/test_paper_protocol.py      # 71 jobs: see tests/paper_fixtures.py DEFAULT_GRID
     PASSPRUNE_PAPER_MINI=/tmp/mini pytest -m e2e tests/test_paper_protocol.py   # keep it there; a rerun resumes
 
 Why not the Fashion-MNIST DAG of test_workflow.py: that one never opens a torchvision dataset class, never loads
@@ -90,6 +91,10 @@ def _summary(made: dict) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _dense_metrics(made: dict) -> list[Path]:
+    return sorted((made["work"] / "results" / "_dense").rglob("metrics.json"))
+
+
 def expected_runs(cfg: dict) -> set[tuple]:
     """(dataset, arch, method label, source) of every row summary.csv must have (one seed, one target): the grid's
     (dataset, arch) pairs (``arch_settings.<arch>.datasets`` restricts an arch), then the transfers'."""
@@ -142,12 +147,15 @@ def test_every_run_meets_its_macs_target(mini):
 
 @pytest.mark.e2e
 def test_covers_every_dataset_family_method_and_transfer_of_the_paper(mini):
-    """The miniature is the paper grid in every respect but size: its rows span paper.yaml's datasets, both ResNet
-    block types among its archs, all its methods and every transfer (both kinds)."""
+    """The miniature is the paper grid in every respect but size: its rows span paper.yaml's datasets (in the grid,
+    or as a transfer's source or target), both ResNet block types among its archs, all its methods and every
+    transfer (both kinds); every dataset has a dense model."""
     made, _, _ = mini
     paper = yaml.safe_load(PAPER.read_text())
     rows = _summary(made)
-    assert {r["dataset"] for r in rows if r["method"] == "dense"} == set(paper["datasets"])
+    assert {r["dataset"] for r in rows} | {r["source"] for r in rows if r["source"]} == set(datasets_of(paper))
+    dense = {f.relative_to(made["work"] / "results" / "_dense").parts[0] for f in _dense_metrics(made)}
+    assert dense == set(datasets_of(paper))
     blocks = {_block(a) for a in {r["arch"] for r in rows}}
     assert blocks == {_block(a) for a in paper["archs"]} == {"BasicBlock", "Bottleneck"}
     assert {r["method"] for r in rows if not r["source"]} == {"dense", *paper["methods"]}
@@ -169,7 +177,7 @@ def test_dense_models_start_from_the_weights_in_weights_dir(mini):
     from passprune.models.imagenet import weights_cache_path
 
     made, _, _ = mini
-    dense = sorted((made["work"] / "results" / "_dense").rglob("metrics.json"))
+    dense = _dense_metrics(made)
     assert dense
     for f in dense:
         m = json.loads(f.read_text())
@@ -181,6 +189,27 @@ def test_dense_models_start_from_the_weights_in_weights_dir(mini):
         convs = [k for k, v in start.items() if k.endswith("weight") and v.dim() == 4]
         moved = statistics.median(((trained[k] - start[k]).norm() / start[k].norm()).item() for k in convs)
         assert moved < 0.2, f"{f.parent}: the conv weights moved {moved:.2f} of their norm from the checkpoint"
+
+
+@pytest.mark.e2e
+def test_sparsity_training_ran_once_as_its_own_node(mini):
+    """slimming's and depgraph's sparsity training ran as the shared ``sparsify`` node (one per dataset, arch, seed),
+    and each of their searches started from it and reports its steps; GReg-1's depends on the target: in its search."""
+    made, _, _ = mini
+    study = made["work"] / "results" / made["cfg"]["study"]
+    shared = {"slimming", "depgraph"} & set(made["cfg"]["methods"])
+    assert shared, "config/paper.yaml runs slimming and depgraph"
+    runs = {(r["dataset"], r["arch"]) for r in _summary(made) if r["method"] == "dense"}
+    trained = [json.loads(p.read_text()) for p in study.glob("*/*/seed*/_sparsity/*/*/metrics.json")]
+    assert sorted((r["dataset"], r["arch"], r["method"]) for r in trained) == sorted(
+        (d, a, m) for d, a in runs for m in shared
+    )
+    for m in shared | {"greg"} & set(made["cfg"]["methods"]):
+        for path in study.glob(f"*/*/seed*/{m}/macs*/search/search.json"):
+            rec = json.loads(path.read_text())
+            folder = rec["info"].get("sparsity_shared")
+            assert (folder is not None) == (m in shared), path
+            assert rec["weight_train_steps"] > 0 and (folder is None or (made["work"] / folder).is_dir()), path
 
 
 # ----------------------------------------------------------------------------- the fixtures themselves
@@ -197,13 +226,15 @@ def test_torchvision_checks_the_fixtures_md5_only_through_the_hook(tmp_path):
 
 
 def test_miniature_changes_only_sizes():
-    """Datasets, methods, transfers, weights_dir and the protocol's switches are the paper's, and every dataset it
-    reads has a fixture builder."""
+    """The datasets read, methods, transfers, weights_dir and the protocol's switches are the paper's, and every
+    dataset it reads has a fixture builder; the grid's datasets are the paper's (all of them with ``--archs``)."""
     paper = yaml.safe_load(PAPER.read_text())
     mini = miniature_config(paper)
     assert set(datasets_of(paper)) <= set(BUILDERS), "add a builder to tests/paper_fixtures.py"
-    for key in ("study", "datasets", "protect_dense"):
+    for key in ("study", "protect_dense"):
         assert mini[key] == paper[key], key
+    assert set(datasets_of(mini)) == set(datasets_of(paper)) and set(mini["datasets"]) <= set(paper["datasets"])
+    assert miniature_config(paper, archs=["resnet18"])["datasets"] == paper["datasets"]
     assert set(mini["methods"]) == set(paper["methods"])
     assert mini["pretrain"]["weights_dir"] == paper["pretrain"]["weights_dir"]
     assert [(t["source"], t["target"], t["method"], t["kinds"]) for t in mini["transfer"]] == [

@@ -91,13 +91,13 @@ def test_ablations_remove_what_they_say():
     assert max(ratios) - min(ratios) <= 2.0 / min(g.size for g in space.groups) + 1e-9
 
 
-def test_search_saves_hypernetwork_and_transfer_trains_only_the_prompt(fmnist_small, tmp_path):
+def test_search_saves_hypernetwork_and_transfer_trains_only_the_prompt(fmnist_tiny, tmp_path):
     fast = {"steps": 4, "bn_recalibration_batches": 1}
     src_model = small_model("resnet20")
     spec = get_method("pass")
     space = PruningSpace(src_model, X0)
     ctx = SearchContext(
-        src_model, space, fmnist_small, 0.5, spec.options(fast), torch.device("cpu"), 0, tmp_path / "src", batch_size=16
+        src_model, space, fmnist_tiny, 0.5, spec.options(fast), torch.device("cpu"), 0, tmp_path / "src", batch_size=16
     )
     (tmp_path / "src").mkdir()
     res = spec.fn(ctx)
@@ -114,7 +114,7 @@ def test_search_saves_hypernetwork_and_transfer_trains_only_the_prompt(fmnist_sm
     ctx_t = SearchContext(
         tgt_model,
         space_t,
-        fmnist_small,
+        fmnist_tiny,
         0.5,
         spec_t.options({**fast, "source": str(saved)}),
         torch.device("cpu"),
@@ -286,7 +286,7 @@ def test_pruned_channels_get_straight_through_gradients(fmnist_small):
 
 
 # ----------------------------------------------------------------------------- bn_mode: eval
-def test_bn_mode_eval_searches_with_the_dense_statistics(fmnist_small, tmp_path):
+def test_bn_mode_eval_searches_with_the_dense_statistics(fmnist_tiny, tmp_path):
     """Validation candidates re-estimate BN statistics in place; the search must keep normalising with the
     dense model's statistics and hand the model back with them."""
     model = small_model("resnet20")
@@ -314,7 +314,7 @@ def test_bn_mode_eval_searches_with_the_dense_statistics(fmnist_small, tmp_path)
     )
     res = spec.fn(
         SearchContext(
-            model, PruningSpace(model, X0), fmnist_small, 0.5, opts, torch.device("cpu"), 0, tmp_path, batch_size=16
+            model, PruningSpace(model, X0), fmnist_tiny, 0.5, opts, torch.device("cpu"), 0, tmp_path, batch_size=16
         )
     )
     for h in handles:
@@ -347,10 +347,10 @@ def _resumable_run(data, workdir, *, seed=0, target=0.5, interrupt_at=None, extr
             **(extra or {}),
         }
     )
-    # batch 128: 4 batches per epoch of the 512 training images, so the resumed run skips the 3 batches the
+    # batch 32: 4 batches per epoch of the 128 training images, so the resumed run skips the 3 batches the
     # checkpoint had used, finishes that epoch and crosses into the next
     ctx = SearchContext(
-        model, PruningSpace(model, X0), data, target, opts, torch.device("cpu"), seed, workdir, batch_size=128, log=log
+        model, PruningSpace(model, X0), data, target, opts, torch.device("cpu"), seed, workdir, batch_size=32, log=log
     )
     try:
         return spec.fn(ctx)
@@ -359,23 +359,23 @@ def _resumable_run(data, workdir, *, seed=0, target=0.5, interrupt_at=None, extr
 
 
 @pytest.mark.parametrize("extra", [None, {"schedule": "cosine", "weight_decay": 1e-4}], ids=["default", "cosine-wd"])
-def test_search_resumes_from_its_checkpoint_exactly(fmnist_small, tmp_path, extra):
+def test_search_resumes_from_its_checkpoint_exactly(fmnist_tiny, tmp_path, extra):
     from passprune.methods.passnet.search import CHECKPOINT
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     # a checkpoint of another search (other target) in the same folder is ignored: a full run from step 0
-    assert _resumable_run(fmnist_small, a, target=0.6, interrupt_at=4, extra=extra) is None
+    assert _resumable_run(fmnist_tiny, a, target=0.6, interrupt_at=4, extra=extra) is None
     assert torch.load(a / CHECKPOINT, weights_only=False)["progress"]["step"] == 3
-    ref = _resumable_run(fmnist_small, a, extra=extra)
+    ref = _resumable_run(fmnist_tiny, a, extra=extra)
     assert ref.info["resumed_from_step"] == 0
     # interrupted at step 4 (checkpoint at step 3), then rerun: resumes at 3, ends exactly as a full run
-    assert _resumable_run(fmnist_small, b, interrupt_at=4, extra=extra) is None
+    assert _resumable_run(fmnist_tiny, b, interrupt_at=4, extra=extra) is None
     ck = torch.load(b / CHECKPOINT, weights_only=False)
     assert ck["progress"]["step"] == 3 and ck["progress"]["epoch_batches"] == 3 and "optimizer" in ck
     if extra:  # the cosine schedule had lowered the rates by the checkpoint's step
         assert all(g["lr"] < g["initial_lr"] for g in ck["optimizer"]["param_groups"])
-    res = _resumable_run(fmnist_small, b, extra=extra)
+    res = _resumable_run(fmnist_tiny, b, extra=extra)
     assert res.info["resumed_from_step"] == 3
     assert res.structure == ref.structure
     for key in (
@@ -393,7 +393,7 @@ def test_search_resumes_from_its_checkpoint_exactly(fmnist_small, tmp_path, extr
     s_res = torch.load(b / "hypernetwork.pt", weights_only=False)["state_dict"]
     assert s_ref.keys() == s_res.keys() and all(torch.equal(s_ref[k], s_res[k]) for k in s_ref)
     # the cost of the search is recorded with the options it ran with
-    assert ref.info["search_steps"] == 6 and ref.info["search_images"] == 6 * 128
+    assert ref.info["search_steps"] == 6 and ref.info["search_images"] == 6 * 32
     assert ref.info["val_images"] > 0 and ref.info["effective_options"]["checkpoint_every"] == 3
     assert ref.info["variant"] == {"prompt": True, "recurrent": True, "stats": True, "strategy": "global"}
 
