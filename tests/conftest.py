@@ -28,6 +28,21 @@ E2E_TIMEOUT = int(os.environ.get("PASSPRUNE_E2E_TIMEOUT", "1800"))
 WHOLE_DAG_FIXTURES = {"ci_study"}
 
 
+def _share_cores_among_xdist_workers() -> None:
+    """Under pytest-xdist every worker is its own process with torch's default of one thread per core, so two
+    workers on two cores run four busy threads, and OpenMP's spin-waiting burns the difference (measured: about
+    a third more CPU time for the fast tier). Each worker, and every subprocess it starts, gets its share."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 1 or "OMP_NUM_THREADS" in os.environ:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+_share_cores_among_xdist_workers()
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if WHOLE_DAG_FIXTURES & set(getattr(item, "fixturenames", ())):
