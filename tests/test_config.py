@@ -235,6 +235,16 @@ SEMANTIC_CASES = [
         r"arch_settings\.resnet20\.datasets: 'fashion_mnist_a' is not in datasets",
     ),
     case(
+        "arch-settings-methods-unknown",
+        _set("arch_settings.resnet20.methods", ["pass", "slimming"]),
+        r"arch_settings\.resnet20\.methods: 'slimming' is not a method of this study",
+    ),
+    case(
+        "arch-settings-methods-without-reference",
+        _both(_set("methods.scratch", {}), _set("arch_settings.resnet20.methods", ["scratch", "l1"])),
+        r"arch_settings\.resnet20\.methods: 'scratch' reuses 'pass'.*add 'pass' to arch_settings\.resnet20\.methods",
+    ),
+    case(
         "dataset-overrides-unused",
         _set("dataset_overrides", {"cifar10": {"image_size": 32}}),
         r"dataset_overrides: 'cifar10' is not used",
@@ -433,6 +443,29 @@ def test_test_config_plans_the_expected_jobs():
     assert list(counts.items()) == list(_expected_test_jobs(BASE).items())  # Snakemake's table order too
     assert counts["sparsify"] == 3  # bn_scale_tp, depgraph_tp, greg_tp: one training each, whatever the targets
     assert sum(counts.values()) == 3 + 2 * (len(BASE["methods"]) + 2) + 3 + 3  # 33 today (30 before rule sparsify)
+
+
+def test_arch_settings_methods_restrict_an_archs_grid_only():
+    """``arch_settings.<arch>.methods`` drops the other labels' searches, sparsity trainings and fine-tunings on
+    that arch (and their summary rows); dense models and transfers stay."""
+    cfg = copy.deepcopy(BASE)
+    cfg["arch_settings"]["resnet20"]["methods"] = ["pass", "l1", "depgraph_tp"]
+    counts = S.counts(S.jobs(S.check(cfg)))
+    full = _expected_test_jobs(BASE)
+    assert counts["pretrain"] == full["pretrain"] and counts["transfer_structure"] == full["transfer_structure"]
+    assert (counts["search_pass"], counts["search"], counts["sparsify"], counts["finetune"]) == (
+        full["search_pass"] - 1,  # pass_uniform dropped; the transfer source's search stays
+        2,  # l1, depgraph_tp
+        1,  # depgraph_tp's
+        3,
+    )
+    runs = set()
+    for f in S.all_metrics(S.check(cfg)):
+        parts = f.split("/")
+        at = next((i for i, p in enumerate(parts) if p.startswith("macs")), None)
+        if at is not None and parts[at - 4] == "fashion_mnist":  # the grid's dataset (transfers: its halves)
+            runs.add(parts[at - 1])
+    assert runs == {"pass", "l1", "depgraph_tp"}
 
 
 #: Every shipped study config -> its jobs, as Snakemake counted them when the planning moved to passprune.study,

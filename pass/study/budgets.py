@@ -117,7 +117,7 @@ def _matched_errors(study: Study) -> list[str]:
     from ..datasizes import SIZES
 
     errors = []
-    runs = {(d, label) for d, _ in study.grid_pairs() for label in study.labels}
+    runs = {(d, label) for d, a in study.grid_pairs() for label in study.labels_for(a)}
     runs |= {(t["target"], t["method"]) for t in study.transfers if "target_search" in t["kinds"]}
     for d in sorted({d for d, _ in runs} - set(SIZES)):
         errors.append(f"matched_total_steps: dataset {d!r} has no train size in pass/datasizes.py (SIZES)")

@@ -66,6 +66,19 @@ def unused_key_errors(study: Study) -> list[str]:
             for d in a_set.get("datasets", [])
             if d not in cfg["datasets"]
         ]
+        only = a_set.get("methods", [])
+        errors += [
+            f"arch_settings.{name}.methods: {m!r} is not a method of this study ({sorted(study.labels)}); "
+            "add it to methods (or variants) or drop it here"
+            for m in only
+            if m not in study.labels
+        ]
+        errors += [
+            f"arch_settings.{name}.methods: {m!r} reuses {ref!r}'s structure, which does not run on {name}; "
+            f"add {ref!r} to arch_settings.{name}.methods"
+            for m in only
+            if (ref := study.reference_of(m)) is not None and ref in study.labels and ref not in only
+        ]
     return errors
 
 

@@ -19,6 +19,8 @@ from .registry import Capabilities
 #: dataset_overrides.<dataset>: data keys (image_size, root, ...) are merged onto `data`; these are the dataset's
 #: own training settings (a stage's section > the dataset's batch_size > the study's; see Study.stage_train).
 OVERRIDE_STAGE_KEYS = ("pretrained", "batch_size", "pretrain", "finetune", "search")
+#: arch_settings keys that choose what the grid runs on an arch, not how its model is built.
+GRID_KEYS = ("datasets", "methods")
 
 
 @dataclass
@@ -65,6 +67,12 @@ class Study:
         out = {m: m for m in self.config["methods"]}
         out.update({name: v["base"] for name, v in self.config["variants"].items()})
         return out
+
+    def labels_for(self, arch: str) -> list[str]:
+        """The method labels the main grid runs on ``arch``: every label, or ``arch_settings.<arch>.methods``
+        (e.g. the costly baselines on one arch only; dense models and transfers are not restricted by it)."""
+        only = self.config["arch_settings"].get(arch, {}).get("methods")
+        return [label for label in self.labels if only is None or label in only]
 
     @property
     def tracking(self) -> TrackingSettings:
@@ -160,7 +168,7 @@ class Study:
     def model_settings(self, dataset: str, arch: str) -> dict[str, Any]:
         """How a dense model is built: passprune.settings.ModelSettings, every field stated (the dense digest
         hashes them)."""
-        given = {k: v for k, v in self.config["arch_settings"].get(arch, {}).items() if k != "datasets"}
+        given = {k: v for k, v in self.config["arch_settings"].get(arch, {}).items() if k not in GRID_KEYS}
         pretrain = self.config["pretrain"]
         if "weights_dir" in pretrain:
             given["weights_dir"] = pretrain["weights_dir"]

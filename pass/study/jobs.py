@@ -181,7 +181,7 @@ def jobs(study: Study) -> list[Job]:
     budgets = study.budgets
     for d, a in pairs:
         for s in study.seeds:
-            for label in study.labels:
+            for label in study.labels_for(a):
                 for t in study.targets:
                     for b in budgets:
                         walk.finetune(d, a, s, label, t, b)

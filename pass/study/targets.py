@@ -67,7 +67,7 @@ def all_metrics(study: Study) -> list[str]:
         f"{ft_dir(layout.run_dir(d, a, s, m, t), b)}/metrics.json"
         for d, a in pairs
         for s in seeds
-        for m in study.labels
+        for m in study.labels_for(a)
         for t in study.targets
         for b in budgets
     ]
