@@ -337,7 +337,7 @@ def _shrink_methods(methods: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _shrink_grid(cfg: dict[str, Any], archs: list[str] | None) -> None:
+def _shrink_grid(cfg: dict[str, Any], archs: list[str] | None, every_method: bool = False) -> None:
     """``archs`` on every dataset, or (None) :data:`DEFAULT_GRID` through ``datasets`` and
     ``arch_settings.<arch>.datasets``, the transfers reading the rest, and :data:`DEFAULT_METHODS` through
     ``arch_settings.<arch>.methods``."""
@@ -358,14 +358,16 @@ def _shrink_grid(cfg: dict[str, Any], archs: list[str] | None) -> None:
     settings = cfg.setdefault("arch_settings", {})
     for arch, datasets in DEFAULT_GRID.items():
         settings.setdefault(arch, {})["datasets"] = [d for d in grid if d in datasets]
-    for arch, methods in DEFAULT_METHODS.items():
+    for arch, methods in {} if every_method else DEFAULT_METHODS.items():
         unknown = sorted(set(methods) - set(cfg["methods"]))
         if unknown:
             raise ValueError(f"DEFAULT_METHODS names {unknown}, which config/paper.yaml does not run; update it")
         settings[arch]["methods"] = list(methods)
 
 
-def miniature_config(cfg: dict[str, Any], *, device: str = "cpu", archs: list[str] | None = None) -> dict[str, Any]:
+def miniature_config(
+    cfg: dict[str, Any], *, device: str = "cpu", archs: list[str] | None = None, every_method: bool = False
+) -> dict[str, Any]:
     """``cfg`` (config/paper.yaml) changed only in sizes: images, subsets, batches, epochs and steps, one seed, one
     target, the grid's (dataset, arch) pairs (:data:`DEFAULT_GRID`: ``datasets`` keeps the grid's, the transfers read
     the rest), threads and memory; plus the device, and tracking that never logs live (jobs write files; one
@@ -376,7 +378,7 @@ def miniature_config(cfg: dict[str, Any], *, device: str = "cpu", archs: list[st
     cfg["data"].update(
         val_size=VAL, train_subset=TRAIN_SUBSET, test_subset=TEST_SUBSET, image_size=IMAGE_SIZE, num_workers=0
     )
-    _shrink_grid(cfg, archs)
+    _shrink_grid(cfg, archs, every_method)
     cfg["seeds"] = cfg["seeds"][:1]
     cfg["targets"] = [0.5] if 0.5 in cfg["targets"] else cfg["targets"][:1]
     for ov in cfg.get("dataset_overrides", {}).values():
@@ -412,11 +414,14 @@ def datasets_of(cfg: dict[str, Any]) -> list[str]:
     return used
 
 
-def prepare(out: Path, *, device: str = "cpu", archs: list[str] | None = None) -> dict[str, Any]:
+def prepare(
+    out: Path, *, device: str = "cpu", archs: list[str] | None = None, every_method: bool = False
+) -> dict[str, Any]:
     """Write the miniature under ``out``: ``work/`` (Snakemake's working directory, holding the data root and the
-    weights), ``site/sitecustomize.py`` and ``config.yaml``. Returns paths and the config."""
+    weights), ``site/sitecustomize.py`` and ``config.yaml``. Returns paths and the config. ``every_method``: every
+    method on every arch (the GPU acceptance run), not :data:`DEFAULT_METHODS`."""
     out = Path(out).absolute()
-    cfg = miniature_config(yaml.safe_load(PAPER.read_text()), device=device, archs=archs)
+    cfg = miniature_config(yaml.safe_load(PAPER.read_text()), device=device, archs=archs, every_method=every_method)
     work = out / "work"
     md5 = build_data(work / cfg["data"]["root"], datasets_of(cfg))
     build_weights(work / weights_dir(cfg), cfg["archs"])
@@ -431,8 +436,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder to write work/, site/ and config.yaml into")
     p.add_argument("--device", default="cpu", help="the config's device (cpu, cuda)")
     p.add_argument("--archs", nargs="*", default=None, help="run these on every dataset (default: DEFAULT_GRID)")
+    p.add_argument(
+        "--every-method", action="store_true", help="every method on every arch (default: DEFAULT_METHODS on resnet50)"
+    )
     a = p.parse_args(argv)
-    made = prepare(a.out, device=a.device, archs=a.archs)
+    made = prepare(a.out, device=a.device, archs=a.archs, every_method=a.every_method)
     print(f"work={made['work']}\nsite={made['site']}\nconfig={made['config']}")
 
 

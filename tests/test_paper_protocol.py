@@ -244,6 +244,8 @@ def test_miniature_changes_only_sizes():
         assert mini[key] == paper[key], key
     assert set(datasets_of(mini)) == set(datasets_of(paper)) and set(mini["datasets"]) <= set(paper["datasets"])
     assert miniature_config(paper, archs=["resnet18"])["datasets"] == paper["datasets"]
+    assert "methods" in mini["arch_settings"]["resnet50"]  # the CI miniature: one method per DAG path on resnet50
+    assert all("methods" not in a for a in miniature_config(paper, every_method=True)["arch_settings"].values())
     assert set(mini["methods"]) == set(paper["methods"])
     assert mini["pretrain"]["weights_dir"] == paper["pretrain"]["weights_dir"]
     assert [(t["source"], t["target"], t["method"], t["kinds"]) for t in mini["transfer"]] == [
