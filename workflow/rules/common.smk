@@ -123,6 +123,15 @@ def search_args(wc, input):
     return args
 
 
+#: Scheduling order where cores are scarce (a laptop, a full cluster queue): upstream stages first, since every
+#: dense model gates a whole (dataset, arch, seed) and the transfers' chains are the DAG's longest. Snakemake's
+#: scheduler maximises the SUM of the chosen jobs' priorities, so a 2-thread pretraining at priority 3 lost to two
+#: 1-thread jobs at 2 each whenever a core came free: on the embedded default a transfer task's dense model
+#: started in the last minute and its four-job chain ran with one core idle. Each level outweighs a hundred jobs
+#: of the level below it.
+PRIORITY = {"pretrain": 10_000, "sparsify": 100, "search": 1, "finetune": 0}
+
+
 def resources_of(stage):
     r = config["resources"][stage]
     return {

@@ -11,6 +11,7 @@ rule pretrain:
         f"{DENSE_DIR}/pretrain.log",
     benchmark:
         f"{DENSE_DIR}/benchmark.tsv"
+    priority: PRIORITY["pretrain"]
     conda:
         "../../environment.yml"
     threads: config["resources"]["pretrain"]["threads"]

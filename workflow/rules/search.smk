@@ -15,6 +15,7 @@ rule search:
     wildcard_constraints:
         method="|".join(m for m in METHODS if LABELS[m] not in PASS_METHODS)
         or "__none__",
+    priority: PRIORITY["search"]
     conda:
         "../../environment.yml"
     threads: config["resources"]["search"]["threads"]

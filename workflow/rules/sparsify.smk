@@ -15,6 +15,7 @@ rule sparsify:
         f"{BENCH}/sparsify/{{dataset}}/{{arch}}/seed{{seed}}/{{method}}/{{sparse_id}}.tsv"
     wildcard_constraints:
         method="|".join(SHARED_SPARSITY) or "__none__",
+    priority: PRIORITY["sparsify"]
     conda:
         "../../environment.yml"
     threads: config["resources"]["search"]["threads"]

@@ -22,6 +22,7 @@ rule transfer_structure:
         f"{LOGS}/transfer/{{dataset}}/{{arch}}/seed{{seed}}/structure-{{method}}-from-{{source}}/macs{{target}}{FT}.log",
     wildcard_constraints:
         method=NAME,
+    priority: PRIORITY["finetune"]
     conda:
         "../../environment.yml"
     threads: config["resources"]["finetune"]["threads"]
@@ -50,6 +51,7 @@ rule transfer_hypernet_search:
         f"{LOGS}/transfer/{{dataset}}/{{arch}}/seed{{seed}}/hypernet-{{method}}-from-{{source}}/macs{{target}}.log",
     wildcard_constraints:
         method="|".join(PASS_METHODS),
+    priority: PRIORITY["search"]
     conda:
         "../../environment.yml"
     threads: config["resources"]["search"]["threads"]
@@ -75,6 +77,7 @@ rule transfer_random_widths_search:
         f"{LOGS}/transfer/{{dataset}}/{{arch}}/seed{{seed}}/random_widths-{{method}}-from-{{source}}/macs{{target}}.log",
     wildcard_constraints:
         method=NAME,
+    priority: PRIORITY["search"]
     conda:
         "../../environment.yml"
     threads: config["resources"]["search"]["threads"]
