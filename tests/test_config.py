@@ -584,6 +584,15 @@ def test_snakemake_loads_the_default_without_configfile(tmp_path):
         job_counts(out, required=True) == S.counts(S.jobs(S.load(DEFAULT_CONFIG)))
         and sum(job_counts(out, required=True).values()) == 42
     )
+    # upstream first: Snakemake's scheduler sums the chosen jobs' priorities, so each stage must outweigh any
+    # number of the next stage's jobs that fit beside it (else a 2-thread pretraining starves on 2 cores)
+    rules = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    priority: (\d+)$", out, re.M)
+    got = {rule: int(p) for rule, p in rules}
+    assert {"pretrain", "sparsify", "search", "search_pass", "transfer_hypernet_search"} <= set(got), got
+    order = [got["pretrain"], got["sparsify"], got["search"]]
+    assert all(hi >= 100 * lo for hi, lo in zip(order, order[1:], strict=False)) and got["search"] > 0, got
+    assert got["search_pass"] == got["transfer_hypernet_search"] == got["search"], got
+    assert "finetune" not in got  # priority 0: Snakemake prints none
 
 
 @pytest.mark.parametrize(
