@@ -27,9 +27,9 @@ RESULTS_DIR = BENCH_DIR / "figures"
 #: The embedded default as the README states it (measured from a fresh working directory on the 2-core CI
 #: machine); used for shares when no finished run's benchmark files are there to count from.
 EMBEDDED_DEFAULT_JOBS = 42
-#: 241 s, 2026-12-07, fresh workdir, greedy scheduler (profiles/default; with the ILP scheduler 314 s on a slower
-#: machine state: `import torch` at 2.6-2.9 CPU s against 1.7-2.2 for the 241 s run)
-EMBEDDED_DEFAULT_WALL_S = 4 * 60 + 1
+#: 314 s, 2026-12-07 ~22:00 UTC, config/config.yaml at 1bbc928 (fresh workdir; `import torch` at 2.6-2.9 CPU s, where
+#: the earlier 234 s for 40 jobs at 9babe17 had about 2.1)
+EMBEDDED_DEFAULT_WALL_S = 5 * 60 + 14
 
 
 def load_average() -> float:
