@@ -459,12 +459,14 @@ def test_arch_settings_methods_restrict_an_archs_grid_only():
         1,  # depgraph_tp's
         3,
     )
-    runs = set()
-    for f in S.all_metrics(S.check(cfg)):
-        parts = f.split("/")
-        at = next((i for i, p in enumerate(parts) if p.startswith("macs")), None)
-        if at is not None and parts[at - 4] == "fashion_mnist":  # the grid's dataset (transfers: its halves)
-            runs.add(parts[at - 1])
+    study = S.check(cfg)
+    metrics = set(S.all_metrics(study))
+    target = S.fmt_target(BASE["targets"][0])
+    runs = {
+        label
+        for label in study.labels
+        if f"{study.layout.run_dir('fashion_mnist', 'resnet20', 0, label, target)}/metrics.json" in metrics
+    }
     assert runs == {"pass", "l1", "depgraph_tp"}
 
 
