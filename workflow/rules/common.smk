@@ -148,7 +148,8 @@ def maybe_protected(path):
 # ----------------------------------------------------------------------------- MLflow, around the jobs
 def track_init():
     """Before the jobs fan out: write the study file (rewritten only when it changes, so a rerun touches no
-    file) and create the store, the study's experiment and its study run once (passprune.tracking).
+    file) and, when jobs log live, create the store, the study's experiment and its study run once
+    (passprune.tracking); otherwise the closing track-sync creates them.
     """
     if not STUDY.tracking.enabled:
         return
@@ -163,6 +164,8 @@ def track_init():
         from passprune.files import atomic_write_text
 
         atomic_write_text(STUDY_FILE, text)
+    if STUDY.tracking.sync and not STUDY.tracking.live:
+        return  # no job logs: the closing track-sync creates the study run (one mlflow start-up, not two)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or STUDY.tracking.uri
     cmd = [
         "passprune",
