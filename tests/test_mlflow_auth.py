@@ -148,6 +148,15 @@ def test_track_urls_prints_each_studys_runs_table(tmp_path, monkeypatch, capsys)
     assert (
         capsys.readouterr().out == f"  passprune/study-b: http://127.0.0.1:5000/#/experiments/{ids['study-b']}/runs\n"
     )
+    # ... answered from the state file, which recorded the experiment of this very store: no client is opened
+    import passprune.tracking
+
+    def no_client(uri):
+        raise AssertionError("track-urls opened the store although the state file names the experiment")
+
+    monkeypatch.setattr(passprune.tracking, "client_for", no_client)
+    main(["track-urls", "results/study-b"])
+    assert f"/#/experiments/{ids['study-b']}/runs" in capsys.readouterr().out
 
 
 def test_ui_script_without_logins_stays_on_loopback(tmp_path):
