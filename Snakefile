@@ -30,13 +30,24 @@ onstart:
     if problems:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
     track_init()
+    # jobs on this machine start as forks of one process that imported torch (passprune.jobserver)
+    from passprune import jobserver
+
+    if jobserver.wanted(executor_name(workflow)):
+        os.environ[jobserver.ENV] = jobserver.start(f"{LOGS}/job-server.log")
 
 
 onsuccess:
+    from passprune import jobserver
+
+    jobserver.stop(os.environ.pop(jobserver.ENV, None))
     track_close("FINISHED")
 
 
 onerror:
+    from passprune import jobserver
+
+    jobserver.stop(os.environ.pop(jobserver.ENV, None))
     track_close("FAILED")
 
 

@@ -12,6 +12,7 @@ change; outputs are written atomically.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -273,14 +274,18 @@ def _add_tracking_commands(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if os.environ.get("PASSPRUNE_JOB_SERVER"):  # a warm start from the workflow's job server (passprune.jobserver)
+        from .jobserver import run_remote
+
+        code = run_remote(argv)
+        if code is not None:
+            raise SystemExit(code)
     command = next((x for x in argv if not x.startswith("-")), None)
     args = get_parser(with_modules=command not in CORE_COMMANDS).parse_args(argv)
     try:
         args.fn(args)
     except (ValueError, FileNotFoundError, RuntimeError, KeyError, FloatingPointError) as err:
         # Clear, one-line errors for bad input; the traceback is still there with PASSPRUNE_DEBUG=1.
-        import os
-
         if os.environ.get("PASSPRUNE_DEBUG"):
             raise
         raise SystemExit(f"passprune {args.stage}: error: {err}") from None

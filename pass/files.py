@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from importlib import metadata
@@ -139,5 +140,7 @@ def provenance() -> dict[str, Any]:
         "torch_pruning": package_version("torch-pruning"),
         "host": platform.node(),
         "cpu_threads": torch.get_num_threads(),
+        # forked by the workflow's job server (passprune.jobserver) rather than started as its own process
+        "warm_start": bool(getattr(sys.modules.get("passprune.jobserver"), "forked_job", False)),
         **runtime_info(),  # device, gpu_name, torch, cuda (the wheel's CUDA), cudnn
     }
