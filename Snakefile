@@ -34,7 +34,7 @@ onstart:
     from passprune import jobserver
 
     if jobserver.wanted(executor_name(workflow)):
-        os.environ[jobserver.ENV] = jobserver.start(f"{LOGS}/job-server.log")
+        os.environ[jobserver.ENV] = jobserver.start(jobserver.log_beside(log))
 
 
 onsuccess:

@@ -86,7 +86,10 @@ def startup_share(startup: dict, rules: dict | None) -> str:
     text += (
         f"; at 2 jobs at a time about {per_job * n_jobs / 2:.0f} s, {100 * per_job * n_jobs / 2 / wall:.0f}% "
         f"of its {wall} s wall time. (Not every job is a `passprune` process with torch, and an idle machine's "
-        "per-job figure is smaller than this loaded one's, so this is an upper estimate.)"
+        "per-job figure is smaller than this loaded one's, so this is an upper estimate.) These are the costs of a job "
+        "started as its own process (`PASSPRUNE_WARM_JOBS=0`, and every cluster job); on one machine the workflow "
+        "forks jobs from a job server that imported torch once (README, 'Warm job start on one machine'), which "
+        "spares them most of it."
     )
     return text
 

@@ -250,6 +250,15 @@ def _run(argv: list[str]) -> int:
 
 
 # ----------------------------------------------------------------------------- the workflow's side
+def log_beside(snakemake_log: str | list[str] | None) -> Path:
+    """The server's log, beside Snakemake's log of the run (``.snakemake/log/``; the hooks get a list of log
+    files), not among a study's results: a rerun must touch no result file it does not remake."""
+    logs = [snakemake_log] if isinstance(snakemake_log, str) else list(snakemake_log or [])
+    if not logs:
+        return Path(".snakemake", "log", "job-server.log")
+    return Path(logs[0]).with_suffix(".job-server.log")
+
+
 def start(log: str | Path, parent: int | None = None, timeout: float = 0.0) -> str:
     """Start a server for the calling process (the Snakemake run) and return its socket path; the server ends
     with ``parent`` (default: the caller). Jobs that start before it is ready run themselves; ``timeout`` > 0
