@@ -27,9 +27,9 @@ RESULTS_DIR = BENCH_DIR / "figures"
 #: The embedded default as the README states it (measured from a fresh working directory on the 2-core CI
 #: machine); used for shares when no finished run's benchmark files are there to count from.
 EMBEDDED_DEFAULT_JOBS = 42
-#: 314 s, 2026-12-07 ~22:00 UTC, config/config.yaml at 1bbc928 (fresh workdir; `import torch` at 2.6-2.9 CPU s, where
-#: the earlier 234 s for 40 jobs at 9babe17 had about 2.1)
-EMBEDDED_DEFAULT_WALL_S = 5 * 60 + 14
+#: With every job started as its own process (PASSPRUNE_WARM_JOBS=0), as the benchmark files of part 4 need:
+#: 292 s, 2026-12-08 00:15 UTC (fresh workdir); the same hour's runs with the warm job start took 191 and 208 s
+EMBEDDED_DEFAULT_WALL_S = 4 * 60 + 52
 
 
 def load_average() -> float:

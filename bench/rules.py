@@ -1,6 +1,6 @@
 """Part 4: per-rule wall times of the embedded default, from Snakemake's own benchmark files.
 
-Why read files rather than run the study here: the embedded default takes about 10 minutes on 2 cores and
+Why read files rather than run the study here: the embedded default takes 3-5 minutes on 2 cores and
 the lead runs it once at the end; this part only reads what that run left behind, so it is cheap to rerun
 alone (``bash bench/run.sh rules``) after it.
 
@@ -77,7 +77,7 @@ def measure(study: str, config: str) -> Part:
         return Part(
             "rules",
             f"4. Per-rule wall times of the embedded default ({config})",
-            "none set in the issue (figures); the study itself should end within 10 minutes",
+            "none set in the issue (figures); issue 19: the study itself within 4 minutes (README)",
             None,
             "_not measured_",
             [msg],
@@ -132,7 +132,7 @@ def measure(study: str, config: str) -> Part:
         f"From the {len(files)} benchmark TSVs of the {len(planned)} benchmarked jobs the config plans "
         f"({missing} missing; the DAG has {dag_jobs} jobs in all), written between {fmt(oldest)} and {fmt(newest)} (span {span / 60:.1f} "
         "min; a dense model shared with an earlier study carries that study's date).",
-        "Rules without a `benchmark:` directive (track-init, aggregate, report) are not in these files.",
+        "Rules without a `benchmark:` directive (aggregate, report) and the MLflow sync of the workflow's end hook are not in these files.",
         f"The jobs' summed wall time is {total:.0f} s; at 2 jobs at a time that is about {total / 2:.0f} s of "
         f"wall, against the README's {EMBEDDED_DEFAULT_WALL_S} s for the whole study.",
     ]
@@ -156,7 +156,7 @@ def measure(study: str, config: str) -> Part:
     return Part(
         "rules",
         f"4. Per-rule wall times of the embedded default ({config})",
-        "none set in the issue (figures); the study itself should end within 10 minutes",
+        "none set in the issue (figures); issue 19: the study itself within 4 minutes (README)",
         None,
         table,
         notes,
