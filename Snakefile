@@ -33,7 +33,7 @@ onstart:
     # jobs on this machine start as forks of one process that imported torch (passprune.jobserver)
     from passprune import jobserver
 
-    if jobserver.wanted(executor_name(workflow)):
+    if jobserver.wanted(executor_name(workflow), STUDY.config["device"]):
         os.environ[jobserver.ENV] = jobserver.start(jobserver.log_beside(log))
 
 

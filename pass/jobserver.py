@@ -18,7 +18,8 @@ What it changes: nothing a job computes (the child imports passprune afresh and 
 outputs are byte-identical with and without the server, tests/test_jobserver.py). Snakemake's ``benchmark:``
 files measure the job's own process tree, which is now the client: wall times stay true, CPU time and memory
 do not; set ``PASSPRUNE_WARM_JOBS=0`` for a run whose benchmark files you want to read (bench part 4). Never on a
-cluster: a job there runs on another node, and a forked job would escape SLURM's accounting.
+cluster: a job there runs on another node, and a forked job would escape SLURM's accounting. Only for CPU jobs
+for now (:func:`wanted`).
 """
 
 from __future__ import annotations
@@ -292,11 +293,18 @@ def stop(path: str | None) -> None:
         pass
 
 
-def wanted(executor: str | None) -> bool:
-    """The workflow starts a server only for jobs on this machine, and unless ``PASSPRUNE_WARM_JOBS=0``."""
+def wanted(executor: str | None, device: str = "cpu", gpus: str = "/dev/nvidia[0-9]*") -> bool:
+    """Whether the workflow starts a server: for jobs on this machine (not a cluster executor), on the CPU
+    (``device: cpu``, or ``auto`` where no NVIDIA GPU is present), unless ``PASSPRUNE_WARM_JOBS=0``.
+
+    Why not on a GPU: a fork may use CUDA as long as its parent never initialised it (the server does not), but
+    that has not been run on a GPU yet, and next to a GPU job's minutes the start-up is a small share."""
+    from glob import glob
+
     from .tracking_policy import is_cluster_executor
 
-    return not is_cluster_executor(executor) and os.environ.get(SWITCH, "1") != "0"
+    on_cpu = device == "cpu" or (device == "auto" and not glob(gpus))
+    return on_cpu and not is_cluster_executor(executor) and os.environ.get(SWITCH, "1") != "0"
 
 
 if __name__ == "__main__":  # run as a script, this file is __main__: serve from the module passprune imports

@@ -117,3 +117,16 @@ def test_the_job_dies_with_its_client(server, tmp_path):
     client.wait(timeout=10)
     child.wait(timeout=10)
     assert not child.is_running()
+
+
+def test_the_workflow_starts_a_server_only_for_cpu_jobs_on_this_machine(tmp_path, monkeypatch):
+    monkeypatch.delenv(jobserver.SWITCH, raising=False)
+    no_gpu, gpu = str(tmp_path / "nvidia[0-9]*"), str(tmp_path / "gpu*")
+    (tmp_path / "gpu0").touch()
+    assert jobserver.wanted("local", "cpu", no_gpu) and jobserver.wanted("local", "auto", no_gpu)
+    assert jobserver.wanted(None, "cpu", gpu)  # device: cpu on a GPU machine
+    assert not jobserver.wanted("local", "auto", gpu)  # auto picks the GPU there
+    assert not jobserver.wanted("local", "cuda", no_gpu)
+    assert not jobserver.wanted("slurm", "cpu", no_gpu)  # a cluster job runs on another node
+    monkeypatch.setenv(jobserver.SWITCH, "0")
+    assert not jobserver.wanted("local", "cpu", no_gpu)
