@@ -30,24 +30,16 @@ onstart:
     if problems:
         raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
     track_init()
-    # jobs on this machine start as forks of one process that imported torch (passprune.jobserver)
-    from passprune import jobserver
-
-    if jobserver.wanted(executor_name(workflow), STUDY.config["device"]):
-        os.environ[jobserver.ENV] = jobserver.start(jobserver.log_beside(log))
+    start_job_server(executor_name(workflow), log)
 
 
 onsuccess:
-    from passprune import jobserver
-
-    jobserver.stop(os.environ.pop(jobserver.ENV, None))
+    stop_job_server()
     track_close("FINISHED")
 
 
 onerror:
-    from passprune import jobserver
-
-    jobserver.stop(os.environ.pop(jobserver.ENV, None))
+    stop_job_server()
     track_close("FAILED")
 
 

@@ -274,7 +274,9 @@ def _add_tracking_commands(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if os.environ.get("PASSPRUNE_JOB_SERVER"):  # a warm start from the workflow's job server (passprune.jobserver)
+    # a warm start from the workflow's job server (the name is passprune.jobserver.ENV; read here without
+    # importing that module, so a command that is no job pays nothing for it)
+    if os.environ.get("PASSPRUNE_JOB_SERVER"):
         from .jobserver import run_remote
 
         code = run_remote(argv)

@@ -148,7 +148,7 @@ def serve(path: str, parent: int) -> None:
             conn.close()
     finally:
         listener.close()
-        Path(path).unlink(missing_ok=True)
+        stop(path)  # also when Snakemake was killed and could not
 
 
 def _alive(pid: int) -> bool:

@@ -588,13 +588,20 @@ def test_snakemake_loads_the_default_without_configfile(tmp_path):
     )
     # upstream first: Snakemake's scheduler sums the chosen jobs' priorities, so each stage must outweigh any
     # number of the next stage's jobs that fit beside it (else a 2-thread pretraining starves on 2 cores)
-    rules = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    priority: (\d+)$", out, re.M)
-    got = {rule: int(p) for rule, p in rules}
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", out, re.M)
+
+    def priority(block: str) -> float:  # Snakemake prints no priority line for 0
+        m = re.search(r"^    priority: ([\d.]+)$", block, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    got = {rule: priority(block) for rule, block in jobs if rule != "finetune"}
     assert {"pretrain", "sparsify", "search", "search_pass", "transfer_hypernet_search"} <= set(got), got
     order = [got["pretrain"], got["sparsify"], got["search"]]
     assert all(hi >= 100 * lo for hi, lo in zip(order, order[1:], strict=False)) and got["search"] > 0, got
     assert got["search_pass"] == got["transfer_hypernet_search"] == got["search"], got
-    assert "finetune" not in got  # priority 0: Snakemake prints none
+    # among fine-tunings the control that retrains from scratch (the longest) first, still after every search
+    finetune = {re.search(r"method=(\w+)", b).group(1): priority(b) for r, b in jobs if r == "finetune"}
+    assert 0 < finetune.pop("scratch") < got["search"] and set(finetune.values()) == {0.0}, finetune
 
 
 @pytest.mark.parametrize(

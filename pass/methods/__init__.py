@@ -95,6 +95,9 @@ class MethodSpec:
     needs_reference: bool = False
     trains_weights: bool = False
     transfer_only: bool = False
+    #: Fine-tuning starts from a fresh initialisation and first replays the dense model's pretraining (``scratch``):
+    #: the longest fine-tuning jobs of a study, which the workflow starts first so that none runs alone at the end.
+    reinit: bool = False
     #: The target-independent sparsity training (returns its facts and cost), run once and shared by every target's
     #: search (``passprune sparsify``); None where the method has none or its training depends on the target (GReg).
     sparsify: Callable[[SearchContext], dict[str, Any]] | None = None
@@ -196,6 +199,7 @@ def register_method(
     needs_reference: bool = False,
     trains_weights: bool = False,
     transfer_only: bool = False,
+    reinit: bool = False,
     sparsify: Callable[[SearchContext], dict[str, Any]] | None = None,
     sparsify_options: tuple[str, ...] = (),
     **defaults: Any,
@@ -216,6 +220,7 @@ def register_method(
                 needs_reference=needs_reference,
                 trains_weights=trains_weights,
                 transfer_only=transfer_only,
+                reinit=reinit,
                 sparsify=sparsify,
                 sparsify_options=tuple(sparsify_options),
             )
@@ -230,13 +235,18 @@ def baseline(name: str, summary: str, **options: Any):
     return register_method(name, family="baseline", summary=summary, **options)
 
 
-def control(name: str, summary: str, **options: Any):
+def control(name: str, summary: str, reinit: bool = False, **options: Any):
     """Register a control: a structure derived from a reference method's (PASS by default), so it needs one.
 
     Controls answer "what does the reference's structure owe to which channels / its init?", which is why
     each reads the reference's structure.json and why the workflow orders them after it."""
     return register_method(
-        name, family="control", summary=summary, needs_reference=True, **{"reference": "pass", **options}
+        name,
+        family="control",
+        summary=summary,
+        needs_reference=True,
+        reinit=reinit,
+        **{"reference": "pass", **options},
     )
 
 

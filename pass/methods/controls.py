@@ -94,6 +94,7 @@ def random_widths_method(ctx: SearchContext) -> SearchResult:
 @control(
     "scratch",
     "the reference structure trained from a fresh random init with the dense+finetune budget (Liu et al. 2019)",
+    reinit=True,
 )
 def scratch_method(ctx: SearchContext) -> SearchResult:
     # Which indices are kept does not matter for a fresh initialisation; the reference's are as good as any.

@@ -106,6 +106,11 @@ class Study:
         defaults = self.caps.shared_sparsity.get(self.labels.get(label, ""))
         return defaults is not None and {**defaults, **self.method_options(label)}["epochs"] > 0
 
+    def reinits(self, label: str) -> bool:
+        """Whether a label's fine-tuning retrains from a fresh initialisation (``scratch``): it first replays the
+        dense model's pretraining, so its fine-tuning jobs are the study's longest."""
+        return self.labels.get(label) in self.caps.reinit_methods
+
     def reference_of(self, label: str) -> str | None:
         """The method label whose structure a control (random_widths, scratch) reuses; None for other methods."""
         default = self.caps.reference_methods.get(self.labels.get(label))

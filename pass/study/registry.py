@@ -33,6 +33,8 @@ class Capabilities:
     #: methods whose sparsity training does not depend on the MACs target -> its options with their defaults: the
     #: workflow trains once per (dataset, arch, seed, method, these options) (rule ``sparsify``) for every target
     shared_sparsity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: methods whose fine-tuning retrains from a fresh initialisation (``scratch``): the longest fine-tunings
+    reinit_methods: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=4)
@@ -45,4 +47,5 @@ def capabilities(repo: Path = REPO) -> Capabilities:
         imagenet_archs=tuple(data["imagenet_archs"]),
         weight_train={m: v["weight_train"] for m, v in sorted(configurable.items()) if v.get("trains_weights")},
         shared_sparsity={m: v["shared_sparsity"] for m, v in sorted(configurable.items()) if "shared_sparsity" in v},
+        reinit_methods=tuple(sorted(m for m, v in configurable.items() if v.get("reinit"))),
     )

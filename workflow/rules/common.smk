@@ -132,6 +132,13 @@ def search_args(wc, input):
 PRIORITY = {"pretrain": 10_000, "sparsify": 100, "search": 1, "finetune": 0}
 
 
+def finetune_priority(wildcards):
+    """Among fine-tunings, a control that retrains from scratch first (half a search's weight, so still after the
+    searches): it replays the dense pretraining, and started last it ran alone at the end of the embedded default
+    (33 s of 221, the other core idle for 11)."""
+    return PRIORITY["finetune"] + (0.5 if STUDY.reinits(wildcards.method) else 0)
+
+
 def resources_of(stage):
     r = config["resources"][stage]
     return {
@@ -143,6 +150,22 @@ def resources_of(stage):
 
 def maybe_protected(path):
     return protected(path) if STUDY.config["protect_dense"] else path
+
+
+# ----------------------------------------------------------------------------- warm job start
+def start_job_server(executor, log):
+    """Jobs on this machine start as forks of one process that imported torch (passprune.jobserver); its
+    socket reaches them through the environment they inherit."""
+    from passprune import jobserver
+
+    if jobserver.wanted(executor, STUDY.config["device"]):
+        os.environ[jobserver.ENV] = jobserver.start(jobserver.log_beside(log))
+
+
+def stop_job_server():
+    from passprune import jobserver
+
+    jobserver.stop(os.environ.pop(jobserver.ENV, None))
 
 
 # ----------------------------------------------------------------------------- MLflow, around the jobs

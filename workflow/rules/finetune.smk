@@ -14,7 +14,7 @@ rule finetune:
         f"{BENCH}/finetune/{{dataset}}/{{arch}}/seed{{seed}}/{{method}}/macs{{target}}{FT}.tsv"
     wildcard_constraints:
         method=NAME,
-    priority: PRIORITY["finetune"]
+    priority: finetune_priority
     conda:
         "../../environment.yml"
     threads: config["resources"]["finetune"]["threads"]
