@@ -274,15 +274,15 @@ def _add_tracking_commands(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((x for x in argv if not x.startswith("-")), None)
     # a warm start from the workflow's job server (the name is passprune.jobserver.ENV; read here without
     # importing that module, so a command that is no job pays nothing for it)
     if os.environ.get("PASSPRUNE_JOB_SERVER"):
         from .jobserver import run_remote
 
-        code = run_remote(argv)
+        code = run_remote(argv, command)
         if code is not None:
             raise SystemExit(code)
-    command = next((x for x in argv if not x.startswith("-")), None)
     args = get_parser(with_modules=command not in CORE_COMMANDS).parse_args(argv)
     try:
         args.fn(args)

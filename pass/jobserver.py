@@ -51,11 +51,10 @@ _STATUS = struct.Struct("!q")  # the child's pid (0: refused), then its exit sta
 
 
 # ----------------------------------------------------------------------------- client (the job's own process)
-def run_remote(argv: list[str]) -> int | None:
-    """Run ``passprune argv`` in a child of the job server and return its exit status; None when there is no
-    server to run it (the caller then runs the job itself)."""
+def run_remote(argv: list[str], stage: str | None) -> int | None:
+    """Run ``passprune argv`` (its command: ``stage``) in a child of the job server and return its exit status;
+    None when there is no server to run it (the caller then runs the job itself)."""
     path = os.environ.get(ENV)
-    stage = next((x for x in argv if not x.startswith("-")), None)
     if not path or stage not in JOB_STAGES or os.environ.get(SWITCH, "1") == "0":
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
